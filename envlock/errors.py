@@ -1,0 +1,57 @@
+"""One exception hierarchy; the CLI turns each into ``error:``/``hint:`` lines and an exit code."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_UNAVAILABLE = 3
+
+
+class EnvlockError(Exception):
+    """An expected failure: a message for the user, an optional hint, an exit code."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(EnvlockError):
+    """The command line asked for something that cannot be done."""
+
+
+class SpecError(EnvlockError):
+    """A spec file is malformed, has unknown keys or an impossible combination."""
+
+
+class CompatError(SpecError):
+    """The spec asks for a framework / CUDA / Python combination that does not exist."""
+
+
+class LockError(EnvlockError):
+    """A lock file cannot be read or is not in envlock's format."""
+
+
+class ResolutionError(EnvlockError):
+    """The resolver found no solution for the spec (bad input, exit 2)."""
+
+
+class CheckFailed(EnvlockError):
+    """A consistency check failed: stale lock, hash mismatch, tampered file."""
+
+    exit_code = EXIT_CHECK_FAILED
+
+
+class ToolMissing(EnvlockError):
+    """An external tool (uv, pip-compile) that a command needs is not installed."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
+class ServiceUnavailable(EnvlockError):
+    """A required service (index, Docker engine, registry) cannot be reached."""
+
+    exit_code = EXIT_UNAVAILABLE

@@ -1,0 +1,84 @@
+"""pip resolution behind one small interface; engines (uv, pip-tools) are adapters.
+
+An engine takes a ``Request`` (requirements, indexes, target platform and Python,
+cut-off date) and returns one hashed artifact per package for that target.  It
+never sees the spec, the matrix or the lock format.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from envlock.errors import UsageError
+from envlock.lock import Package
+
+ENGINES = ("uv", "pip-tools")
+
+
+@dataclass(frozen=True)
+class Request:
+    requirements: tuple[str, ...]
+    platform: str  # conda subdir of the target
+    python: str  # target CPython minor version
+    index_url: str | None = None  # replaces PyPI; may hold ${VAR} placeholders
+    indexes: tuple[str, ...] = ()  # searched before the default index
+    find_links: tuple[str, ...] = ()  # absolute paths or URLs
+    no_index: bool = False
+    exclude_newer: str | None = None  # RFC 3339 UTC
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str
+    version: Callable[[], str]
+    resolve: Callable[[Request], list[Package]]
+
+
+def get(name: str) -> Engine:
+    if name == "uv":
+        from envlock.resolve import uv
+
+        return Engine("uv", uv.version, uv.resolve)
+    if name == "pip-tools":
+        from envlock.resolve import piptools
+
+        return Engine("pip-tools", piptools.version, piptools.resolve)
+    raise UsageError(f"unknown resolver {name!r}", f"choose one of: {', '.join(ENGINES)}")
+
+
+_LEAKY = (
+    "PIP_",
+    "UV_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_FIND_LINKS",
+    "UV_NO_INDEX",
+    "UV_EXCLUDE_NEWER",
+    "UV_CONSTRAINT",
+    "UV_OVERRIDE",
+    "UV_PYTHON",
+    "UV_PRERELEASE",
+    "UV_RESOLUTION",
+    "UV_TORCH_BACKEND",
+    "UV_CONFIG_FILE",
+    "UV_INDEX_STRATEGY",
+)
+_KEEP = ("PIP_CERT", "PIP_DEFAULT_TIMEOUT", "PIP_CLIENT_CERT", "PIP_TRUSTED_HOST")
+
+
+def isolated_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a resolver: no host pip/uv settings that would change the answer."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in _KEEP or not any(k.startswith(p) for p in _LEAKY)
+    }
+    env["PIP_CONFIG_FILE"] = os.devnull
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["UV_NO_CONFIG"] = "1"
+    env["PYTHONHASHSEED"] = "0"
+    if extra:
+        env.update(extra)
+    return env

@@ -1,0 +1,157 @@
+"""pip-tools engine: ``pip-compile --generate-hashes``, then pip's report for the artifact URLs.
+
+pip-compile resolves for the interpreter that runs it, so this engine refuses
+any target other than the host's platform and Python.  ``exclude-newer`` maps to
+pip's ``--uploaded-prior-to`` (pip 25.3 and later).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+from functools import cache
+from pathlib import Path
+
+from envlock.errors import ResolutionError, ServiceUnavailable, ToolMissing, UsageError
+from envlock.lock import Package
+from envlock.platforms import host_subdir
+from envlock.resolve import Request, isolated_env
+from envlock.resolve.uv import redact_all
+from envlock.spec import expand_env, redact
+
+
+@cache
+def version() -> str:
+    try:
+        from importlib.metadata import version as dist_version
+
+        return f"pip-tools {dist_version('pip-tools')}, pip {dist_version('pip')}"
+    except Exception:
+        raise ToolMissing(
+            "pip-tools is not installed", "pip install 'envlock[pip-tools]', or use --resolver uv"
+        ) from None
+
+
+def _pip_version() -> tuple[int, ...]:
+    from importlib.metadata import version as dist_version
+
+    return tuple(int(x) for x in dist_version("pip").split(".")[:2] if x.isdigit())
+
+
+def _index_args(req: Request) -> list[str]:
+    args: list[str] = []
+    if req.no_index:
+        args.append("--no-index")
+    if req.index_url:
+        args += ["--index-url", expand_env(req.index_url)]
+    for index in req.indexes:
+        args += ["--extra-index-url", expand_env(index)]
+    for link in req.find_links:
+        args += ["--find-links", expand_env(link)]
+    return args
+
+
+def check(req: Request) -> None:
+    """Refuse what pip-compile cannot do, before running anything."""
+    version()
+    host = host_subdir()
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if req.platform != host or req.python != here:
+        raise UsageError(
+            f"pip-tools resolves for the interpreter running it ({host} / Python {here}), "
+            f"not for {req.platform} / Python {req.python}",
+            "use the default resolver (--resolver uv), which resolves for any target",
+        )
+    if req.exclude_newer and _pip_version() < (25, 3):
+        raise UsageError(
+            "pip-tools cannot honour exclude-newer with this pip (needs pip >= 25.3)",
+            "pip install -U 'pip>=25.3', or use --resolver uv",
+        )
+
+
+def resolve(req: Request) -> list[Package]:
+    check(req)
+    index = _index_args(req)
+    date = [f"--uploaded-prior-to={req.exclude_newer}"] if req.exclude_newer else []
+    env = isolated_env()
+    with tempfile.TemporaryDirectory(prefix="envlock-piptools-") as tmp:
+        infile = Path(tmp, "requirements.in")
+        infile.write_text("".join(r + "\n" for r in req.requirements), "utf-8")
+        pinned = Path(tmp, "requirements.txt")
+        compile_cmd = [
+            sys.executable,
+            "-m",
+            "piptools",
+            "compile",
+            "--generate-hashes",
+            "--no-header",
+            "--no-annotate",
+            "--strip-extras",
+            "--quiet",
+            "--no-emit-index-url",
+            "--output-file",
+            str(pinned),
+            *index,
+            *(["--pip-args", shlex.join(date)] if date else []),
+            str(infile),
+        ]
+        _run(compile_cmd, env, req)
+        report = Path(tmp, "report.json")
+        report_cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--no-deps",
+            "--require-hashes",
+            "--quiet",
+            "--report",
+            str(report),
+            *index,
+            *date,
+            "-r",
+            str(pinned),
+        ]
+        _run(report_cmd, env, req)
+        data = json.loads(report.read_text("utf-8"))
+    return [_package(item) for item in data.get("install", [])]
+
+
+def _package(item: dict[str, object]) -> Package:
+    from packaging.utils import canonicalize_name
+
+    meta = item["metadata"]
+    info = item["download_info"]
+    assert isinstance(meta, dict) and isinstance(info, dict)
+    archive = info.get("archive_info", {})
+    hashes = archive.get("hashes") or {}
+    sha256 = hashes.get("sha256") or str(archive.get("hash", "")).removeprefix("sha256=")
+    return Package(
+        manager="pip",
+        name=canonicalize_name(str(meta["name"])),
+        version=str(meta["version"]),
+        url=redact(str(info["url"])),
+        sha256=sha256,
+    )
+
+
+def _run(cmd: list[str], env: dict[str, str], req: Request) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode == 0:
+        return
+    text = redact_all(proc.stderr + proc.stdout)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("WARNING")]
+    if any(s in text for s in ("NewConnectionError", "Max retries exceeded", "ConnectionError")):
+        raise ServiceUnavailable(
+            "cannot reach the package index", "check the index URL and your network"
+        )
+    reason = " ".join(lines[-3:]) if lines else "unknown error"
+    raise ResolutionError(
+        f"pip-tools found no solution for {req.platform} / Python {req.python}: {reason}",
+        "loosen a pin, or check exclude-newer and the package names",
+    )

@@ -1,0 +1,113 @@
+"""uv engine: ``uv pip compile`` for an explicit target, read back as PEP 751 data."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+import tomllib
+from functools import cache
+from pathlib import Path
+
+from envlock.errors import ResolutionError, ServiceUnavailable, ToolMissing
+from envlock.lock import Package
+from envlock.platforms import PLATFORMS
+from envlock.resolve import Request, isolated_env
+from envlock.resolve.artifacts import from_pylock
+from envlock.spec import expand_env
+
+
+@cache
+def binary() -> str:
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if found:
+            return found
+    raise ToolMissing("uv is not installed", "pip install uv (envlock depends on it)")
+
+
+@cache
+def version() -> str:
+    out = subprocess.run([binary(), "--version"], capture_output=True, text=True, check=False)
+    return out.stdout.strip() or "uv"
+
+
+def command(req: Request, infile: Path, outfile: Path) -> list[str]:
+    """The uv command line for a request (credentials already expanded)."""
+    args = [
+        binary(),
+        "pip",
+        "compile",
+        str(infile),
+        "--format",
+        "pylock.toml",
+        "--output-file",
+        str(outfile),
+        "--python-version",
+        req.python,
+        "--python-platform",
+        PLATFORMS[req.platform].uv_target,
+        "--no-header",
+        "--quiet",
+        "--no-config",
+    ]
+    if req.exclude_newer:
+        args += ["--exclude-newer", req.exclude_newer]
+    if req.no_index:
+        args.append("--no-index")
+    if req.index_url:
+        args += ["--default-index", expand_env(req.index_url)]
+    for index in req.indexes:
+        args += ["--index", expand_env(index)]
+    for link in req.find_links:
+        args += ["--find-links", expand_env(link)]
+    return args
+
+
+def resolve(req: Request) -> list[Package]:
+    with tempfile.TemporaryDirectory(prefix="envlock-uv-") as tmp:
+        infile = Path(tmp, "requirements.in")
+        infile.write_text("".join(r + "\n" for r in req.requirements), "utf-8")
+        outfile = Path(tmp, "pylock.toml")
+        proc = subprocess.run(
+            command(req, infile, outfile),
+            capture_output=True,
+            text=True,
+            env=isolated_env(),
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise _failure(proc.stderr, req)
+        data = tomllib.loads(outfile.read_text("utf-8"))
+    return from_pylock(data, req.platform, req.python, Path(tmp))
+
+
+def _failure(stderr: str, req: Request) -> Exception:
+    text = redact_all(stderr)
+    lines = [ln.strip(" ╰─▶│×") for ln in text.splitlines() if ln.strip(" ╰─▶│×")]
+    target = f"{req.platform} / Python {req.python}"
+    joined = " ".join(lines)
+    if re.search(
+        r"(error sending request|Failed to fetch|dns error|Connection refused|timed out)", text
+    ):
+        where = re.search(r"`(https?://[^`]+)`", text)
+        return ServiceUnavailable(
+            f"cannot reach the package index{' ' + where.group(1) if where else ''}",
+            "check the index URL and your network; envlock resolves against live indexes",
+        )
+    if "No solution found" in text or "not found in the" in text or "was not found" in text:
+        reason = joined.split("No solution found when resolving dependencies:", 1)[-1].strip()
+        return ResolutionError(
+            f"no solution for {target}: {reason}",
+            "loosen a pin, or check exclude-newer and the package names",
+        )
+    return ResolutionError(f"uv could not resolve for {target}: {joined or 'unknown error'}")
+
+
+def redact_all(text: str) -> str:
+    return re.sub(r"([a-z+]+://)[^/@\s`'\"]*@", r"\1", text)

@@ -1,0 +1,432 @@
+"""The spec: what the user wants.  Load a ``specs/NAME.toml``, validate every field.
+
+Every error names the file and the line of the offending key and, where there is
+a closed set of choices, lists them.  Validation is pure: it reads the file once
+and touches nothing else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envlock.errors import SpecError
+from envlock.platforms import PLATFORMS
+from envlock.tomlpos import find_line
+
+FRAMEWORKS = ("pytorch", "tensorflow", "jax")
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_PYTHON = re.compile(r"^3\.(\d{1,2})$")
+_CUDA = re.compile(r"^\d{1,2}(\.\d{1,2})?$")
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class Framework:
+    name: str
+    version: str
+    cuda: str = "cpu"
+
+
+@dataclass(frozen=True)
+class PipSection:
+    packages: tuple[str, ...] = ()
+    index_url: str | None = None
+    indexes: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+    no_index: bool = False
+    exclude_newer: str | None = None
+
+
+@dataclass(frozen=True)
+class CondaSection:
+    channels: tuple[str, ...] = ()
+    packages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImageSection:
+    base: str | None = None
+    system: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    workdir: str = "/workspace"
+
+
+@dataclass(frozen=True)
+class Spec:
+    path: Path
+    name: str
+    python: str
+    platforms: tuple[str, ...]
+    framework: Framework | None = None
+    pip: PipSection = field(default_factory=PipSection)
+    conda: CondaSection | None = None
+    image: ImageSection = field(default_factory=ImageSection)
+
+    def canonical(self) -> dict[str, Any]:
+        """The spec's meaning as plain data: comments, layout and key order drop out."""
+        data: dict[str, Any] = {
+            "name": self.name,
+            "python": self.python,
+            "platforms": list(self.platforms),
+            "pip": {
+                "packages": list(self.pip.packages),
+                "index-url": self.pip.index_url,
+                "indexes": list(self.pip.indexes),
+                "find-links": list(self.pip.find_links),
+                "no-index": self.pip.no_index,
+                "exclude-newer": self.pip.exclude_newer,
+            },
+            "image": {
+                "base": self.image.base,
+                "system": list(self.image.system),
+                "env": dict(self.image.env),
+                "workdir": self.image.workdir,
+            },
+        }
+        if self.framework is not None:
+            data["framework"] = {
+                "name": self.framework.name,
+                "version": self.framework.version,
+                "cuda": self.framework.cuda,
+            }
+        if self.conda is not None:
+            data["conda"] = {
+                "channels": list(self.conda.channels),
+                "packages": list(self.conda.packages),
+            }
+        return data
+
+    @property
+    def spec_hash(self) -> str:
+        return spec_hash(self.canonical())
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+
+def spec_hash(canonical: Mapping[str, Any]) -> str:
+    blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+
+
+class _Checker:
+    """Holds the file text so that every complaint can name its line."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.text = text
+
+    def fail(self, keypath: tuple[str, ...], message: str, hint: str | None = None) -> SpecError:
+        line = find_line(self.text, keypath) if keypath else None
+        where = f"{self.path}:{line}" if line else str(self.path)
+        return SpecError(f"{where}: {message}", hint)
+
+    def table(
+        self, data: Any, keypath: tuple[str, ...], allowed: tuple[str, ...]
+    ) -> dict[str, Any]:
+        label = "[" + ".".join(keypath) + "]" if keypath else "the top level"
+        if not isinstance(data, dict):
+            raise self.fail(keypath, f"{label} must be a table, not {_kind(data)}")
+        for key in data:
+            if key not in allowed:
+                import difflib
+
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise self.fail(
+                    (*keypath, key),
+                    f"unknown key '{key}' in {label}",
+                    f"{hint}valid keys: {', '.join(allowed)}",
+                )
+        return data
+
+    def string(
+        self, data: dict[str, Any], keypath: tuple[str, ...], default: str | None = None
+    ) -> str | None:
+        value = data.get(keypath[-1], default)
+        if value is not None and not isinstance(value, str):
+            raise self.fail(keypath, f"'{'.'.join(keypath)}' must be a string, not {_kind(value)}")
+        return value
+
+    def strings(self, data: dict[str, Any], keypath: tuple[str, ...]) -> tuple[str, ...]:
+        value = data.get(keypath[-1], [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(keypath, f"'{'.'.join(keypath)}' must be a list of strings")
+        return tuple(value)
+
+    def check_each(
+        self, values: tuple[str, ...], keypath: tuple[str, ...], check: Callable[[str], str | None]
+    ) -> None:
+        for value in values:
+            problem = check(value)
+            if problem:
+                raise self.fail(keypath, f"'{'.'.join(keypath)}': {problem}")
+
+
+def _kind(value: Any) -> str:
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def load(path: str | Path, *, strict: bool = True) -> Spec:
+    """Read and validate a spec file; raise ``SpecError`` naming file and line."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise SpecError(f"{p}: no such spec file", "create one with: envlock init NAME") from None
+    except OSError as exc:
+        raise SpecError(f"{p}: cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(f"{p}: not UTF-8 text") from None
+    return parse(text, p, strict=strict)
+
+
+def parse(text: str, path: Path, *, strict: bool = True) -> Spec:
+    """Validate ``text``.  ``strict=False`` skips the PEP 440/508 syntax checks of versions
+    and requirements (they need ``packaging``), for callers such as ``verify`` that only
+    compare the spec's hash with a lock made from an already validated spec."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
+        where = f"{path}:{m.group(1)}:{m.group(2)}" if m else str(path)
+        reason = msg[: m.start()].strip() if m else msg
+        raise SpecError(f"{where}: invalid TOML: {reason}") from None
+    c = _Checker(path, text)
+    top = c.table(data, (), ("name", "python", "platforms", "framework", "pip", "conda", "image"))
+
+    if "." in path.stem:
+        raise SpecError(
+            f"{path}: spec file names may not contain dots besides '.toml'",
+            "rename it, e.g. specs/vision.toml (exports are named pylock.NAME.toml)",
+        )
+    name = c.string(top, ("name",), path.stem) or path.stem
+    if not _NAME.match(name):
+        raise c.fail(("name",), f"invalid name {name!r}", "use letters, digits, '-' and '_'")
+
+    python = c.string(top, ("python",))
+    if python is None:
+        raise c.fail((), "missing key 'python'", 'add e.g. python = "3.11"')
+    if not _PYTHON.match(python):
+        raise c.fail(
+            ("python",), f"invalid python {python!r}", 'give a CPython minor version, e.g. "3.11"'
+        )
+
+    platforms = c.strings(top, ("platforms",)) if "platforms" in top else ("linux-64",)
+    if not platforms:
+        raise c.fail(("platforms",), "'platforms' is empty", f"choose from: {', '.join(PLATFORMS)}")
+    for plat in platforms:
+        if plat not in PLATFORMS:
+            raise c.fail(
+                ("platforms",),
+                f"unknown platform {plat!r}",
+                f"valid platforms: {', '.join(PLATFORMS)}",
+            )
+    if len(set(platforms)) != len(platforms):
+        raise c.fail(("platforms",), "'platforms' lists a platform twice")
+
+    framework = _framework(c, top, strict) if "framework" in top else None
+    pip = _pip(c, top.get("pip", {}), strict)
+    conda = _conda(c, top["conda"]) if "conda" in top else None
+    image = _image(c, top.get("image", {}))
+    return Spec(
+        path=path,
+        name=name,
+        python=python,
+        platforms=platforms,
+        framework=framework,
+        pip=pip,
+        conda=conda,
+        image=image,
+    )
+
+
+def _framework(c: _Checker, top: dict[str, Any], strict: bool) -> Framework:
+    fw = c.table(top["framework"], ("framework",), ("name", "version", "cuda"))
+    name = c.string(fw, ("framework", "name"))
+    if name not in FRAMEWORKS:
+        raise c.fail(
+            ("framework", "name"),
+            f"unknown framework {name!r}" if name else "missing 'framework.name'",
+            f"valid frameworks: {', '.join(FRAMEWORKS)}",
+        )
+    version = c.string(fw, ("framework", "version"))
+    if not version:
+        raise c.fail(("framework",), "missing 'framework.version'", 'e.g. version = "2.5"')
+    problem = _version_problem(version) if strict else None
+    if problem:
+        raise c.fail(
+            ("framework", "version"),
+            problem,
+            'give a version ("2.5", "2.5.1") or a specifier (">=2.4,<2.6")',
+        )
+    cuda = c.string(fw, ("framework", "cuda"), "cpu") or "cpu"
+    if cuda != "cpu" and not _CUDA.match(cuda):
+        raise c.fail(
+            ("framework", "cuda"),
+            f"invalid cuda {cuda!r}",
+            'use "cpu" or a CUDA major.minor such as "12.4"',
+        )
+    return Framework(name=name, version=version, cuda=cuda)
+
+
+def _version_problem(version: str) -> str | None:
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        Version(version)
+        return None
+    except InvalidVersion:
+        pass
+    try:
+        SpecifierSet(version)
+        return None
+    except InvalidSpecifier:
+        return f"invalid version {version!r}"
+
+
+def _requirement_problem(value: str) -> str | None:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        Requirement(value)
+    except InvalidRequirement as exc:
+        return f"invalid requirement {value!r}: {str(exc).splitlines()[0]}"
+    return None
+
+
+def _url_problem(value: str) -> str | None:
+    if not re.match(r"^(https?|file)://", value):
+        return f"{value!r} is not an http(s):// or file:// URL"
+    userinfo = re.match(r"^[a-z]+://([^/@]*)@", value)
+    if userinfo and _ENV_VAR.sub("", userinfo.group(1)).strip(":"):
+        return f"{value!r} holds credentials; write them as ${{ENV_VAR}} placeholders"
+    return None
+
+
+def _date(c: _Checker, value: Any, keypath: tuple[str, ...]) -> str:
+    """Normalise exclude-newer to an RFC 3339 UTC timestamp (no local time zones)."""
+    if isinstance(value, dt.datetime):
+        stamp = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    elif isinstance(value, dt.date):
+        stamp = dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+    elif isinstance(value, str):
+        try:
+            stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise c.fail(
+                keypath, f"invalid date {value!r}", 'use "YYYY-MM-DD" or an RFC 3339 time'
+            ) from None
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=dt.UTC)
+    else:
+        raise c.fail(keypath, f"'exclude-newer' must be a date, not {_kind(value)}")
+    return stamp.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _pip(c: _Checker, raw: Any, strict: bool) -> PipSection:
+    keys = ("packages", "index-url", "indexes", "find-links", "no-index", "exclude-newer")
+    pip = c.table(raw, ("pip",), keys)
+    packages = c.strings(pip, ("pip", "packages"))
+    if strict:
+        c.check_each(packages, ("pip", "packages"), _requirement_problem)
+    index_url = c.string(pip, ("pip", "index-url"))
+    if index_url is not None:
+        c.check_each((index_url,), ("pip", "index-url"), _url_problem)
+    indexes = c.strings(pip, ("pip", "indexes"))
+    c.check_each(indexes, ("pip", "indexes"), _url_problem)
+    find_links = c.strings(pip, ("pip", "find-links"))
+    no_index = pip.get("no-index", False)
+    if not isinstance(no_index, bool):
+        raise c.fail(("pip", "no-index"), "'pip.no-index' must be true or false")
+    if no_index and not find_links:
+        raise c.fail(
+            ("pip", "no-index"), "'no-index' without 'find-links' leaves nowhere to find packages"
+        )
+    exclude_newer = (
+        _date(c, pip["exclude-newer"], ("pip", "exclude-newer")) if "exclude-newer" in pip else None
+    )
+    return PipSection(
+        packages=packages,
+        index_url=index_url,
+        indexes=indexes,
+        find_links=find_links,
+        no_index=no_index,
+        exclude_newer=exclude_newer,
+    )
+
+
+def _conda(c: _Checker, raw: Any) -> CondaSection:
+    conda = c.table(raw, ("conda",), ("channels", "packages"))
+    return CondaSection(
+        channels=c.strings(conda, ("conda", "channels")),
+        packages=c.strings(conda, ("conda", "packages")),
+    )
+
+
+def _image(c: _Checker, raw: Any) -> ImageSection:
+    image = c.table(raw, ("image",), ("base", "system", "env", "workdir"))
+    base = c.string(image, ("image", "base"))
+    system = c.strings(image, ("image", "system"))
+    env_raw = image.get("env", {})
+    if not isinstance(env_raw, dict) or not all(isinstance(v, str) for v in env_raw.values()):
+        raise c.fail(("image", "env"), "'image.env' must be a table of strings")
+    workdir = c.string(image, ("image", "workdir"), "/workspace") or "/workspace"
+    if not workdir.startswith("/"):
+        raise c.fail(("image", "workdir"), f"workdir {workdir!r} must be an absolute path")
+    if system and not (base or "").startswith("debian:"):
+        raise c.fail(
+            ("image", "system"),
+            "'system' packages need a debian:SUITE base",
+            'set base = "debian:bookworm" or install them in your own base image',
+        )
+    return ImageSection(
+        base=base, system=system, env=tuple(sorted(env_raw.items())), workdir=workdir
+    )
+
+
+def discover(directory: Path) -> list[Path]:
+    """Spec files in a directory: ``*.toml`` whose stem has no dot (so not ``pylock.NAME.toml``)."""
+    return sorted(p for p in directory.glob("*.toml") if "." not in p.stem)
+
+
+def expand_env(url: str) -> str:
+    """Replace ``${VAR}`` placeholders from the environment (credentials never live in specs)."""
+    import os
+
+    def sub(m: re.Match[str]) -> str:
+        value = os.environ.get(m.group(1))
+        if value is None:
+            raise SpecError(
+                f"environment variable {m.group(1)} is not set (used in {redact(url)})",
+                f"export {m.group(1)}=... before running envlock",
+            )
+        return value
+
+    return _ENV_VAR.sub(sub, url)
+
+
+def redact(url: str) -> str:
+    """Drop any user:password@ part of a URL."""
+    return re.sub(r"^([a-z+]+://)[^/@]*@", r"\1", url)

@@ -1,0 +1,94 @@
+"""Canonical TOML writer: same data, same bytes, on every machine.
+
+Keys are sorted, scalars come before tables, arrays of tables are written as
+``[[a.b]]`` blocks, strings use basic quoting with fixed escapes.  Only the types
+that envlock's files hold are supported: str, int, bool, lists and tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+
+def quote(value: str) -> str:
+    out = []
+    for ch in value:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _key(name: str) -> str:
+    if name and all(c.isalnum() or c in "-_" for c in name) and name.isascii():
+        return name
+    return quote(name)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return quote(value)
+    if isinstance(value, Mapping):
+        inner = ", ".join(f"{_key(k)} = {_scalar(v)}" for k, v in sorted(value.items()))
+        return "{ " + inner + " }" if inner else "{}"
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(_scalar(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _is_table_array(value: Any) -> bool:
+    return (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) > 0
+        and all(isinstance(v, Mapping) for v in value)
+    )
+
+
+def _write_table(lines: list[str], table: Mapping[str, Any], prefix: tuple[str, ...]) -> None:
+    scalars = [
+        (k, v)
+        for k, v in sorted(table.items())
+        if not isinstance(v, Mapping) and not _is_table_array(v)
+    ]
+    for k, v in scalars:
+        lines.append(f"{_key(k)} = {_scalar(v)}")
+    for k, v in sorted(table.items()):
+        path = (*prefix, k)
+        dotted = ".".join(_key(p) for p in path)
+        if isinstance(v, Mapping):
+            lines.append("")
+            lines.append(f"[{dotted}]")
+            _write_table(lines, v, path)
+        elif _is_table_array(v):
+            for item in v:
+                lines.append("")
+                lines.append(f"[[{dotted}]]")
+                _write_table(lines, item, path)
+
+
+def dumps(data: Mapping[str, Any], header: str = "") -> str:
+    """Serialise ``data`` canonically; ``header`` lines are written as comments first."""
+    lines = [f"# {h}".rstrip() for h in header.splitlines()] if header else []
+    _write_table(lines, data, ())
+    while lines and lines[0] == "":
+        lines.pop(0)
+    return "\n".join(lines) + "\n"
