@@ -30,6 +30,7 @@ HEADER = (
     "Check it with `envlock verify`."
 )
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_RELOCK = "re-create it with: envlock lock --upgrade SPEC"
 MANAGERS = ("pip", "conda")
 
 
@@ -182,15 +183,30 @@ def parse(text: str, path: Path | str = "<lock>") -> Lock:
         ) from None
     where = str(path)
     version = _req(data, "version", int, where)
+    platforms_raw = data.get("platforms", [])
+    meta = data.get("meta", {})
+    if not isinstance(platforms_raw, list) or not all(isinstance(p, dict) for p in platforms_raw):
+        raise LockError(f"{where}: 'platforms' must be an array of tables", _RELOCK)
+    if not isinstance(meta, dict):
+        raise LockError(f"{where}: 'meta' must be a table", _RELOCK)
     if version != LOCK_VERSION:
         raise LockError(
             f"{path}: lock format version {version} is not supported (expected {LOCK_VERSION})"
         )
     platforms = []
-    for i, raw in enumerate(data.get("platforms", [])):
+    for i, raw in enumerate(platforms_raw):
         pw = f"{where}: platforms[{i}]"
         packages = []
-        for j, pk in enumerate(raw.get("packages", [])):
+        packages_raw = raw.get("packages", [])
+        if not isinstance(packages_raw, list) or not all(isinstance(p, dict) for p in packages_raw):
+            raise LockError(f"{pw}: 'packages' must be an array of tables", _RELOCK)
+        for key in ("cuda", "base", "base-digest"):
+            if not isinstance(raw.get(key, ""), str):
+                raise LockError(f"{pw}: '{key}' must be a string", _RELOCK)
+        options = raw.get("pip-options", [])
+        if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
+            raise LockError(f"{pw}: 'pip-options' must be a list of strings", _RELOCK)
+        for j, pk in enumerate(packages_raw):
             kw = f"{pw}.packages[{j}]"
             size = pk.get("size")
             packages.append(
@@ -214,11 +230,10 @@ def parse(text: str, path: Path | str = "<lock>") -> Lock:
                 cuda=raw.get("cuda", "cpu"),
                 base=raw.get("base", ""),
                 base_digest=raw.get("base-digest", ""),
-                pip_options=tuple(raw.get("pip-options", ())),
+                pip_options=tuple(options),
                 packages=tuple(packages),
             )
         )
-    meta = data.get("meta", {})
     return Lock(
         env_id=_req(data, "env-id", str, where),
         spec_hash=_req(data, "spec-hash", str, where),
@@ -266,30 +281,51 @@ def problems(lock: Lock) -> list[str]:
 
 
 def write_files(files: Mapping[Path, str]) -> None:
-    """Write several files so that each is either the old or the new version, never half.
+    """Write several files as one change: afterwards all are new, or (on failure) all are old.
 
-    All new contents go to temporary files in the target directories first; only
-    when every one is written and flushed are they renamed into place.
+    New contents go to temporary files beside their targets and are flushed to
+    disk; the previous versions are kept as hard links until every rename has
+    succeeded, and put back if one fails.  The first path is renamed last, so a
+    crash in between leaves the old lock with new exports, which ``verify``
+    reports, never a new lock with stale exports.
     """
     import tempfile
 
-    staged: list[tuple[Path, str]] = []
+    order = list(files)
+    order = order[1:] + order[:1]
+    staged: dict[Path, Path] = {}
+    backups: dict[Path, Path] = {}
+    replaced: list[Path] = []
     try:
-        for path, text in files.items():
+        mode = 0o666 & ~_umask()
+        for path in order:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            staged.append((path, tmp))
+            staged[path] = Path(tmp)
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
+                fh.write(files[path])
                 fh.flush()
                 os.fsync(fh.fileno())
-            Path(tmp).chmod(0o666 & ~_umask())
-        for path, tmp in staged:
-            Path(tmp).replace(path)
-        staged.clear()
+            staged[path].chmod(mode)
+        for path in order:
+            if path.is_file():
+                backup = path.with_name(f".{path.name}.{os.getpid()}.bak")
+                backup.unlink(missing_ok=True)
+                os.link(path, backup)
+                backups[path] = backup
+            staged[path].replace(path)
+            del staged[path]
+            replaced.append(path)
+    except BaseException:
+        for path in replaced:
+            if path in backups:
+                backups.pop(path).replace(path)
+            else:
+                path.unlink(missing_ok=True)
+        raise
     finally:
-        for _, tmp in staged:
-            Path(tmp).unlink(missing_ok=True)
+        for leftover in (*staged.values(), *backups.values()):
+            leftover.unlink(missing_ok=True)
 
 
 def _umask() -> int:

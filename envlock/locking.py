@@ -11,7 +11,6 @@ import datetime as dt
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -77,10 +76,7 @@ def _jobs(spec: Spec) -> list[_Job]:
     from envlock import compat
     from envlock.resolve import Request
 
-    base_dir = spec.path.parent.resolve()
-    links = tuple(
-        link if "://" in link else str((base_dir / link).resolve()) for link in spec.pip.find_links
-    )
+    links = tuple(_local_links(spec).get(link, link) for link in spec.pip.find_links)
     jobs = []
     for platform in spec.platforms:
         plan = compat.plan(spec.framework, platform, spec.python) if spec.framework else None
@@ -106,17 +102,29 @@ def _jobs(spec: Spec) -> list[_Job]:
     return jobs
 
 
-def _relative(packages: list[Package], base_dir: Path) -> list[Package]:
-    """Local files under the spec's directory are recorded by relative path, so the lock
-    is the same on every checkout."""
+def _local_links(spec: Spec) -> dict[str, str]:
+    """Relative find-links as written in the spec -> absolute paths (symlinks kept)."""
+    base = Path.cwd() / spec.path.parent
+    return {
+        link: os.path.normpath(base / link) for link in spec.pip.find_links if "://" not in link
+    }
+
+
+def _relative(packages: list[Package], spec: Spec) -> list[Package]:
+    """Files from a relative find-links directory are recorded by a path relative to the
+    spec (``../wheels/x.whl``), so the lock is the same on every checkout."""
+    from urllib.parse import unquote, urlparse
+
+    links = [(w, a) for w, a in _local_links(spec).items() if not Path(w).is_absolute()]
     out = []
     for p in packages:
         if p.url.startswith("file://"):
-            from urllib.parse import unquote, urlparse
-
-            local = Path(unquote(urlparse(p.url).path))
-            if local.is_relative_to(base_dir):
-                p = replace(p, url=local.relative_to(base_dir).as_posix())
+            local = unquote(urlparse(p.url).path)
+            for written, absolute in links:
+                if local.startswith(absolute.rstrip("/") + "/"):
+                    rest = os.path.relpath(local, absolute)
+                    p = replace(p, url=Path(written, rest).as_posix())
+                    break
         out.append(p)
     return out
 
@@ -180,12 +188,14 @@ def lock_spec(
             base=spec.image.base or "",
             base_digest=_base_digest(spec.image.base),
             pip_options=job.pip_options,
-            packages=tuple(_relative(packages, spec.path.parent.resolve())),
+            packages=tuple(_relative(packages, spec)),
         )
 
     if len(jobs) == 1:
         platforms = [run(jobs[0])]
     else:
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=min(4, len(jobs))) as pool:
             platforms = list(pool.map(run, jobs))
 

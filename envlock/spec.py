@@ -357,6 +357,9 @@ def _pip(c: _Checker, raw: Any, strict: bool) -> PipSection:
     indexes = c.strings(pip, ("pip", "indexes"))
     c.check_each(indexes, ("pip", "indexes"), _url_problem)
     find_links = c.strings(pip, ("pip", "find-links"))
+    c.check_each(
+        tuple(link for link in find_links if "://" in link), ("pip", "find-links"), _url_problem
+    )
     no_index = pip.get("no-index", False)
     if not isinstance(no_index, bool):
         raise c.fail(("pip", "no-index"), "'pip.no-index' must be true or false")

@@ -7,6 +7,7 @@ that envlock's files hold are supported: str, int, bool, lists and tables.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,7 +22,13 @@ _ESCAPES = {
 }
 
 
+_NEEDS_ESCAPE = re.compile(r'[\x00-\x1f"\\\x7f]')
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def quote(value: str) -> str:
+    if not _NEEDS_ESCAPE.search(value):
+        return '"' + value + '"'
     out = []
     for ch in value:
         if ch in _ESCAPES:
@@ -34,7 +41,7 @@ def quote(value: str) -> str:
 
 
 def _key(name: str) -> str:
-    if name and all(c.isalnum() or c in "-_" for c in name) and name.isascii():
+    if _BARE_KEY.fullmatch(name):
         return name
     return quote(name)
 

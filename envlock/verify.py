@@ -22,9 +22,26 @@ class Problem:
     path: Path
     message: str
     fix: str
+    line: int | None = None
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message} (fix: {self.fix})"
+        where = f"{self.path}:{self.line}" if self.line else str(self.path)
+        return f"{where}: {self.message} (fix: {self.fix})"
+
+
+def _from_error(path: Path, exc: EnvlockError, fix: str) -> Problem:
+    """An error message starts with ``PATH:`` or ``PATH:LINE:``; keep the line, drop the path."""
+    message, line = exc.message, None
+    prefix = f"{path}:"
+    if message.startswith(prefix):
+        head, _, rest = message[len(prefix) :].partition(": ")
+        if head.isdigit():
+            line, message = int(head), rest
+        else:
+            message = message[len(prefix) :].lstrip()
+    if exc.hint:
+        message = f"{message}; {exc.hint}"
+    return Problem(path, message, fix, line)
 
 
 def verify_spec(spec_path: Path) -> list[Problem]:
@@ -32,7 +49,7 @@ def verify_spec(spec_path: Path) -> list[Problem]:
     try:
         spec = load(spec_path, strict=False)
     except EnvlockError as exc:
-        return [Problem(spec_path, exc.message.removeprefix(f"{spec_path}: "), "correct the spec")]
+        return [_from_error(spec_path, exc, "correct the spec")]
     lock_path = spec_path.with_suffix(".lock")
     try:
         text = lock_path.read_text("utf-8")

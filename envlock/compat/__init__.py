@@ -175,7 +175,7 @@ def plan(fw: Framework, subdir: str, python: str) -> Plan:
     usable = tuple(r for r in with_python if _cuda_matches(info, r, fw.cuda))
     if not usable:
         r = with_python[-1]
-        what = "a CPU build" if fw.cuda == "cpu" else f"a CUDA {fw.cuda} build"
+        what = "CPU build" if fw.cuda == "cpu" else f"CUDA {fw.cuda} build"
         raise CompatError(
             f"{fw.name} {r.version} has no {what}",
             f"valid CUDA variants for {fw.name} {r.version}: {_variants(r)}",

@@ -19,22 +19,32 @@ from envlock.spec import expand_env
 
 
 @cache
-def binary() -> str:
+def _located() -> tuple[str, bool]:
+    """The uv binary, and whether it is the one from the ``uv`` Python package."""
     try:
         from uv import find_uv_bin
 
-        return str(find_uv_bin())
+        return str(find_uv_bin()), True
     except (ImportError, FileNotFoundError):
         found = shutil.which("uv")
         if found:
-            return found
+            return found, False
     raise ToolMissing("uv is not installed", "pip install uv (envlock depends on it)")
+
+
+def binary() -> str:
+    return _located()[0]
 
 
 @cache
 def version() -> str:
-    out = subprocess.run([binary(), "--version"], capture_output=True, text=True, check=False)
-    return out.stdout.strip() or "uv"
+    path, packaged = _located()
+    if packaged:
+        from importlib.metadata import version as dist_version
+
+        return f"uv {dist_version('uv')}"
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    return " ".join(out.stdout.split()[:2]) or "uv"
 
 
 def command(req: Request, infile: Path, outfile: Path) -> list[str]:
@@ -89,7 +99,11 @@ def resolve(req: Request) -> list[Package]:
 
 def _failure(stderr: str, req: Request) -> Exception:
     text = redact_all(stderr)
-    lines = [ln.strip(" ╰─▶│×") for ln in text.splitlines() if ln.strip(" ╰─▶│×")]
+    lines = [
+        re.sub(r"^(error|cause|hint|help):\s*", "", ln.strip(" ╰─▶│×"))
+        for ln in text.splitlines()
+        if ln.strip(" ╰─▶│×")
+    ]
     target = f"{req.platform} / Python {req.python}"
     joined = " ".join(lines)
     if re.search(
@@ -101,7 +115,10 @@ def _failure(stderr: str, req: Request) -> Exception:
             "check the index URL and your network; envlock resolves against live indexes",
         )
     if "No solution found" in text or "not found in the" in text or "was not found" in text:
-        reason = joined.split("No solution found when resolving dependencies:", 1)[-1].strip()
+        reason = re.split(r"No solution found when resolving dependencies:?", joined, maxsplit=1)[
+            -1
+        ]
+        reason = reason.strip() or joined
         return ResolutionError(
             f"no solution for {target}: {reason}",
             "loosen a pin, or check exclude-newer and the package names",

@@ -1,0 +1,39 @@
+# The README names these targets; `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test unit integration lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.3'
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## demo: the main job on a throw-away project: init a spec, lock it, verify it
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+## test: lint, type-check and run the whole suite (unit + integration, nothing skipped)
+test: lint $(STAMP)
+	$(BIN)/pytest -p no:cacheprovider tests
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+integration: $(STAMP)
+	$(BIN)/pytest -q tests/integration
+
+lint: $(STAMP)
+	$(BIN)/ruff check envlock tests bench
+	$(BIN)/ruff format --check envlock tests bench
+	$(BIN)/mypy envlock
+
+## bench: run every benchmark in bench/ and print the ratios
+bench: $(STAMP)
+	$(BIN)/python bench/bench_lock.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info

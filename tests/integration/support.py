@@ -1,0 +1,160 @@
+"""Helpers for integration tests: tiny wheels, a PEP 503 index on 127.0.0.1, the real CLI."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import os
+import subprocess
+import sys
+import threading
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def _record_hash(data: bytes) -> str:
+    digest = hashlib.sha256(data).digest()
+    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def build_wheel(
+    dest: Path,
+    name: str,
+    version: str,
+    requires: tuple[str, ...] = (),
+    tag: str = "py3-none-any",
+) -> Path:
+    """Write a minimal, valid, byte-reproducible wheel and return its path."""
+    dist = name.replace("-", "_")
+    info = f"{dist}-{version}.dist-info"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    metadata += "".join(f"Requires-Dist: {r}\n" for r in requires)
+    purelib = "true" if tag.endswith("-none-any") else "false"
+    files = {
+        f"{dist}/__init__.py": f"__version__ = {version!r}\n",
+        f"{info}/METADATA": metadata,
+        f"{info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: envlock-tests\nRoot-Is-Purelib: {purelib}\nTag: {tag}\n",
+    }
+    record = "".join(
+        f"{path},{_record_hash(text.encode())},{len(text.encode())}\n"
+        for path, text in files.items()
+    )
+    files[f"{info}/RECORD"] = record + f"{info}/RECORD,,\n"
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / f"{dist}-{version}-{tag}.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for arcname, text in files.items():
+            zi = zipfile.ZipInfo(arcname, _EPOCH)
+            zi.external_attr = 0o644 << 16
+            zf.writestr(zi, text)
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# The fixture world: alpha 2.0 needs beta; gamma has a native wheel per platform.
+PACKAGES = [
+    ("envlock-fx-alpha", "1.0", (), "py3-none-any"),
+    ("envlock-fx-alpha", "2.0", ("envlock-fx-beta>=1.0",), "py3-none-any"),
+    ("envlock-fx-beta", "1.0", (), "py3-none-any"),
+    ("envlock-fx-beta", "1.1", (), "py3-none-any"),
+    ("envlock-fx-gamma", "1.0", (), "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64"),
+    ("envlock-fx-gamma", "1.0", (), "cp311-cp311-macosx_11_0_arm64"),
+    ("envlock-fx-gamma", "1.0", (), "py3-none-any"),
+]
+
+
+def write_simple_index(root: Path, wheels: Path) -> None:
+    """A PEP 503 index: /simple/NAME/ pages linking /files/FILE#sha256=..."""
+    files = root / "files"
+    files.mkdir(parents=True)
+    by_project: dict[str, list[Path]] = {}
+    for wheel in sorted(wheels.glob("*.whl")):
+        (files / wheel.name).write_bytes(wheel.read_bytes())
+        project = wheel.name.split("-")[0].replace("_", "-").lower()
+        by_project.setdefault(project, []).append(wheel)
+    simple = root / "simple"
+    simple.mkdir()
+    links = "".join(f'<a href="{p}/">{p}</a>\n' for p in sorted(by_project))
+    (simple / "index.html").write_text(f"<html><body>\n{links}</body></html>\n")
+    for project, wheels_ in by_project.items():
+        (simple / project).mkdir()
+        anchors = "".join(
+            f'<a href="../../files/{html.escape(w.name)}#sha256={sha256_file(w)}">{html.escape(w.name)}</a>\n'
+            for w in wheels_
+        )
+        (simple / project / "index.html").write_text(f"<html><body>\n{anchors}</body></html>\n")
+
+
+@dataclass
+class Index:
+    url: str  # .../simple
+    root: Path
+    user: str | None
+    password: str | None
+
+    def url_with(self, userinfo: str) -> str:
+        return self.url.replace("http://", f"http://{userinfo}@")
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    auth: str | None = None
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+    def do_GET(self) -> None:
+        if self.auth and self.headers.get("Authorization") != self.auth:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="envlock-tests"')
+            self.end_headers()
+            return
+        super().do_GET()
+
+
+def serve(root: Path, auth: tuple[str, str] | None) -> Iterator[Index]:
+    handler = type("Handler", (_Handler,), {})
+    if auth:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        handler.auth = f"Basic {token}"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    try:
+        yield Index(f"http://127.0.0.1:{port}/simple", root, *(auth or (None, None)))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def run_envlock(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "envlock", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def write_spec(directory: Path, name: str, body: str) -> Path:
+    specs = directory / "specs"
+    specs.mkdir(parents=True, exist_ok=True)
+    path = specs / f"{name}.toml"
+    path.write_text(body)
+    return path

@@ -1,0 +1,253 @@
+"""The compat matrix: plans for valid combinations, errors listing the valid choices."""
+
+from __future__ import annotations
+
+import pytest
+from packaging.specifiers import SpecifierSet
+
+from envlock import compat
+from envlock.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, CheckFailed, CompatError, SpecError
+from envlock.spec import FRAMEWORKS, Framework
+
+
+def torch(version: str, cuda: str = "cpu") -> Framework:
+    return Framework("pytorch", version, cuda)
+
+
+# --- plan: valid combinations ----------------------------------------------------------
+
+
+def test_torch_with_pypi_default_cuda_needs_no_extra_index() -> None:
+    plan = compat.plan(torch("2.5", "12.4"), "linux-64", "3.11")
+
+    assert plan.requirements == ("torch==2.5.*",)
+    assert plan.priority_indexes == ()
+    assert plan.cuda == "12.4"
+    assert plan.runtime == "12.4"
+    assert [r.version for r in plan.releases] == ["2.5"]
+
+
+def test_torch_with_other_cuda_uses_the_variant_index() -> None:
+    plan = compat.plan(torch("2.5.1", "12.1"), "linux-64", "3.11")
+
+    assert plan.requirements == ("torch==2.5.1",)
+    assert plan.priority_indexes == ("https://download.pytorch.org/whl/cu121",)
+
+
+def test_torch_cpu_on_linux_uses_the_cpu_index() -> None:
+    plan = compat.plan(torch("2.5"), "linux-64", "3.11")
+
+    assert plan.priority_indexes == ("https://download.pytorch.org/whl/cpu",)
+    assert plan.runtime is None
+
+
+def test_torch_cpu_on_macos_comes_from_pypi() -> None:
+    plan = compat.plan(torch("2.5"), "osx-arm64", "3.11")
+    assert plan.priority_indexes == ()
+
+
+def test_torch_without_that_cuda_variant_lists_the_valid_ones() -> None:
+    with pytest.raises(CompatError) as info:
+        compat.plan(torch("2.5.1", "12.8"), "linux-64", "3.11")
+
+    err = info.value
+    assert isinstance(err, SpecError)
+    assert err.exit_code == EXIT_BAD_INPUT == 2
+    assert "no CUDA 12.8 build" in err.message
+    assert err.hint is not None and err.hint.endswith("11.8, 12.1, 12.4, cpu")
+
+
+def test_python_outside_the_release_range_lists_supported_pythons() -> None:
+    with pytest.raises(CompatError) as info:
+        compat.plan(torch("2.0", "11.8"), "linux-64", "3.13")
+
+    assert "does not support Python 3.13" in info.value.message
+    assert info.value.hint is not None
+    assert info.value.hint.endswith("3.8, 3.9, 3.10, 3.11")
+
+
+def test_unknown_release_lists_known_releases() -> None:
+    with pytest.raises(CompatError) as info:
+        compat.plan(torch("9.9", "12.4"), "linux-64", "3.11")
+
+    assert "no release matching '9.9'" in info.value.message
+    hint = info.value.hint or ""
+    assert "2.0, 2.1, 2.2" in hint
+    assert "envlock matrix pytorch" in hint
+
+
+def test_cuda_on_macos_is_an_error() -> None:
+    with pytest.raises(CompatError) as info:
+        compat.plan(torch("2.5", "12.4"), "osx-arm64", "3.11")
+
+    assert "linux-64 only" in info.value.message
+    assert info.value.hint is not None and 'cuda = "cpu"' in info.value.hint
+
+
+def test_version_specifier_selects_several_releases() -> None:
+    plan = compat.plan(torch(">=2.4,<2.6", "12.4"), "linux-64", "3.11")
+
+    assert [r.version for r in plan.releases] == ["2.4", "2.5"]
+    (requirement,) = plan.requirements
+    assert requirement.startswith("torch")
+    assert SpecifierSet(requirement.removeprefix("torch")) == SpecifierSet(">=2.4,<2.6")
+    # 2.4 defaults to 12.1 on PyPI and 2.5 to 12.4: only the variant index is certain
+    assert plan.priority_indexes == ("https://download.pytorch.org/whl/cu124",)
+
+
+def test_tensorflow_cuda_uses_the_and_cuda_extra() -> None:
+    plan = compat.plan(Framework("tensorflow", "2.20", "12.5"), "linux-64", "3.11")
+
+    assert plan.requirements == ("tensorflow[and-cuda]==2.20.*",)
+    assert plan.priority_indexes == ()
+
+
+def test_tensorflow_cpu_has_no_extra() -> None:
+    plan = compat.plan(Framework("tensorflow", "2.20", "cpu"), "linux-64", "3.11")
+    assert plan.requirements == ("tensorflow==2.20.*",)
+
+
+def test_jax_cuda_uses_the_major_version_extra() -> None:
+    plan = compat.plan(Framework("jax", "0.8", "12.8"), "linux-64", "3.11")
+
+    assert plan.requirements == ("jax[cuda12]==0.8.*",)
+    assert plan.runtime == "12."
+
+
+def test_unknown_framework_is_a_compat_error() -> None:
+    with pytest.raises(CompatError) as info:
+        compat.framework("mxnet")
+    assert info.value.hint == "valid frameworks: pytorch, tensorflow, jax"
+
+
+# --- matrix data sanity ----------------------------------------------------------------
+
+
+def test_every_pytorch_release_has_python_and_a_valid_pypi_default() -> None:
+    releases = compat.framework("pytorch").releases
+    versions = [r.version for r in releases]
+    assert versions[0] == "2.0"
+    newest_minor = int(versions[-1].split(".")[1])
+    assert versions == [f"2.{m}" for m in range(newest_minor + 1)]
+    for r in releases:
+        assert r.python, r.version
+        assert r.pypi_default is not None, r.version
+        assert r.pypi_default in (*r.cuda, "cpu"), r.version
+
+
+def test_every_cuda_version_in_the_matrix_has_a_driver_row() -> None:
+    known = {c.version for c in compat.cuda_versions()}
+    majors = {v.split(".")[0] for v in known}
+    for name in FRAMEWORKS:
+        for r in compat.framework(name).releases:
+            for cuda in r.cuda:
+                # jax rows name the CUDA major only ("12"), the others major.minor
+                assert cuda in (majors if name == "jax" else known), (name, r.version, cuda)
+
+
+def test_every_row_names_its_source() -> None:
+    for name in FRAMEWORKS:
+        info = compat.framework(name)
+        assert info.source.strip(), name
+        for r in info.releases:
+            assert r.source.strip(), (name, r.version)
+    for c in compat.cuda_versions():
+        assert c.source.strip(), c.version
+
+
+def test_min_driver_is_known_for_listed_cuda() -> None:
+    assert compat.min_driver("12.4") is not None
+    assert compat.min_driver("12.7") is None
+
+
+# --- check_resolved --------------------------------------------------------------------
+
+
+def test_check_resolved_accepts_the_matching_cuda_runtime() -> None:
+    fw = torch("2.5", "12.4")
+    plan = compat.plan(fw, "linux-64", "3.11")
+    compat.check_resolved(
+        fw, plan, "linux-64", {"torch": "2.5.1", "nvidia-cuda-runtime-cu12": "12.4.127"}
+    )
+
+
+def test_check_resolved_rejects_a_different_cuda_runtime() -> None:
+    fw = torch("2.5", "12.4")
+    plan = compat.plan(fw, "linux-64", "3.11")
+
+    with pytest.raises(CheckFailed) as info:
+        compat.check_resolved(
+            fw, plan, "linux-64", {"torch": "2.5.1", "nvidia-cuda-runtime-cu12": "12.1.105"}
+        )
+    assert info.value.exit_code == EXIT_CHECK_FAILED == 1
+    assert "nvidia-cuda-runtime-cu12 12.1.105" in info.value.message
+
+
+def test_check_resolved_rejects_cuda_wheels_in_a_cpu_linux_env() -> None:
+    fw = torch("2.5")
+    plan = compat.plan(fw, "linux-64", "3.11")
+
+    with pytest.raises(CheckFailed) as info:
+        compat.check_resolved(
+            fw, plan, "linux-64", {"torch": "2.5.1+cpu", "nvidia-cuda-runtime-cu12": "12.4.127"}
+        )
+    assert "CPU environment" in info.value.message
+
+
+def test_check_resolved_accepts_a_local_cpu_version() -> None:
+    fw = torch("2.5")
+    plan = compat.plan(fw, "linux-64", "3.11")
+    compat.check_resolved(fw, plan, "linux-64", {"torch": "2.5.1+cpu", "numpy": "2.1.0"})
+
+
+def test_check_resolved_rejects_a_torch_outside_the_usable_releases() -> None:
+    fw = torch("2.5", "12.4")
+    plan = compat.plan(fw, "linux-64", "3.11")
+
+    with pytest.raises(CheckFailed) as info:
+        compat.check_resolved(
+            fw, plan, "linux-64", {"torch": "2.6.0", "nvidia-cuda-runtime-cu12": "12.4.127"}
+        )
+    assert "torch 2.6.0" in info.value.message
+    assert info.value.hint is not None and "2.5" in info.value.hint
+
+
+def test_check_resolved_requires_the_framework_package() -> None:
+    fw = torch("2.5", "12.4")
+    plan = compat.plan(fw, "linux-64", "3.11")
+    with pytest.raises(CheckFailed, match="does not contain torch"):
+        compat.check_resolved(fw, plan, "linux-64", {"numpy": "2.1.0"})
+
+
+# --- rows ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [*FRAMEWORKS, "cuda"])
+def test_rows_have_one_cell_per_header(name: str) -> None:
+    headers, rows = compat.rows(name)
+
+    assert headers and rows
+    for row in rows:
+        assert len(row) == len(headers)
+        assert all(isinstance(cell, str) and cell for cell in row)
+
+
+def test_pytorch_rows_follow_the_releases() -> None:
+    headers, rows = compat.rows("pytorch")
+    releases = compat.framework("pytorch").releases
+
+    assert headers[0] == "release"
+    assert [row[0] for row in rows] == [r.version for r in releases]
+    row_25 = rows[[r.version for r in releases].index("2.5")]
+    assert row_25[1] == "2.5.1"
+    assert row_25[2] == "3.9-3.13"
+    assert row_25[3] == "11.8, 12.1, 12.4, cpu"
+    assert row_25[4] == "12.4"
+    assert row_25[5] == compat.min_driver("12.4")
+
+
+def test_cuda_rows_follow_the_cuda_table() -> None:
+    headers, rows = compat.rows("cuda")
+
+    assert headers == ["cuda", "min driver", "minor-compat driver"]
+    assert [row[0] for row in rows] == [c.version for c in compat.cuda_versions()]

@@ -1,0 +1,364 @@
+"""Spec loading: values, defaults, and errors that name the file, the line and the choices."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from envlock import spec as specmod
+from envlock.errors import SpecError
+from envlock.spec import Framework, discover, expand_env, load, parse, redact
+
+FULL = textwrap.dedent(
+    """\
+    name = "vision"
+    python = "3.11"
+    platforms = ["linux-64", "osx-arm64"]
+
+    [framework]
+    name = "pytorch"
+    version = "2.5"
+    cuda = "12.4"
+
+    [pip]
+    packages = ["numpy<2", "pandas>=2", "scikit-learn"]
+    index-url = "https://pypi.org/simple"
+    indexes = ["https://${USER}:${TOKEN}@private.example.org/simple"]
+    find-links = ["../wheels"]
+    exclude-newer = "2026-11-01"
+
+    [conda]
+    channels = ["conda-forge"]
+    packages = ["cudnn=9"]
+
+    [image]
+    base = "debian:bookworm"
+    system = ["git", "curl"]
+    env = { PYTHONUNBUFFERED = "1", A = "b" }
+    workdir = "/srv/app"
+    """
+)
+
+
+def write(tmp_path: Path, text: str, name: str = "vision.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def spec_error(tmp_path: Path, text: str, name: str = "vision.toml") -> tuple[Path, SpecError]:
+    path = write(tmp_path, text, name)
+    with pytest.raises(SpecError) as info:
+        load(path)
+    return path, info.value
+
+
+def line_of(err: SpecError, path: Path) -> int:
+    m = re.match(rf"^{re.escape(str(path))}:(\d+):", err.message)
+    assert m, f"message does not start with '{path}:LINE:': {err.message}"
+    return int(m.group(1))
+
+
+# --- values and defaults ---------------------------------------------------------------
+
+
+def test_full_spec_parses_every_table(tmp_path: Path) -> None:
+    spec = load(write(tmp_path, FULL))
+
+    assert spec.name == "vision"
+    assert spec.python == "3.11"
+    assert spec.platforms == ("linux-64", "osx-arm64")
+    assert spec.framework == Framework("pytorch", "2.5", "12.4")
+    assert spec.pip.packages == ("numpy<2", "pandas>=2", "scikit-learn")
+    assert spec.pip.index_url == "https://pypi.org/simple"
+    assert spec.pip.indexes == ("https://${USER}:${TOKEN}@private.example.org/simple",)
+    assert spec.pip.find_links == ("../wheels",)
+    assert spec.pip.no_index is False
+    assert spec.pip.exclude_newer == "2026-11-01T00:00:00Z"
+    assert spec.conda is not None
+    assert spec.conda.channels == ("conda-forge",)
+    assert spec.conda.packages == ("cudnn=9",)
+    assert spec.image.base == "debian:bookworm"
+    assert spec.image.system == ("git", "curl")
+    assert dict(spec.image.env) == {"PYTHONUNBUFFERED": "1", "A": "b"}
+    assert spec.image.workdir == "/srv/app"
+
+
+def test_minimal_spec_gets_defaults(tmp_path: Path) -> None:
+    spec = load(write(tmp_path, 'python = "3.12"\n', name="train-gpu.toml"))
+
+    assert spec.name == "train-gpu"
+    assert spec.platforms == ("linux-64",)
+    assert spec.image.workdir == "/workspace"
+    assert spec.image.base is None
+    assert spec.framework is None
+    assert spec.conda is None
+    assert spec.pip.packages == ()
+    assert spec.pip.exclude_newer is None
+
+
+def test_framework_cuda_defaults_to_cpu(tmp_path: Path) -> None:
+    spec = load(write(tmp_path, 'python = "3.11"\n[framework]\nname = "jax"\nversion = "0.8"\n'))
+    assert spec.framework == Framework("jax", "0.8", "cpu")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '"2026-11-01"',
+        "2026-11-01",
+        "2026-11-01T02:00:00+02:00",
+        '"2026-10-31T19:00:00-05:00"',
+        '"2026-11-01T00:00:00Z"',
+    ],
+    ids=["string-date", "toml-date", "toml-datetime-offset", "string-offset", "string-utc"],
+)
+def test_exclude_newer_normalises_to_utc(tmp_path: Path, value: str) -> None:
+    spec = load(write(tmp_path, f'python = "3.11"\n[pip]\nexclude-newer = {value}\n'))
+    assert spec.pip.exclude_newer == "2026-11-01T00:00:00Z"
+
+
+def test_exclude_newer_rejects_garbage(tmp_path: Path) -> None:
+    path, err = spec_error(tmp_path, 'python = "3.11"\n[pip]\nexclude-newer = "last tuesday"\n')
+    assert line_of(err, path) == 3
+    assert "invalid date" in err.message
+
+
+# --- errors name the file and the line -------------------------------------------------
+
+
+def test_unknown_top_level_key_suggests_close_match(tmp_path: Path) -> None:
+    path, err = spec_error(tmp_path, 'name = "x"\npyhton = "3.11"\n')
+
+    assert line_of(err, path) == 2
+    assert "unknown key 'pyhton'" in err.message
+    assert err.hint is not None
+    assert "did you mean 'python'?" in err.hint
+    assert "valid keys:" in err.hint
+
+
+def test_unknown_key_in_pip_names_its_line(tmp_path: Path) -> None:
+    path, err = spec_error(
+        tmp_path,
+        """\
+        python = "3.11"
+
+        [pip]
+        packages = ["numpy"]
+        extra-index = ["https://example.org/simple"]
+        """,
+    )
+    assert line_of(err, path) == 5
+    assert "unknown key 'extra-index' in [pip]" in err.message
+
+
+def test_python_as_a_number_is_a_type_error(tmp_path: Path) -> None:
+    path, err = spec_error(tmp_path, 'name = "x"\n\npython = 3.11\n')
+
+    assert line_of(err, path) == 3
+    assert "'python' must be a string, not a number" in err.message
+
+
+def test_malformed_toml_names_line_and_column(tmp_path: Path) -> None:
+    path, err = spec_error(tmp_path, 'python = "3.11"\n[pip]\npackages = ["numpy"\n\nx = 1\n')
+
+    assert re.match(rf"^{re.escape(str(path))}:\d+:\d+: invalid TOML: ", err.message)
+    assert "(at line" not in err.message
+
+
+def test_malformed_toml_reports_the_right_line(tmp_path: Path) -> None:
+    path, err = spec_error(tmp_path, 'python = "3.11"\nname "x"\n')
+    assert err.message.startswith(f"{path}:2:")
+    assert "invalid TOML" in err.message
+
+
+def test_unknown_platform_lists_valid_ones(tmp_path: Path) -> None:
+    path, err = spec_error(tmp_path, 'python = "3.11"\nplatforms = ["linux-64", "linux-arm"]\n')
+
+    assert line_of(err, path) == 2
+    assert "unknown platform 'linux-arm'" in err.message
+    assert err.hint is not None
+    for valid in ("linux-64", "linux-aarch64", "osx-arm64"):
+        assert valid in err.hint
+
+
+def test_unknown_framework_lists_valid_ones(tmp_path: Path) -> None:
+    path, err = spec_error(
+        tmp_path, 'python = "3.11"\n\n[framework]\nversion = "2.5"\nname = "torch"\n'
+    )
+    assert line_of(err, path) == 5
+    assert "unknown framework 'torch'" in err.message
+    assert err.hint == "valid frameworks: pytorch, tensorflow, jax"
+
+
+def test_invalid_requirement_names_packages_line(tmp_path: Path) -> None:
+    path, err = spec_error(
+        tmp_path,
+        """\
+        python = "3.11"
+        [pip]
+        exclude-newer = "2026-11-01"
+        packages = [
+            "numpy",
+            "pandas>=>2",
+        ]
+        """,
+    )
+    assert line_of(err, path) == 4
+    assert "invalid requirement 'pandas>=>2'" in err.message
+
+
+def test_strict_false_skips_requirement_syntax(tmp_path: Path) -> None:
+    text = 'python = "3.11"\n[framework]\nname = "pytorch"\nversion = "two"\n[pip]\npackages = ["pandas>=>2"]\n'
+    path = write(tmp_path, text)
+
+    with pytest.raises(SpecError):
+        load(path)
+    spec = load(path, strict=False)
+    assert spec.pip.packages == ("pandas>=>2",)
+    assert spec.framework is not None and spec.framework.version == "two"
+
+
+def test_credentials_in_index_url_are_rejected(tmp_path: Path) -> None:
+    path, err = spec_error(
+        tmp_path,
+        'python = "3.11"\n[pip]\nindexes = ["https://user:pw@host/simple"]\n',
+    )
+    assert line_of(err, path) == 3
+    assert "holds credentials" in err.message
+    assert "${ENV_VAR}" in err.message
+
+
+def test_credentials_in_index_url_option_are_rejected(tmp_path: Path) -> None:
+    path, err = spec_error(
+        tmp_path, 'python = "3.11"\n[pip]\nindex-url = "https://token@host/simple"\n'
+    )
+    assert line_of(err, path) == 3
+    assert "holds credentials" in err.message
+
+
+def test_credentials_in_find_links_url_are_rejected(tmp_path: Path) -> None:
+    path, err = spec_error(
+        tmp_path, 'python = "3.11"\n[pip]\nfind-links = ["https://user:pw@host/wheels/"]\n'
+    )
+    assert line_of(err, path) == 3
+    assert "holds credentials" in err.message
+
+
+def test_credentials_as_env_placeholders_are_accepted(tmp_path: Path) -> None:
+    url = "https://${USER}:${TOKEN}@host/simple"
+    spec = load(write(tmp_path, f'python = "3.11"\n[pip]\nindexes = ["{url}"]\n'))
+    assert spec.pip.indexes == (url,)
+
+
+def test_system_packages_need_a_debian_base(tmp_path: Path) -> None:
+    path, err = spec_error(
+        tmp_path,
+        """\
+        python = "3.11"
+        [image]
+        base = "python:3.11-slim@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+        system = ["git"]
+        """,
+    )
+    assert line_of(err, path) == 4
+    assert "need a debian:SUITE base" in err.message
+    assert err.hint is not None and "debian:bookworm" in err.hint
+
+
+def test_relative_workdir_is_rejected(tmp_path: Path) -> None:
+    path, err = spec_error(tmp_path, 'python = "3.11"\n[image]\nworkdir = "workspace"\n')
+    assert line_of(err, path) == 3
+    assert "must be an absolute path" in err.message
+
+
+def test_spec_filename_with_a_dot_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "specs").mkdir()
+    path, err = spec_error(tmp_path, 'python = "3.11"\n', name="specs/a.b.toml")
+    assert err.message.startswith(f"{path}: ")
+    assert "may not contain dots" in err.message
+
+
+def test_missing_spec_file_says_how_to_create_one(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        load(tmp_path / "nope.toml")
+    assert "no such spec file" in info.value.message
+    assert info.value.hint is not None and "envlock init" in info.value.hint
+
+
+# --- spec hash -------------------------------------------------------------------------
+
+
+def test_spec_hash_ignores_comments_whitespace_and_key_order() -> None:
+    a = parse(
+        'name = "vision"\npython = "3.11"\n[pip]\npackages = ["numpy"]\nexclude-newer = "2026-11-01"\n',
+        Path("vision.toml"),
+    )
+    b = parse(
+        textwrap.dedent(
+            """\
+            # my environment
+            python   =   "3.11"
+            name = "vision"   # same as the stem
+
+
+            [pip]
+            exclude-newer = 2026-11-01      # a TOML date this time
+            packages = [
+                "numpy",   # the only one
+            ]
+            """
+        ),
+        Path("vision.toml"),
+    )
+    assert a.spec_hash == b.spec_hash
+    assert a.spec_hash.startswith("sha256:")
+
+
+def test_spec_hash_changes_when_a_package_changes() -> None:
+    a = parse('python = "3.11"\n[pip]\npackages = ["numpy"]\n', Path("vision.toml"))
+    b = parse('python = "3.11"\n[pip]\npackages = ["numpy<2"]\n', Path("vision.toml"))
+    assert a.spec_hash != b.spec_hash
+
+
+def test_spec_hash_depends_on_the_name_from_the_file_stem() -> None:
+    text = 'python = "3.11"\n'
+    assert parse(text, Path("a.toml")).spec_hash != parse(text, Path("b.toml")).spec_hash
+
+
+# --- discover, expand_env, redact ------------------------------------------------------
+
+
+def test_discover_skips_exports_and_other_files(tmp_path: Path) -> None:
+    for name in ("vision.toml", "nlp.toml", "pylock.vision.toml", "vision.lock", "notes.txt"):
+        (tmp_path / name).write_text("")
+    assert discover(tmp_path) == [tmp_path / "nlp.toml", tmp_path / "vision.toml"]
+
+
+def test_expand_env_substitutes_placeholders(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IDX_USER", "ci")
+    monkeypatch.setenv("IDX_TOKEN", "s3cret")
+    url = "https://${IDX_USER}:${IDX_TOKEN}@host/simple"
+    assert expand_env(url) == "https://ci:s3cret@host/simple"
+
+
+def test_expand_env_names_an_unset_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IDX_USER", "ci")
+    monkeypatch.delenv("IDX_TOKEN", raising=False)
+    with pytest.raises(SpecError) as info:
+        expand_env("https://${IDX_USER}:${IDX_TOKEN}@host/simple")
+    assert "IDX_TOKEN" in info.value.message
+    assert "s3cret" not in info.value.message
+
+
+def test_redact_strips_userinfo() -> None:
+    assert redact("https://user:pass@host/simple") == "https://host/simple"
+    assert redact("https://host/simple") == "https://host/simple"
+    assert redact("https://token@host/a@b") == "https://host/a@b"
+
+
+def test_frameworks_are_the_documented_three() -> None:
+    assert specmod.FRAMEWORKS == ("pytorch", "tensorflow", "jax")
