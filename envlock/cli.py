@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from envlock import __version__
 from envlock.errors import EXIT_BAD_INPUT, EnvlockError, UsageError
@@ -54,9 +54,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
 
     progress = (lambda _m: None) if args.quiet else _say
     for spec in args.specs or _default_specs():
-        result = lock_spec(
-            Path(spec), upgrade=args.upgrade, resolver=args.resolver, progress=progress
-        )
+        result = lock_spec(Path(spec), upgrade=args.upgrade, resolver=args.resolver, progress=progress)
         if not args.quiet:
             if result.up_to_date:
                 _say(f"{result.path} is up to date ({result.seconds * 1000:.0f} ms)")
@@ -92,9 +90,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     spec = load(args.spec)
     current = lock.read(spec.path.with_suffix(".lock"))
     if current.spec_hash != spec.spec_hash:
-        raise CheckFailed(
-            f"{spec.path.with_suffix('.lock')} is stale", f"run: envlock lock {spec.path}"
-        )
+        raise CheckFailed(f"{spec.path.with_suffix('.lock')} is stale", f"run: envlock lock {spec.path}")
     text = export.render(current, spec.path, args.format, args.platform)
     if args.output:
         lock.write_files({Path(args.output): text})
@@ -111,9 +107,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     names = [args.name] if args.name else ["pytorch", "tensorflow", "jax", "cuda"]
     for i, name in enumerate(names):
         if name not in ("pytorch", "tensorflow", "jax", "cuda"):
-            raise UsageError(
-                f"unknown matrix {name!r}", "choose one of: pytorch, tensorflow, jax, cuda"
-            )
+            raise UsageError(f"unknown matrix {name!r}", "choose one of: pytorch, tensorflow, jax, cuda")
         headers, rows = compat.rows(name)
         if args.json:
             import json
@@ -126,6 +120,133 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store(args: argparse.Namespace) -> Any:
+    from envlock.store import Store
+
+    return Store(Path(args.store) if getattr(args, "store", None) else None)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from envlock.image.build import build_spec, image_ref
+    from envlock.progress import FetchProgress
+
+    store = _store(args)
+    say = (lambda _m: None) if args.quiet else _say
+    if args.engine == "docker":
+        from envlock.dockerfile import build_with_docker
+
+        print(build_with_docker(Path(args.spec), store=store, say=say, platform=args.platform))
+        return 0
+    with FetchProgress(enabled=None if not args.quiet else False) as progress:
+        result = build_spec(
+            Path(args.spec), store=store, platform=args.platform, say=say, fetch_progress=progress
+        )
+    image = result.image
+    if result.reused:
+        say(f"Image {image.image_id[:19]} is in the store already ({result.seconds:.2f}s)")
+    else:
+        size = sum(la.size for la in image.layers)
+        took = f"{result.seconds:.1f}s"
+        say(f"Built {image.image_id[:19]}: {len(image.layers)} layers, {size / 1e6:.0f} MB, {took}")
+    name = image.annotations.get("org.opencontainers.image.ref.name") or image_ref(
+        Path(args.spec).stem, result.env_id, result.platform
+    )
+    if args.oci:
+        from envlock.image.oci import write_layout
+
+        write_layout(store, image, Path(args.oci), name.rsplit(":", 1)[-1])
+        say(f"Wrote OCI layout {args.oci}")
+    if args.docker_archive:
+        from envlock.image.oci import write_docker_archive
+
+        write_docker_archive(store, image, Path(args.docker_archive), [name])
+        say(f"Wrote docker-archive {args.docker_archive}")
+    if args.load:
+        from envlock import engine
+
+        engine.load(store, image, [name], say)
+        say(f"Loaded into the Docker engine as {name}")
+    print(image.image_id)
+    if args.push:
+        from envlock.image import registry
+
+        pushed = registry.push(store, image, args.push, say)
+        print(pushed)
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from envlock.image import registry
+
+    store = _store(args)
+    digest = registry.pull(store, args.reference, None if args.quiet else _say)
+    manifest = store.read_json(digest)
+    store.tag(
+        args.reference.replace("@", "-").replace("/", "_").replace(":", "_"),
+        digest,
+        len(store.read_blob(digest)),
+    )
+    print(manifest["config"]["digest"])
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from envlock import engine
+    from envlock.image.build import build_spec
+
+    store = _store(args)
+    result = build_spec(Path(args.spec), store=store, say=_say)
+    name = result.image.annotations.get("org.opencontainers.image.ref.name", "envlock/image:latest")
+    engine.load(store, result.image, [name], _say)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise UsageError("no command given", "envlock run SPEC -- python train.py")
+    workdir = result.image.config["config"].get("WorkingDir") or "/workspace"
+    cuda = result.image.config["config"].get("Labels", {}).get("dev.envlock.cuda", "cpu") != "cpu"
+    return engine.run(result.image_id, command, mount=Path(args.mount), workdir=workdir, cuda=cuda, say=_say)
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    from envlock.output import table
+
+    store = _store(args)
+    if args.action == "ls":
+        rows = [[e.name, e.platform, e.env_id[:19], e.image_id[:19]] for e in store.list_envs()]
+        print(table(["name", "platform", "env id", "image id"], rows))
+        _say(f"{len(rows)} image(s), {store.usage() / 1e6:.0f} MB in {store.root}")
+        return 0
+    if args.action == "fsck":
+        problems = store.fsck()
+        for line in problems:
+            print(line)
+        _say(
+            f"{len(problems)} problem(s) in {store.root}" if problems else f"{store.root}: all blobs verified"
+        )
+        return 1 if problems else 0
+    keep, artifacts = _referenced(args.specs)
+    removed, freed = store.gc(keep, artifacts, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    _say(f"{verb} {removed} file(s), {freed / 1e6:.1f} MB; kept {len(keep)} env(s) referenced by locks")
+    return 0
+
+
+def _referenced(specs: list[str]) -> tuple[set[str], set[str]]:
+    """Env IDs and artifact hashes referenced by the locks beside the given (or found) specs."""
+    from envlock import lock
+
+    envs: set[str] = set()
+    artifacts: set[str] = set()
+    paths = [Path(s) for s in specs] if specs else (_default_specs() if Path("specs").is_dir() else [])
+    for spec in paths:
+        try:
+            current = lock.read(spec.with_suffix(".lock"))
+        except EnvlockError:
+            continue
+        envs.add(current.env_id)
+        artifacts |= {p.sha256 for plat in current.platforms for p in plat.packages}
+    return envs, artifacts
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="envlock", description="Reproducible machine-learning environments.")
     parser.add_argument("--version", action="version", version=f"envlock {__version__}")
@@ -133,9 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="write specs/NAME.toml from a template")
     p.add_argument("name")
-    p.add_argument(
-        "--template", default="cpu", help="pytorch-cuda | tensorflow | jax | cpu (default: cpu)"
-    )
+    p.add_argument("--template", default="cpu", help="pytorch-cuda | tensorflow | jax | cpu (default: cpu)")
     p.add_argument("--dir", default="specs", help="directory for the spec (default: specs)")
     p.add_argument("--force", action="store_true", help="overwrite an existing spec")
     p.set_defaults(func=cmd_init)
@@ -168,6 +287,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="pytorch | tensorflow | jax | cuda (default: all)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_matrix)
+
+    p = sub.add_parser("build", help="assemble the spec's image into the local store; prints the image ID")
+    p.add_argument("spec")
+    p.add_argument("--oci", metavar="DIR", help="also write an OCI image layout to DIR")
+    p.add_argument("--docker-archive", metavar="FILE", help="also write a `docker load` archive")
+    p.add_argument("--load", action="store_true", help="load the image into the Docker engine")
+    p.add_argument("--push", metavar="REG/REPO", help="push by digest; prints REG/REPO@sha256:... last")
+    p.add_argument("--platform", help="platform of the lock to build (default: linux-64)")
+    p.add_argument(
+        "--engine",
+        choices=["envlock", "docker"],
+        default="envlock",
+        help="docker: render a Dockerfile and docker build it (not bit-reproducible)",
+    )
+    p.add_argument("--store", help="store directory (default: $ENVLOCK_HOME or ~/.cache/envlock)")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("pull", help="pull REG/REPO@sha256:... into the store; prints the image ID")
+    p.add_argument("reference")
+    p.add_argument("--store", help="store directory")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("run", help="run a command in the spec's image with this directory mounted")
+    p.add_argument("spec")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ...")
+    p.add_argument("--mount", default=".", help="directory mounted at the image's workdir (default: .)")
+    p.add_argument("--store", help="store directory")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("store", help="inspect and maintain the local store")
+    p.add_argument("action", choices=["ls", "fsck", "gc"])
+    p.add_argument("specs", nargs="*", help="gc: specs whose locks' images are kept (default: specs/*.toml)")
+    p.add_argument("--dry-run", action="store_true", help="gc: only say what would be removed")
+    p.add_argument("--store", help="store directory")
+    p.set_defaults(func=cmd_store)
     return parser
 
 

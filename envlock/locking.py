@@ -105,9 +105,7 @@ def _jobs(spec: Spec) -> list[_Job]:
 def _local_links(spec: Spec) -> dict[str, str]:
     """Relative find-links as written in the spec -> absolute paths (symlinks kept)."""
     base = Path.cwd() / spec.path.parent
-    return {
-        link: os.path.normpath(base / link) for link in spec.pip.find_links if "://" not in link
-    }
+    return {link: os.path.normpath(base / link) for link in spec.pip.find_links if "://" not in link}
 
 
 def _relative(packages: list[Package], spec: Spec) -> list[Package]:
@@ -171,9 +169,7 @@ def lock_spec(
     def run(job: _Job) -> PlatformLock:
         assert isinstance(job.request, Request)
         t0 = time.perf_counter()
-        progress(
-            f"Resolving {spec.name} for {job.platform} / Python {spec.python} with {engine_version}"
-        )
+        progress(f"Resolving {spec.name} for {job.platform} / Python {spec.python} with {engine_version}")
         packages = engine.resolve(job.request)
         if spec.framework and isinstance(job.plan, compat.Plan):
             compat.check_resolved(
@@ -188,6 +184,9 @@ def lock_spec(
             base=spec.image.base or "",
             base_digest=_base_digest(spec.image.base),
             pip_options=job.pip_options,
+            env=spec.image.env,
+            workdir=spec.image.workdir,
+            system=tuple(sorted(spec.image.system)),
             packages=tuple(_relative(packages, spec)),
         )
 
@@ -209,9 +208,7 @@ def lock_spec(
             and old.meta.get("resolver") == engine_version
         ):
             # Same resolution: keep the old timestamp so the bytes do not churn.
-            new = replace(
-                new, meta={**meta, "resolved-at": old.meta.get("resolved-at", meta["resolved-at"])}
-            )
+            new = replace(new, meta={**meta, "resolved-at": old.meta.get("resolved-at", meta["resolved-at"])})
     except lockmod.LockError:
         pass
     files = {path: lockmod.render(new), **export.render_all(new, spec.path)}

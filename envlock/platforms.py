@@ -73,9 +73,7 @@ def host_subdir() -> str | None:
     """The conda subdir of the machine running envlock, or ``None`` if unknown."""
     machine = _host.machine().lower()
     if sys.platform.startswith("linux"):
-        return {"x86_64": "linux-64", "aarch64": "linux-aarch64", "arm64": "linux-aarch64"}.get(
-            machine
-        )
+        return {"x86_64": "linux-64", "aarch64": "linux-aarch64", "arm64": "linux-aarch64"}.get(machine)
     if sys.platform == "darwin":
         return {"x86_64": "osx-64", "arm64": "osx-arm64"}.get(machine)
     if sys.platform == "win32":

@@ -131,9 +131,7 @@ class _Checker:
         where = f"{self.path}:{line}" if line else str(self.path)
         return SpecError(f"{where}: {message}", hint)
 
-    def table(
-        self, data: Any, keypath: tuple[str, ...], allowed: tuple[str, ...]
-    ) -> dict[str, Any]:
+    def table(self, data: Any, keypath: tuple[str, ...], allowed: tuple[str, ...]) -> dict[str, Any]:
         label = "[" + ".".join(keypath) + "]" if keypath else "the top level"
         if not isinstance(data, dict):
             raise self.fail(keypath, f"{label} must be a table, not {_kind(data)}")
@@ -228,9 +226,7 @@ def parse(text: str, path: Path, *, strict: bool = True) -> Spec:
     if python is None:
         raise c.fail((), "missing key 'python'", 'add e.g. python = "3.11"')
     if not _PYTHON.match(python):
-        raise c.fail(
-            ("python",), f"invalid python {python!r}", 'give a CPython minor version, e.g. "3.11"'
-        )
+        raise c.fail(("python",), f"invalid python {python!r}", 'give a CPython minor version, e.g. "3.11"')
 
     platforms = c.strings(top, ("platforms",)) if "platforms" in top else ("linux-64",)
     if not platforms:
@@ -335,9 +331,7 @@ def _date(c: _Checker, value: Any, keypath: tuple[str, ...]) -> str:
         try:
             stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            raise c.fail(
-                keypath, f"invalid date {value!r}", 'use "YYYY-MM-DD" or an RFC 3339 time'
-            ) from None
+            raise c.fail(keypath, f"invalid date {value!r}", 'use "YYYY-MM-DD" or an RFC 3339 time') from None
         if stamp.tzinfo is None:
             stamp = stamp.replace(tzinfo=dt.UTC)
     else:
@@ -357,16 +351,12 @@ def _pip(c: _Checker, raw: Any, strict: bool) -> PipSection:
     indexes = c.strings(pip, ("pip", "indexes"))
     c.check_each(indexes, ("pip", "indexes"), _url_problem)
     find_links = c.strings(pip, ("pip", "find-links"))
-    c.check_each(
-        tuple(link for link in find_links if "://" in link), ("pip", "find-links"), _url_problem
-    )
+    c.check_each(tuple(link for link in find_links if "://" in link), ("pip", "find-links"), _url_problem)
     no_index = pip.get("no-index", False)
     if not isinstance(no_index, bool):
         raise c.fail(("pip", "no-index"), "'pip.no-index' must be true or false")
     if no_index and not find_links:
-        raise c.fail(
-            ("pip", "no-index"), "'no-index' without 'find-links' leaves nowhere to find packages"
-        )
+        raise c.fail(("pip", "no-index"), "'no-index' without 'find-links' leaves nowhere to find packages")
     exclude_newer = (
         _date(c, pip["exclude-newer"], ("pip", "exclude-newer")) if "exclude-newer" in pip else None
     )
@@ -404,9 +394,7 @@ def _image(c: _Checker, raw: Any) -> ImageSection:
             "'system' packages need a debian:SUITE base",
             'set base = "debian:bookworm" or install them in your own base image',
         )
-    return ImageSection(
-        base=base, system=system, env=tuple(sorted(env_raw.items())), workdir=workdir
-    )
+    return ImageSection(base=base, system=system, env=tuple(sorted(env_raw.items())), workdir=workdir)
 
 
 def discover(directory: Path) -> list[Path]:

@@ -72,9 +72,7 @@ def _is_table_array(value: Any) -> bool:
 
 def _write_table(lines: list[str], table: Mapping[str, Any], prefix: tuple[str, ...]) -> None:
     scalars = [
-        (k, v)
-        for k, v in sorted(table.items())
-        if not isinstance(v, Mapping) and not _is_table_array(v)
+        (k, v) for k, v in sorted(table.items()) if not isinstance(v, Mapping) and not _is_table_array(v)
     ]
     for k, v in scalars:
         lines.append(f"{_key(k)} = {_scalar(v)}")

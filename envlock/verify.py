@@ -70,9 +70,7 @@ def verify_spec(spec_path: Path) -> list[Problem]:
     if lock.spec_hash != spec.spec_hash:
         found.append(Problem(lock_path, "stale: the spec changed since it was locked", relock))
     for message in lockmod.problems(lock):
-        found.append(
-            Problem(lock_path, f"tampered: {message}", f"envlock lock --upgrade {spec_path}")
-        )
+        found.append(Problem(lock_path, f"tampered: {message}", f"envlock lock --upgrade {spec_path}"))
     if not found and lockmod.render(lock) != text:
         found.append(
             Problem(

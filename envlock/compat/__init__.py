@@ -74,9 +74,7 @@ def _key(version: str) -> tuple[int, ...]:
 @cache
 def framework(name: str) -> FrameworkInfo:
     if name not in FRAMEWORKS:
-        raise CompatError(
-            f"unknown framework {name!r}", f"valid frameworks: {', '.join(FRAMEWORKS)}"
-        )
+        raise CompatError(f"unknown framework {name!r}", f"valid frameworks: {', '.join(FRAMEWORKS)}")
     data = _read(name)
     releases = tuple(
         Release(
@@ -105,10 +103,7 @@ def framework(name: str) -> FrameworkInfo:
 @cache
 def cuda_versions() -> tuple[CudaInfo, ...]:
     data = _read("cuda")
-    rows = (
-        CudaInfo(r["version"], r["min-driver"], r["compat-driver"], r["source"])
-        for r in data["cuda"]
-    )
+    rows = (CudaInfo(r["version"], r["min-driver"], r["compat-driver"], r["source"]) for r in data["cuda"])
     return tuple(sorted(rows, key=lambda c: _key(c.version)))
 
 
@@ -198,11 +193,7 @@ def plan(fw: Framework, subdir: str, python: str) -> Plan:
         runtime = None if fw.cuda == "cpu" else fw.cuda
     else:
         major = fw.cuda.split(".")[0]
-        extra = (
-            f"[{(info.cuda_extra or 'cuda{major}').format(major=major)}]"
-            if fw.cuda != "cpu"
-            else ""
-        )
+        extra = f"[{(info.cuda_extra or 'cuda{major}').format(major=major)}]" if fw.cuda != "cpu" else ""
         requirement = f"{name}{extra}{specifier}"
         runtime = None if fw.cuda == "cpu" else major + "."
     return Plan(

@@ -70,11 +70,7 @@ _KEEP = ("PIP_CERT", "PIP_DEFAULT_TIMEOUT", "PIP_CLIENT_CERT", "PIP_TRUSTED_HOST
 
 def isolated_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a resolver: no host pip/uv settings that would change the answer."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k in _KEEP or not any(k.startswith(p) for p in _LEAKY)
-    }
+    env = {k: v for k, v in os.environ.items() if k in _KEEP or not any(k.startswith(p) for p in _LEAKY)}
     env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     env["UV_NO_CONFIG"] = "1"

@@ -48,9 +48,7 @@ def from_pylock(data: Mapping[str, Any], platform: str, python: str, base: Path)
             )
         sha256 = art.get("hashes", {}).get("sha256")
         if not sha256:
-            raise ResolutionError(
-                f"{name} {version}: the index gave no sha256 for {_location(art, base)}"
-            )
+            raise ResolutionError(f"{name} {version}: the index gave no sha256 for {_location(art, base)}")
         size = art.get("size")
         chosen.append(
             Package(

@@ -147,9 +147,7 @@ def _run(cmd: list[str], env: dict[str, str], req: Request) -> None:
     text = redact_all(proc.stderr + proc.stdout)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("WARNING")]
     if any(s in text for s in ("NewConnectionError", "Max retries exceeded", "ConnectionError")):
-        raise ServiceUnavailable(
-            "cannot reach the package index", "check the index URL and your network"
-        )
+        raise ServiceUnavailable("cannot reach the package index", "check the index URL and your network")
     reason = " ".join(lines[-3:]) if lines else "unknown error"
     raise ResolutionError(
         f"pip-tools found no solution for {req.platform} / Python {req.python}: {reason}",

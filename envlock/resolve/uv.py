@@ -106,18 +106,14 @@ def _failure(stderr: str, req: Request) -> Exception:
     ]
     target = f"{req.platform} / Python {req.python}"
     joined = " ".join(lines)
-    if re.search(
-        r"(error sending request|Failed to fetch|dns error|Connection refused|timed out)", text
-    ):
+    if re.search(r"(error sending request|Failed to fetch|dns error|Connection refused|timed out)", text):
         where = re.search(r"`(https?://[^`]+)`", text)
         return ServiceUnavailable(
             f"cannot reach the package index{' ' + where.group(1) if where else ''}",
             "check the index URL and your network; envlock resolves against live indexes",
         )
     if "No solution found" in text or "not found in the" in text or "was not found" in text:
-        reason = re.split(r"No solution found when resolving dependencies:?", joined, maxsplit=1)[
-            -1
-        ]
+        reason = re.split(r"No solution found when resolving dependencies:?", joined, maxsplit=1)[-1]
         reason = reason.strip() or joined
         return ResolutionError(
             f"no solution for {target}: {reason}",

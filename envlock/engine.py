@@ -1,0 +1,136 @@
+"""Docker engine adapter (docker SDK): load an image, run a command in it, build a Dockerfile.
+
+The engine is found the way the docker CLI finds it (``DOCKER_HOST``, else the
+default socket).  No engine is ``ServiceUnavailable`` (exit 3) with a hint.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from envlock.errors import CheckFailed, ServiceUnavailable
+from envlock.image.model import Image
+from envlock.store import Store
+
+Say = Callable[[str], None]
+
+
+def client() -> Any:
+    try:
+        import docker
+        from docker.errors import DockerException
+    except ImportError:
+        raise ServiceUnavailable("the docker Python SDK is not installed", "pip install docker") from None
+    try:
+        c = docker.from_env(timeout=600)
+        c.ping()
+        return c
+    except DockerException as exc:
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        raise ServiceUnavailable(
+            f"no Docker engine answers at {where}: {str(exc).splitlines()[0][:160]}",
+            "start dockerd (e.g. `sudo systemctl start docker`) or set DOCKER_HOST",
+        ) from None
+
+
+def has_image(c: Any, image_id: str) -> bool:
+    from docker.errors import ImageNotFound
+
+    try:
+        c.images.get(image_id)
+        return True
+    except ImageNotFound:
+        return False
+
+
+def load(store: Store, image: Image, tags: Sequence[str], say: Say | None = None) -> str:
+    """Load into the engine (skipped if it already has the ID); returns the engine's image ID."""
+    from envlock.image.oci import write_docker_archive
+
+    c = client()
+    if not has_image(c, image.image_id):
+        if say:
+            say(f"Loading {image.image_id[:19]} into the Docker engine")
+        with tempfile.TemporaryDirectory(dir=store.tmp) as tmp:
+            archive = Path(tmp) / "image.tar"
+            write_docker_archive(store, image, archive, list(tags))
+            with archive.open("rb") as fh:
+                c.images.load(fh)
+    engine_image = c.images.get(image.image_id)
+    for tag in tags:
+        repo, _, name = tag.rpartition(":")
+        engine_image.tag(repo, name)
+    engine_id: str = engine_image.id
+    if engine_id != image.image_id:
+        raise CheckFailed(f"the engine reports image ID {engine_id}, envlock built {image.image_id}")
+    return engine_id
+
+
+def gpu_runtime(c: Any) -> bool:
+    info = c.info()
+    return "nvidia" in (info.get("Runtimes") or {}) or shutil.which("nvidia-container-runtime") is not None
+
+
+def run(
+    image_id: str,
+    command: Sequence[str],
+    *,
+    mount: Path,
+    workdir: str,
+    cuda: bool,
+    say: Say | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Run ``command`` in the image with ``mount`` at ``workdir``; stream output; return the exit code."""
+    import docker
+
+    c = client()
+    kwargs: dict[str, Any] = {}
+    if cuda:
+        if gpu_runtime(c):
+            kwargs["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        elif say:
+            say("warning: the environment uses CUDA but the engine has no NVIDIA runtime; no GPUs")
+    container = c.containers.run(
+        image_id,
+        list(command),
+        detach=True,
+        working_dir=workdir,
+        volumes={str(mount.absolute()): {"bind": workdir, "mode": "rw"}},
+        environment=env or {},
+        network_mode="none" if os.environ.get("ENVLOCK_RUN_NETWORK") == "none" else None,
+        **kwargs,
+    )
+    try:
+        for chunk in container.logs(stream=True, follow=True):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+        result = container.wait()
+        return int(result.get("StatusCode", 1))
+    finally:
+        container.remove(force=True)
+
+
+def build_dockerfile(context: Path, tag: str, say: Say | None = None) -> str:
+    """``docker build`` of a rendered context; returns the image ID the engine made."""
+    from docker.errors import BuildError
+
+    c = client()
+    try:
+        image, logs = c.images.build(path=str(context), tag=tag, rm=True, forcerm=True, pull=False)
+    except BuildError as exc:
+        lines = [str(x.get("stream", x.get("error", ""))).strip() for x in exc.build_log]
+        raise CheckFailed(f"docker build failed: {' '.join(line for line in lines if line)[-400:]}") from None
+    if say:
+        for entry in logs:
+            text = str(entry.get("stream", "")).strip()
+            if text.startswith("Step "):
+                say(text)
+    image_id: str = image.id
+    return image_id

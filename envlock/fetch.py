@@ -1,0 +1,141 @@
+"""Download the lock's artifacts into the store, in parallel, verifying every sha256.
+
+An artifact already in the store (named by its sha256) is not downloaded again.
+A download is hashed as it streams to ``tmp/`` and only renamed into the store
+when its sha256 equals the lock's; a mismatch is a ``CheckFailed`` naming the
+package, the expected and the actual hash.  Network errors are retried with
+backoff; HTTP 4xx are not.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse
+
+from envlock.errors import CheckFailed, ServiceUnavailable
+from envlock.lock import Package
+from envlock.store import CHUNK, Store
+
+RETRIES = 3
+TIMEOUT = 60
+
+# (package, bytes done, bytes total or None)
+Progress = Callable[[Package, int, int | None], None]
+
+
+@dataclass(frozen=True)
+class Fetched:
+    package: Package
+    path: Path
+    downloaded: bool
+
+
+def source_url(package: Package, lock_dir: Path) -> str:
+    """Absolute URL of a lock entry (relative entries are relative to the lock's directory)."""
+    if "://" in package.url:
+        return package.url
+    return urljoin(lock_dir.absolute().as_uri() + "/", package.url)
+
+
+def _open(url: str) -> tuple[object, int | None]:
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        path = Path(unquote(parsed.path))
+        try:
+            return path.open("rb"), path.stat().st_size
+        except FileNotFoundError:
+            raise CheckFailed(f"{path} does not exist", "restore the wheelhouse or re-lock") from None
+    request = urllib.request.Request(url, headers={"User-Agent": "envlock"})
+    response = urllib.request.urlopen(request, timeout=TIMEOUT)
+    length = response.headers.get("Content-Length")
+    return response, int(length) if length else None
+
+
+def fetch_one(store: Store, package: Package, lock_dir: Path, progress: Progress | None = None) -> Fetched:
+    target = store.artifact_path(package.sha256)
+    if target.is_file():
+        return Fetched(package, target, False)
+    url = source_url(package, lock_dir)
+    delay = 0.5
+    for attempt in range(RETRIES + 1):
+        writer = store.writer()
+        try:
+            stream, total = _open(url)
+            done = 0
+            with stream:  # type: ignore[attr-defined]
+                while chunk := stream.read(CHUNK):  # type: ignore[attr-defined]
+                    writer.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(package, done, total)
+            actual = writer.hash.hexdigest()
+            if actual != package.sha256:
+                writer.abort()
+                raise CheckFailed(
+                    f"{package.name} {package.version}: sha256 mismatch for {package.filename}: "
+                    f"expected {package.sha256}, got {actual}",
+                    "the file changed since it was locked; nothing was built. "
+                    "Re-lock only if you trust the new file",
+                )
+            writer.commit(target)
+            return Fetched(package, target, True)
+        except urllib.error.HTTPError as exc:
+            writer.abort()
+            if 400 <= exc.code < 500:
+                raise ServiceUnavailable(f"{package.name}: {url} answered HTTP {exc.code}") from None
+            error: Exception = exc
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+            writer.abort()
+            if isinstance(exc, CheckFailed):
+                raise
+            error = exc
+        except BaseException:
+            writer.abort()
+            raise
+        if attempt < RETRIES:
+            time.sleep(delay)
+            delay *= 2
+    raise ServiceUnavailable(
+        f"cannot download {package.name} from {url}: {error}", "check the network and retry"
+    )
+
+
+def fetch_all(
+    store: Store,
+    packages: Sequence[Package],
+    lock_dir: Path,
+    *,
+    workers: int = 8,
+    progress: Progress | None = None,
+) -> dict[str, Path]:
+    """Make every package's artifact present in the store; returns sha256 -> path.
+
+    All downloads are attempted; if any fails, the first error is raised after the
+    others finish (what was verified stays in the store for next time).
+    """
+    result: dict[str, Path] = {}
+    errors: list[BaseException] = []
+    todo = [p for p in packages if not store.has_artifact(p.sha256)]
+    for p in packages:
+        if store.has_artifact(p.sha256):
+            result[p.sha256] = store.artifact_path(p.sha256)
+    if not todo:
+        return result
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo)))) as pool:
+        futures = {pool.submit(fetch_one, store, p, lock_dir, progress): p for p in todo}
+        for future in as_completed(futures):
+            try:
+                fetched = future.result()
+                result[fetched.package.sha256] = fetched.path
+            except BaseException as exc:
+                errors.append(exc)
+    if errors:
+        checks = [e for e in errors if isinstance(e, CheckFailed)]
+        raise (checks or errors)[0]
+    return result

@@ -1,0 +1,387 @@
+"""Base images into the store: ``REF@sha256:..`` (registry), ``oci:PATH[@sha256:..]``, ``debian:SUITE``.
+
+Whatever the source, the result is a manifest in the store whose blobs were
+verified against their digests, plus what envlock needs to know about it: the
+config, its layers, and the Python interpreter it carries.
+
+``debian:SUITE`` is bootstrapped with mmdebstrap (``--variant=apt``, Python and
+the spec's system packages, ``SOURCE_DATE_EPOCH`` fixed), re-packed into one
+normalised layer (sorted, fixed mtimes, no device nodes, hard links resolved),
+and cached in the store by its inputs; its digest and package list are recorded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from envlock.errors import CheckFailed, EnvlockError, ServiceUnavailable, SpecError, ToolMissing
+from envlock.image import layer as layermod
+from envlock.image.model import (
+    CONFIG,
+    CREATED,
+    DOCKER_LIST,
+    INDEX,
+    LAYER_TAR,
+    Layer,
+    digest_of,
+)
+from envlock.image.venv import Interpreter
+from envlock.store import Store, canonical_json
+
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_EPOCH = 1700000000  # fixed SOURCE_DATE_EPOCH for bootstraps: inputs, not the clock
+SUITE_FOR_PYTHON = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
+BASE_FORMAT = "envlock-base/1"
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    reference: str
+    manifest: str  # digest of the manifest in the store
+    config: dict[str, Any]
+    layers: tuple[Layer, ...]
+    interpreter: Interpreter
+
+    @property
+    def digest(self) -> str:
+        return self.manifest
+
+
+def default_base(python: str) -> str:
+    suite = SUITE_FOR_PYTHON.get(python)
+    if suite is None:
+        raise SpecError(
+            f"no Debian suite ships Python {python}, so envlock has no default base for it",
+            'set [image] base = "oci:PATH" or a registry reference pinned by digest',
+        )
+    return f"debian:{suite}"
+
+
+def resolve(
+    store: Store, reference: str, python: str, system: Sequence[str] = (), say: Say | None = None
+) -> BaseImage:
+    say = say or (lambda _m: None)
+    if reference.startswith("debian:"):
+        manifest = _debian(store, reference.split(":", 1)[1], python, system, say)
+    elif reference.startswith("oci:"):
+        manifest = _from_layout(store, reference[4:])
+    else:
+        if "@sha256:" not in reference:
+            raise SpecError(
+                f"base image {reference!r} is not pinned by digest",
+                "write it as REF@sha256:..., oci:PATH, or debian:SUITE",
+            )
+        from envlock.image import registry
+
+        manifest = registry.pull(store, reference, say)
+    return load(store, reference, manifest, python)
+
+
+def load(store: Store, reference: str, manifest_digest: str, python: str) -> BaseImage:
+    manifest = store.read_json(manifest_digest)
+    config = store.read_json(manifest["config"]["digest"])
+    diff_ids = config.get("rootfs", {}).get("diff_ids", [])
+    if len(diff_ids) != len(manifest["layers"]):
+        raise CheckFailed(
+            f"base {reference}: config lists {len(diff_ids)} layers, manifest {len(manifest['layers'])}"
+        )
+    layers = tuple(
+        Layer(la["digest"], diff_id, la["size"], la["mediaType"], "base")
+        for la, diff_id in zip(manifest["layers"], diff_ids, strict=True)
+    )
+    interp = find_interpreter(store, manifest_digest, layers)
+    if interp is None:
+        raise CheckFailed(
+            f"base {reference} has no Python interpreter at /usr/local/bin or /usr/bin",
+            "use a base with CPython installed, e.g. debian:bookworm",
+        )
+    if interp.version != python:
+        raise CheckFailed(
+            f"base {reference} has Python {interp.version} ({interp.path}), the spec asks for {python}",
+            f'set python = "{interp.version}" or choose a base with Python {python}',
+        )
+    return BaseImage(reference, manifest_digest, config, layers, interp)
+
+
+# -- interpreter detection --------------------------------------------------------------
+
+_PY = re.compile(r"^(usr/local/bin|usr/bin)/python(3\.\d+)$")
+
+
+def _open_layer(store: Store, layer: Layer) -> IO[bytes]:
+    fh: IO[bytes] = store.blob_path(layer.digest).open("rb")
+    if layer.media_type.endswith("gzip"):
+        return gzip.GzipFile(fileobj=fh)  # type: ignore[return-value]
+    return fh
+
+
+def find_interpreter(store: Store, manifest: str, layers: Sequence[Layer]) -> Interpreter | None:
+    cache = store.bases / f"inspect-{manifest.split(':')[1]}.json"
+    if cache.is_file():
+        data = json.loads(cache.read_text())
+        return Interpreter(**data) if data else None
+    found: dict[str, str] = {}
+    for la in layers:
+        with _open_layer(store, la) as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
+            for member in tar:
+                name = member.name.removeprefix("./")
+                m = _PY.match(name)
+                if m and (member.isfile() or member.issym() or member.islnk()):
+                    found[m.group(1)] = m.group(2)
+                base = name.rsplit("/", 1)[-1]
+                if base.startswith(".wh.") and _PY.match(name.rsplit("/", 1)[0] + "/" + base[4:]):
+                    found.pop(_PY.match(name.rsplit("/", 1)[0] + "/" + base[4:]).group(1), None)  # type: ignore[union-attr]
+    interp = None
+    for directory in ("usr/local/bin", "usr/bin"):
+        if directory in found:
+            interp = Interpreter(f"/{directory}/python{found[directory]}", found[directory])
+            break
+    store._write_small(cache, canonical_json(interp.__dict__ if interp else {}))
+    return interp
+
+
+# -- oci:PATH ---------------------------------------------------------------------------
+
+
+def _from_layout(store: Store, spec: str) -> str:
+    path, _, digest = spec.partition("@")
+    root = Path(path)
+    try:
+        index = json.loads((root / "index.json").read_text())
+    except (OSError, ValueError):
+        raise SpecError(f"oci:{path} is not an OCI image layout (no readable index.json)") from None
+    manifests = index.get("manifests", [])
+    if digest:
+        chosen = next((m for m in manifests if m["digest"] == digest), {"digest": digest})
+    elif len(manifests) == 1:
+        chosen = manifests[0]
+    else:
+        names = [
+            m.get("annotations", {}).get("org.opencontainers.image.ref.name", m["digest"]) for m in manifests
+        ]
+        raise SpecError(
+            f"oci:{path} holds {len(manifests)} images; pin one",
+            f"use oci:{path}@sha256:... ({', '.join(names)})",
+        )
+
+    def blob(d: str) -> bytes:
+        try:
+            data = (root / "blobs" / d.replace(":", "/")).read_bytes()
+        except FileNotFoundError:
+            raise CheckFailed(f"oci:{path} is missing blob {d}") from None
+        if digest_of(data) != d:
+            raise CheckFailed(f"oci:{path}: blob {d} does not match its digest")
+        return data
+
+    manifest_digest = chosen["digest"]
+    manifest = json.loads(blob(manifest_digest))
+    if manifest.get("mediaType") in (INDEX, DOCKER_LIST) or "manifests" in manifest:
+        manifest_digest = pick_platform(manifest["manifests"])
+        manifest = json.loads(blob(manifest_digest))
+    store.put_blob(blob(manifest["config"]["digest"]))
+    for la in manifest["layers"]:
+        if not store.has_blob(la["digest"]):
+            with (root / "blobs" / la["digest"].replace(":", "/")).open("rb") as fh:
+                store.put_blob_stream(fh, expected=la["digest"])
+    store.put_blob(blob(manifest_digest))
+    return manifest_digest
+
+
+def pick_platform(manifests: list[dict[str, Any]]) -> str:
+    for m in manifests:
+        plat = m.get("platform", {})
+        if plat.get("os") == "linux" and plat.get("architecture") == "amd64":
+            return str(m["digest"])
+    raise CheckFailed("the base image index has no linux/amd64 image")
+
+
+# -- debian:SUITE -------------------------------------------------------------------------
+
+
+def _mmdebstrap_version() -> str:
+    if not shutil.which("mmdebstrap"):
+        raise ToolMissing(
+            "mmdebstrap is not installed (needed for debian:SUITE bases)",
+            "apt-get install mmdebstrap, or use an oci:PATH or registry base",
+        )
+    out = subprocess.run(["mmdebstrap", "--version"], capture_output=True, text=True, check=False)
+    return out.stdout.strip()
+
+
+def _includes(python: str, system: Sequence[str]) -> list[str]:
+    """Debian packages of a base: the interpreter (with venv/ensurepip, which the Dockerfile
+    path needs), CA certificates, and the spec's system packages."""
+    return sorted({f"python{python}", f"python{python}-venv", "python3", "ca-certificates", *system})
+
+
+def debian_key(suite: str, python: str, system: Sequence[str]) -> str:
+    data = {
+        "format": BASE_FORMAT,
+        "suite": suite,
+        "mirror": DEBIAN_MIRROR,
+        "variant": "apt",
+        "include": _includes(python, system),
+        "epoch": DEBIAN_EPOCH,
+        "tool": _mmdebstrap_version(),
+    }
+    return hashlib.sha256(canonical_json(data)).hexdigest()
+
+
+def _debian(store: Store, suite: str, python: str, system: Sequence[str], say: Say) -> str:
+    key = debian_key(suite, python, system)
+    record = store.bases / f"{key}.json"
+    if record.is_file():
+        data = json.loads(record.read_text())
+        if store.has_blob(data["manifest"]):
+            return str(data["manifest"])
+    include = _includes(python, system)
+    say(f"Bootstrapping debian:{suite} with mmdebstrap ({', '.join(include)}); cached afterwards")
+    with tempfile.TemporaryDirectory(prefix="mmdebstrap-", dir=store.tmp) as tmp:
+        raw = Path(tmp) / "rootfs.tar"
+        cmd = [
+            "mmdebstrap",
+            "--variant=apt",
+            "--format=tar",
+            "--quiet",
+            f"--include={','.join(include)}",
+            '--aptopt=Acquire::Check-Valid-Until "false"',
+            suite,
+            str(raw),
+            DEBIAN_MIRROR,
+        ]
+        env = {
+            "SOURCE_DATE_EPOCH": str(DEBIAN_EPOCH),
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "LC_ALL": "C.UTF-8",
+        }
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if proc.returncode != 0:
+            tail = " ".join(proc.stderr.strip().splitlines()[-3:])
+            if "Failed to fetch" in proc.stderr or "Could not resolve" in proc.stderr:
+                raise ServiceUnavailable(f"mmdebstrap cannot reach {DEBIAN_MIRROR}: {tail}")
+            raise EnvlockError(
+                f"mmdebstrap failed for debian:{suite}: {tail}",
+                "check the suite name and system packages",
+            )
+        packages = _dpkg_packages(raw)
+        writer = store.writer()
+        try:
+            _normalise(raw, writer.stream())
+            diff_id = writer.digest
+            size = writer.size
+            if store.has_blob(diff_id):
+                writer.abort()
+            else:
+                writer.commit(store.blob_path(diff_id))
+        except BaseException:
+            writer.abort()
+            raise
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "created": CREATED,
+        "config": {
+            "Env": [
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "LANG=C.UTF-8",
+            ],
+            "Cmd": ["bash"],
+        },
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [
+            {
+                "created": CREATED,
+                "created_by": f"mmdebstrap --variant=apt --include={','.join(include)} {suite}",
+            }
+        ],
+    }
+    config_digest = store.put_blob(canonical_json(config))
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": CONFIG,
+            "digest": config_digest,
+            "size": len(canonical_json(config)),
+        },
+        "layers": [{"mediaType": LAYER_TAR, "digest": diff_id, "size": size}],
+        "annotations": {"org.opencontainers.image.base.name": f"debian:{suite}"},
+    }
+    data = canonical_json(manifest)
+    manifest_digest = store.put_blob(data)
+    store.tag(f"base-debian-{suite}-{key[:12]}", manifest_digest, len(data))
+    store._write_small(
+        record,
+        canonical_json({"manifest": manifest_digest, "suite": suite, "packages": packages, "python": python}),
+    )
+    return manifest_digest
+
+
+def _dpkg_packages(raw: Path) -> list[str]:
+    with tarfile.open(raw) as tar:
+        try:
+            member = tar.getmember("./var/lib/dpkg/status")
+        except KeyError:
+            return []
+        fh = tar.extractfile(member)
+        text = fh.read().decode() if fh else ""
+    out, name = [], ""
+    for line in text.splitlines():
+        if line.startswith("Package: "):
+            name = line[9:]
+        elif line.startswith("Version: ") and name:
+            out.append(f"{name}={line[9:]}")
+    return sorted(out)
+
+
+def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    for m in sorted(tar.getmembers(), key=lambda m: m.name.removeprefix("./").rstrip("/")):
+        name = m.name.removeprefix("./").rstrip("/")
+        if not name or m.ischr() or m.isblk() or m.isfifo():
+            continue
+        yield m
+
+
+def _normalise(raw: Path, out: IO[bytes]) -> None:
+    """Re-pack a root filesystem tar: sorted, fixed mtime, no devices, hard links as files.
+
+    Ownership and modes (setuid, sticky bits) are kept: they are part of the OS.
+    """
+    with (
+        tarfile.open(raw) as src,
+        tarfile.open(fileobj=out, mode="w|", format=layermod.FORMAT) as dst,
+    ):
+        setattr(dst, "copybufsize", 1 << 20)  # noqa: B010 (not in the stubs)
+        by_name = {m.name: m for m in src.getmembers()}
+        for m in _members(src):
+            info = tarfile.TarInfo(m.name.removeprefix("./").rstrip("/"))
+            info.mode, info.uid, info.gid = m.mode, m.uid, m.gid
+            info.uname = info.gname = ""
+            info.mtime = layermod.MTIME
+            data_from = m
+            if m.islnk():
+                data_from = by_name.get(m.linkname) or by_name.get("./" + m.linkname.removeprefix("./")) or m
+                info.type = tarfile.REGTYPE
+            else:
+                info.type = m.type
+            if m.issym():
+                info.linkname = m.linkname
+            if info.type == tarfile.REGTYPE:
+                info.size = data_from.size
+                fh = src.extractfile(data_from)
+                dst.addfile(info, fh)
+            else:
+                dst.addfile(info)

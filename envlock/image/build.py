@@ -1,0 +1,249 @@
+"""Assemble an image from a lock: base + venv skeleton + package layers + lock layer.
+
+The image ID (config digest) is a pure function of the lock and the base image:
+no clock, host path, umask, locale or user name reaches a layer or the config.
+A lock whose image is already in the store is not built again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from envlock import lock as lockmod
+from envlock.errors import CheckFailed, UsageError
+from envlock.image import base as basemod
+from envlock.image import layer as layermod
+from envlock.image import venv
+from envlock.image.model import Image, Layer, config_for
+from envlock.lock import Lock, Package, PlatformLock
+from envlock.store import EnvEntry, Store, canonical_json
+
+Say = Callable[[str], None]
+FetchProgress = Callable[[Package, int, int | None], None]
+BUILDABLE = ("linux-64",)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image: Image
+    manifest: str
+    env_id: str
+    platform: str
+    reused: bool
+    seconds: float
+    base: str  # base reference
+    base_digest: str  # manifest digest of the base in the store
+
+    @property
+    def image_id(self) -> str:
+        return self.image.image_id
+
+
+def image_ref(name: str, env_id: str, platform: str) -> str:
+    return f"envlock/{name}:{env_id.split(':')[1][:16]}-{platform}"
+
+
+def choose_platform(lock: Lock, platform: str | None) -> PlatformLock:
+    if platform:
+        plat = lock.platform(platform)
+    else:
+        linux = [p for p in lock.platforms if p.name in BUILDABLE]
+        if not linux:
+            raise UsageError(
+                f"the lock has no platform envlock can build images for ({', '.join(lock.platform_names)})",
+                f"add one of {', '.join(BUILDABLE)} to the spec's platforms",
+            )
+        plat = linux[0]
+    if plat.name not in BUILDABLE:
+        raise UsageError(f"envlock builds images for {', '.join(BUILDABLE)}, not {plat.name}")
+    return plat
+
+
+def load_image(store: Store, manifest_digest: str) -> Image:
+    manifest = store.read_json(manifest_digest)
+    config = store.read_json(manifest["config"]["digest"])
+    layers = tuple(
+        Layer(la["digest"], diff_id, la["size"], la["mediaType"])
+        for la, diff_id in zip(manifest["layers"], config["rootfs"]["diff_ids"], strict=True)
+    )
+    return Image(config, layers, manifest.get("annotations", {}))
+
+
+def lock_layer_entries(lock: Lock) -> list[layermod.Entry]:
+    """The lock inside the image, without [meta] (when and with what it was resolved)."""
+    text = lockmod.render(replace(lock, meta={}))
+    return [layermod.file("opt/env/envlock.lock", text.encode())]
+
+
+def _groups(
+    packages: Sequence[tuple[Package, Path]],
+) -> list[tuple[str, list[tuple[Package, Path]]]]:
+    big = sorted((p for p in packages if venv.is_big(*p)), key=lambda p: p[0].name)
+    small = sorted((p for p in packages if not venv.is_big(*p)), key=lambda p: p[0].name)
+    groups = [(f"envlock: pip {p.name}=={p.version}", [(p, path)]) for p, path in big]
+    if small:
+        groups.append((f"envlock: pip {len(small)} packages", small))
+    return groups
+
+
+def build_lock(
+    lock: Lock,
+    lock_dir: Path,
+    name: str,
+    *,
+    store: Store,
+    platform: str | None = None,
+    say: Say | None = None,
+    fetch_progress: FetchProgress | None = None,
+    workers: int = 2,
+) -> BuildResult:
+    start = time.perf_counter()
+    say = say or (lambda _m: None)
+    plat = choose_platform(lock, platform)
+    problems = lockmod.problems(lock)
+    if problems:
+        raise CheckFailed(
+            f"the lock is not intact: {problems[0]}",
+            "re-create it with: envlock lock --upgrade SPEC",
+        )
+
+    existing = store.find_env(lock.env_id, plat.name)
+    if existing is not None:
+        image = load_image(store, existing.manifest)
+        base_ref = (
+            image.config.get("config", {}).get("Labels", {}).get("org.opencontainers.image.base.name", "")
+        )
+        base_digest = (
+            image.config.get("config", {}).get("Labels", {}).get("org.opencontainers.image.base.digest", "")
+        )
+        return BuildResult(
+            image,
+            existing.manifest,
+            lock.env_id,
+            plat.name,
+            True,
+            time.perf_counter() - start,
+            base_ref,
+            base_digest,
+        )
+
+    conda = [p for p in plat.packages if p.manager == "conda"]
+    if conda:
+        raise UsageError("conda packages cannot be installed into images by this envlock version")
+    reference = plat.base or basemod.default_base(plat.python)
+    located = reference
+    if reference.startswith("oci:") and not Path(reference[4:].split("@")[0]).is_absolute():
+        located = "oci:" + str(lock_dir.absolute() / reference[4:])
+    base = basemod.resolve(store, located, plat.python, plat.system, say)
+    if plat.base_digest and plat.base_digest != base.digest:
+        raise CheckFailed(
+            f"base {reference} resolved to {base.digest}, the lock pins {plat.base_digest}",
+            "the base changed since it was locked; re-lock or restore the base",
+        )
+
+    from envlock.fetch import fetch_all
+
+    pip = [p for p in plat.packages if p.manager == "pip"]
+    missing = [p for p in pip if not store.has_artifact(p.sha256)]
+    if missing:
+        total = sum(p.size or 0 for p in missing)
+        say(f"Fetching {len(missing)} of {len(pip)} packages ({total / 1e6:.0f} MB)")
+    paths = fetch_all(store, pip, lock_dir, progress=fetch_progress)
+    wheels = [(p, paths[p.sha256]) for p in pip]
+
+    say(f"Assembling {name} for {plat.name} on {reference} ({len(pip)} packages)")
+    skeleton = venv.store_entries(store, venv.skeleton_entries(base.interpreter), "envlock: venv /opt/env")
+    groups = _groups(wheels)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        package_layers = list(
+            pool.map(lambda g: venv.build_layer(store, g[1], base.interpreter, g[0]), groups)
+        )
+    lock_layer = venv.store_entries(store, lock_layer_entries(lock), "envlock: lock")
+    ours = (skeleton, *package_layers, lock_layer)
+
+    env = {
+        "PATH": "/opt/env/bin:" + _base_path(base.config),
+        "VIRTUAL_ENV": "/opt/env",
+        **dict(plat.env),
+    }
+    if plat.cuda != "cpu":
+        env.setdefault("NVIDIA_VISIBLE_DEVICES", "all")
+        env.setdefault("NVIDIA_DRIVER_CAPABILITIES", "compute,utility")
+    labels = {
+        "org.opencontainers.image.title": name,
+        "org.opencontainers.image.base.name": reference,
+        "org.opencontainers.image.base.digest": base.digest,
+        "dev.envlock.env-id": lock.env_id,
+        "dev.envlock.platform": plat.name,
+        "dev.envlock.python": plat.python,
+        "dev.envlock.cuda": plat.cuda,
+    }
+    config = config_for(
+        base.config, ours, env=env, workdir=plat.workdir, labels=labels, cmd=["/opt/env/bin/python"]
+    )
+    image = Image(
+        config,
+        (*base.layers, *ours),
+        {
+            "org.opencontainers.image.ref.name": image_ref(name, lock.env_id, plat.name),
+            "dev.envlock.env-id": lock.env_id,
+            "dev.envlock.artifacts": ",".join(sorted(p.sha256 for p in pip)),
+        },
+    )
+    store.put_blob(image.config_bytes)
+    manifest = canonical_json(image.manifest())
+    manifest_digest = store.put_blob(manifest)
+    store.tag(image_ref(name, lock.env_id, plat.name), manifest_digest, len(manifest))
+    store.record_env(EnvEntry(lock.env_id, manifest_digest, image.image_id, name, plat.name))
+    return BuildResult(
+        image,
+        manifest_digest,
+        lock.env_id,
+        plat.name,
+        False,
+        time.perf_counter() - start,
+        reference,
+        base.digest,
+    )
+
+
+def _base_path(config: dict[str, object]) -> str:
+    inner = config.get("config") or {}
+    assert isinstance(inner, dict)
+    for item in inner.get("Env") or []:
+        if isinstance(item, str) and item.startswith("PATH="):
+            return item[5:]
+    return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def build_spec(
+    spec_path: Path,
+    *,
+    store: Store,
+    platform: str | None = None,
+    say: Say | None = None,
+    fetch_progress: FetchProgress | None = None,
+) -> BuildResult:
+    """Build the image of a spec's current lock (refuses a stale or missing lock)."""
+    from envlock.locking import fresh_lock, lock_path
+    from envlock.spec import load
+
+    spec = load(spec_path)
+    lock = fresh_lock(spec)
+    if lock is None:
+        if not lock_path(spec.path).exists():
+            raise CheckFailed(f"{lock_path(spec.path)} does not exist", f"run: envlock lock {spec.path}")
+        raise CheckFailed(f"{lock_path(spec.path)} is stale or was edited", f"run: envlock lock {spec.path}")
+    return build_lock(
+        lock,
+        spec.path.parent,
+        spec.name,
+        store=store,
+        platform=platform,
+        say=say,
+        fetch_progress=fetch_progress,
+    )
