@@ -198,7 +198,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = build_spec(Path(args.spec), store=store, say=_say)
     name = result.image.annotations.get("org.opencontainers.image.ref.name", "envlock/image:latest")
     engine.load(store, result.image, [name], _say)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = args.command
     if not command:
         raise UsageError("no command given", "envlock run SPEC -- python train.py")
     workdir = result.image.config["config"].get("WorkingDir") or "/workspace"
@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a command in the spec's image with this directory mounted")
     p.add_argument("spec")
-    p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ...")
+    p.add_argument("command", nargs="*", help="the command, after --")
     p.add_argument("--mount", default=".", help="directory mounted at the image's workdir (default: .)")
     p.add_argument("--store", help="store directory")
     p.set_defaults(func=cmd_run)
@@ -329,7 +329,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    tail: list[str] | None = None
+    if "--" in raw:  # everything after -- is the command to run, verbatim
+        cut = raw.index("--")
+        raw, tail = raw[:cut], raw[cut + 1 :]
+    args = parser.parse_args(raw)
+    if tail is not None:
+        if not hasattr(args, "command") or not isinstance(args.command, list):
+            parser.error("'--' is only for commands that run something (run)")
+        args.command = [*args.command, *tail]
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT

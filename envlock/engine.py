@@ -89,6 +89,7 @@ def run(
 ) -> int:
     """Run ``command`` in the image with ``mount`` at ``workdir``; stream output; return the exit code."""
     import docker
+    from docker.errors import APIError
 
     c = client()
     kwargs: dict[str, Any] = {}
@@ -97,16 +98,26 @@ def run(
             kwargs["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
         elif say:
             say("warning: the environment uses CUDA but the engine has no NVIDIA runtime; no GPUs")
-    container = c.containers.run(
-        image_id,
-        list(command),
-        detach=True,
-        working_dir=workdir,
-        volumes={str(mount.absolute()): {"bind": workdir, "mode": "rw"}},
-        environment=env or {},
-        network_mode="none" if os.environ.get("ENVLOCK_RUN_NETWORK") == "none" else None,
-        **kwargs,
-    )
+    try:
+        container = c.containers.create(
+            image_id,
+            list(command),
+            working_dir=workdir,
+            volumes={str(mount.absolute()): {"bind": workdir, "mode": "rw"}},
+            environment=env or {},
+            **kwargs,
+        )
+    except APIError as exc:
+        raise CheckFailed(f"docker could not create the container: {exc.explanation or exc}") from None
+    try:
+        container.start()
+    except APIError as exc:
+        container.remove(force=True)
+        explanation = str(exc.explanation or exc)
+        raise CheckFailed(
+            f"docker could not start {' '.join(command)!r}: {explanation[-300:]}",
+            "check the command exists in the image",
+        ) from None
     try:
         for chunk in container.logs(stream=True, follow=True):
             sys.stdout.buffer.write(chunk)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from envlock import lock as lockmod
@@ -74,9 +74,21 @@ def load_image(store: Store, manifest_digest: str) -> Image:
 
 
 def lock_layer_entries(lock: Lock) -> list[layermod.Entry]:
-    """The lock inside the image, without [meta] (when and with what it was resolved)."""
-    text = lockmod.render(replace(lock, meta={}))
-    return [layermod.file("opt/env/envlock.lock", text.encode())]
+    """The environment inside the image: exactly what the env ID covers.
+
+    No [meta] (when and with what it was resolved) and no URLs (where files came
+    from): two locks with the same env ID give the same image, whichever mirror
+    or machine resolved them.
+    """
+    from envlock import tomlwrite
+
+    data = {
+        "version": lock.version,
+        "env-id": lock.env_id,
+        "platforms": [p.identity() for p in lock.platforms],
+    }
+    header = "The environment in this image, as envlock's env ID covers it."
+    return [layermod.file("opt/env/envlock.lock", tomlwrite.dumps(data, header=header).encode())]
 
 
 def _groups(

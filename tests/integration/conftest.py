@@ -3,11 +3,21 @@ reach outside (PyPI, with ``exclude-newer`` pinned)."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import PACKAGES, Index, build_wheel, serve, write_simple_index
+from support import (
+    PACKAGES,
+    Dockerd,
+    Index,
+    build_wheel,
+    serve,
+    start_dockerd,
+    start_registry,
+    write_simple_index,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -36,3 +46,47 @@ def private_index(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) ->
     root = tmp_path_factory.mktemp("private-index")
     write_simple_index(root, wheelhouse)
     yield from serve(root, ("ci-user", "s3cret-t0ken"))
+
+
+@pytest.fixture(scope="session")
+def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
+    """A real Docker engine on a private socket, for this test session only."""
+    root = Path("/tmp") / f"envlock-dockerd-{tmp_path_factory.getbasetemp().name}"
+    root.mkdir(parents=True, exist_ok=True)
+    proc, info = start_dockerd(root)
+    try:
+        yield info
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Debian docker-registry on 127.0.0.1 and a free port; yields HOST:PORT."""
+    proc, address = start_registry(tmp_path_factory.mktemp("registry"))
+    try:
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def base_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """debian:bookworm with Python 3.11, bootstrapped once by envlock (mmdebstrap) and
+    written as an OCI layout, so tests can use ``base = "oci:PATH"`` cheaply."""
+    from envlock.image import base as basemod
+    from envlock.image.build import load_image
+    from envlock.image.oci import write_layout
+    from envlock.store import Store
+
+    store = Store(tmp_path_factory.mktemp("base-store"))
+    base = basemod.resolve(store, "debian:bookworm", "3.11")
+    layout = tmp_path_factory.mktemp("base-layout")
+    write_layout(store, load_image(store, base.manifest), layout, "bookworm")
+    return layout

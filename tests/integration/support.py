@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -30,8 +30,14 @@ def build_wheel(
     version: str,
     requires: tuple[str, ...] = (),
     tag: str = "py3-none-any",
+    entry_points: dict[str, str] | None = None,
+    payload: int = 0,
 ) -> Path:
-    """Write a minimal, valid, byte-reproducible wheel and return its path."""
+    """Write a minimal, valid, byte-reproducible wheel and return its path.
+
+    ``entry_points`` maps console script names to ``module:function``; ``payload``
+    adds that many incompressible (but fixed) bytes, for tests that need a slow build.
+    """
     dist = name.replace("-", "_")
     info = f"{dist}-{version}.dist-info"
     metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
@@ -42,10 +48,17 @@ def build_wheel(
         f"{info}/METADATA": metadata,
         f"{info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: envlock-tests\nRoot-Is-Purelib: {purelib}\nTag: {tag}\n",
     }
+    if entry_points:
+        files[f"{dist}/cli.py"] = "def main():\n    print('hello from " + name + "')\n"
+        lines = "".join(f"{k} = {v}\n" for k, v in sorted(entry_points.items()))
+        files[f"{info}/entry_points.txt"] = "[console_scripts]\n" + lines
+    blobs: dict[str, bytes] = {}
+    if payload:
+        blobs[f"{dist}/payload.bin"] = _noise(payload, name)
     record = "".join(
-        f"{path},{_record_hash(text.encode())},{len(text.encode())}\n"
-        for path, text in files.items()
+        f"{path},{_record_hash(text.encode())},{len(text.encode())}\n" for path, text in files.items()
     )
+    record += "".join(f"{path},{_record_hash(data)},{len(data)}\n" for path, data in blobs.items())
     files[f"{info}/RECORD"] = record + f"{info}/RECORD,,\n"
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / f"{dist}-{version}-{tag}.whl"
@@ -54,7 +67,18 @@ def build_wheel(
             zi = zipfile.ZipInfo(arcname, _EPOCH)
             zi.external_attr = 0o644 << 16
             zf.writestr(zi, text)
+        for arcname, data in blobs.items():
+            zi = zipfile.ZipInfo(arcname, _EPOCH)
+            zi.external_attr = 0o644 << 16
+            zf.writestr(zi, data, compress_type=zipfile.ZIP_STORED)
     return path
+
+
+def _noise(size: int, seed: str) -> bytes:
+    """Deterministic incompressible bytes."""
+    import random
+
+    return random.Random(seed).randbytes(size)
 
 
 def sha256_file(path: Path) -> str:
@@ -137,9 +161,7 @@ def serve(root: Path, auth: tuple[str, str] | None) -> Iterator[Index]:
         server.server_close()
 
 
-def run_envlock(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+def run_envlock(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a subprocess, as a user would."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
@@ -158,3 +180,95 @@ def write_spec(directory: Path, name: str, body: str) -> Path:
     path = specs / f"{name}.toml"
     path.write_text(body)
     return path
+
+
+# -- real services: dockerd on a private socket, docker-registry on 127.0.0.1 ----------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not come up within {seconds:.0f}s")
+
+
+@dataclass
+class Dockerd:
+    host: str  # DOCKER_HOST value
+    root: Path
+
+
+def start_dockerd(root: Path) -> tuple[subprocess.Popen[bytes], Dockerd]:
+    """dockerd with its own socket, data root and exec root; no bridge, no iptables."""
+    sock = root / "docker.sock"
+    log = (root / "dockerd.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            "dockerd",
+            f"--host=unix://{sock}",
+            f"--data-root={root / 'data'}",
+            f"--exec-root={root / 'exec'}",
+            f"--pidfile={root / 'docker.pid'}",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--ip-forward=false",
+            "--ip-masq=false",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    host = f"unix://{sock}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"dockerd exited: {(root / 'dockerd.log').read_text()[-2000:]}")
+        return (
+            subprocess.run(["docker", "--host", host, "version"], capture_output=True, check=False).returncode
+            == 0
+        )
+
+    wait_for(up, 60, "dockerd")
+    return proc, Dockerd(host, root)
+
+
+def start_registry(root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
+        f"    rootdirectory: {root / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
+    )
+    log = (root / "registry.log").open("wb")
+    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    address = f"127.0.0.1:{port}"
+
+    def up() -> bool:
+        import urllib.request
+
+        if proc.poll() is not None:
+            raise RuntimeError(f"registry exited: {(root / 'registry.log').read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://{address}/v2/", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    wait_for(up, 30, "docker-registry")
+    return proc, address
+
+
+def docker(host: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", "--host", host, *args], capture_output=True, text=True, check=False)

@@ -87,9 +87,7 @@ def test_pinned_set_equals_plain_uv_pip_compile(torch_project: Path, tmp_path: P
 def test_torch_exports_validate(torch_project: Path) -> None:
     from packaging.pylock import Pylock
 
-    pylock = Pylock.from_dict(
-        tomllib.loads((torch_project / "specs/pylock.vision.toml").read_text())
-    )
+    pylock = Pylock.from_dict(tomllib.loads((torch_project / "specs/pylock.vision.toml").read_text()))
     assert any(p.name == "torch" for p in pylock.packages)
     req = (torch_project / "specs/vision.linux-64.requirements.txt").read_text()
     assert "torch==2.9." in req and "--hash=sha256:" in req

@@ -38,9 +38,7 @@ def _locked_names(spec: Path) -> dict[str, str]:
     return {p.name: p.version for p in lock.platforms[0].packages}
 
 
-def test_lock_from_find_links_pins_hashes_and_writes_exports(
-    tmp_path: Path, wheelhouse: Path
-) -> None:
+def test_lock_from_find_links_pins_hashes_and_writes_exports(tmp_path: Path, wheelhouse: Path) -> None:
     spec = _find_links_spec(tmp_path, wheelhouse, '"envlock-fx-alpha"')
     proc = run_envlock("lock", str(spec), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -58,13 +56,9 @@ def test_lock_from_find_links_pins_hashes_and_writes_exports(
     assert run_envlock("verify", str(spec), cwd=tmp_path).returncode == 0
 
 
-def test_target_platform_not_host_picks_that_platforms_wheel(
-    tmp_path: Path, wheelhouse: Path
-) -> None:
+def test_target_platform_not_host_picks_that_platforms_wheel(tmp_path: Path, wheelhouse: Path) -> None:
     spec = _find_links_spec(tmp_path, wheelhouse, '"envlock-fx-gamma"')
-    text = spec.read_text().replace(
-        'platforms = ["linux-64"]', 'platforms = ["linux-64", "osx-arm64"]'
-    )
+    text = spec.read_text().replace('platforms = ["linux-64"]', 'platforms = ["linux-64", "osx-arm64"]')
     spec.write_text(text)
     proc = run_envlock("lock", str(spec), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -79,9 +73,7 @@ def test_target_platform_not_host_picks_that_platforms_wheel(
     Pylock.from_dict(tomllib.loads((tmp_path / "specs/pylock.local.toml").read_text()))
 
 
-def test_requirements_export_installs_with_pip_require_hashes(
-    tmp_path: Path, wheelhouse: Path
-) -> None:
+def test_requirements_export_installs_with_pip_require_hashes(tmp_path: Path, wheelhouse: Path) -> None:
     spec = _find_links_spec(tmp_path, wheelhouse, '"envlock-fx-alpha"')
     assert run_envlock("lock", str(spec), cwd=tmp_path).returncode == 0
     venv = tmp_path / "venv"
@@ -119,9 +111,7 @@ def test_tampered_export_makes_pip_refuse(tmp_path: Path, wheelhouse: Path) -> N
     assert "local.linux-64.requirements.txt: export does not match the lock" in bad.stdout
 
 
-def test_unchanged_spec_relocks_without_resolving_or_writing(
-    tmp_path: Path, wheelhouse: Path
-) -> None:
+def test_unchanged_spec_relocks_without_resolving_or_writing(tmp_path: Path, wheelhouse: Path) -> None:
     spec = _find_links_spec(tmp_path, wheelhouse, '"envlock-fx-alpha"')
     assert run_envlock("lock", str(spec), cwd=tmp_path).returncode == 0
     lock = spec.with_suffix(".lock")
@@ -215,9 +205,7 @@ index-url = "{url}"
     assert "--index-url http://${FX_USER}:${FX_TOKEN}@127.0.0.1" in lock.platforms[0].pip_options[0]
 
 
-def test_unsatisfiable_spec_is_exit_2_and_writes_nothing(
-    tmp_path: Path, simple_index: Index
-) -> None:
+def test_unsatisfiable_spec_is_exit_2_and_writes_nothing(tmp_path: Path, simple_index: Index) -> None:
     spec = write_spec(
         tmp_path,
         "broken",
@@ -340,9 +328,7 @@ index-url = "{simple_index.url}"
 
 
 @pytest.mark.parametrize("resolver", ["uv", "pip-tools"])
-def test_lock_covers_every_dependency_once(
-    tmp_path: Path, simple_index: Index, resolver: str
-) -> None:
+def test_lock_covers_every_dependency_once(tmp_path: Path, simple_index: Index, resolver: str) -> None:
     spec = write_spec(
         tmp_path,
         "deps",
