@@ -67,10 +67,11 @@ def select(paths: Iterable[Path]) -> Selection:
     """Map file names to specs, keeping first-seen order and dropping duplicates.
 
     In a directory named ``specs`` every matching name is envlock's.  Elsewhere (only when
-    named explicitly) a ``NAME.toml`` is a spec only if ``NAME.lock`` is beside it, and a
-    lock or export only if envlock wrote it, so ``pyproject.toml`` or ``poetry.lock`` are
-    ignored, not reported.  A lock or export whose spec does not exist is an orphan; one
-    that is itself gone too (both deleted) is nothing to check.
+    named explicitly) a ``NAME.toml`` is a spec only if an envlock ``NAME.lock`` is beside
+    it, and a lock or export only if envlock wrote it, so ``pyproject.toml``,
+    ``Cargo.toml`` + ``Cargo.lock`` or ``poetry.lock`` are ignored, not reported.  A lock
+    or export whose spec does not exist is an orphan; one that is itself gone too (both
+    deleted) is nothing to check.
     """
     specs: dict[Path, None] = {}
     orphans: dict[Path, None] = {}
@@ -81,7 +82,7 @@ def select(paths: Iterable[Path]) -> Selection:
         if spec is None:
             ignored[path] = None
         elif spec == path:
-            if ours or path.with_suffix(".lock").is_file():
+            if ours or generated(path.with_suffix(".lock")):
                 specs[path] = None
             else:
                 ignored[path] = None
