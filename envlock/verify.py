@@ -165,12 +165,11 @@ def staged_problems(specs: Iterable[Path], directories: Iterable[Path]) -> list[
     """
     from envlock import gitcli
 
-    cwd = Path.cwd()
-    root = gitcli.toplevel(cwd)
-    dirs = [str(d) for d in directories if d.is_dir()]
-    if root is None or not dirs:
-        return []
-    changes = {(root / c.path): c for c in gitcli.status(cwd, dirs)}
+    changes: dict[Path, gitcli.Change] = {}
+    for directory in directories:  # each in its own repository: the files need not be in ours
+        root = gitcli.toplevel(directory) if directory.is_dir() else None
+        if root is not None:
+            changes.update((root / c.path, c) for c in gitcli.status(directory, ["."]))
     found: list[Problem] = []
     for spec in specs:
         absolute = spec.resolve()
