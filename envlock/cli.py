@@ -41,20 +41,46 @@ def _default_specs() -> list[Path]:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from envlock.init import init
+    from envlock.init import setup
 
-    path = init(args.name, args.template, Path(args.dir), force=args.force)
-    _say(f"Wrote {path}; lock it with: envlock lock {path}")
-    print(path)
+    done = setup(
+        args.name,
+        args.template,
+        Path(args.dir),
+        force=args.force,
+        pre_commit=args.pre_commit,
+        hook_repo=args.hook_repo,
+        hook_rev=args.hook_rev,
+    )
+    if done.config is not None:
+        if done.config_changed:
+            _say(f"Added the envlock-verify hook to {done.config}; run: pre-commit install")
+        else:
+            _say(f"{done.config} already has the envlock-verify hook")
+    if done.spec is not None:
+        _say(f"Wrote {done.spec}; lock it with: envlock lock {done.spec}")
+        print(done.spec)
     return 0
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
+    from envlock.layout import select
     from envlock.locking import lock_spec
 
-    progress = (lambda _m: None) if args.quiet else _say
-    for spec in args.specs or _default_specs():
-        result = lock_spec(Path(spec), upgrade=args.upgrade, resolver=args.resolver, progress=progress)
+    quiet = args.quiet or args.hook
+    progress = (lambda _m: None) if quiet else _say
+    if args.hook:
+        specs = list(select(Path(f) for f in args.specs).specs)
+    else:
+        specs = [Path(s) for s in args.specs] or _default_specs()
+    changed = 0
+    for spec in specs:
+        result = lock_spec(spec, upgrade=args.upgrade, resolver=args.resolver, progress=progress)
+        if args.hook:
+            if not result.up_to_date:
+                changed += 1
+                _say(f"re-locked {spec}; review and stage {result.path} and its exports")
+            continue
         if not args.quiet:
             if result.up_to_date:
                 _say(f"{result.path} is up to date ({result.seconds * 1000:.0f} ms)")
@@ -64,21 +90,28 @@ def cmd_lock(args: argparse.Namespace) -> int:
                 took = f"{result.seconds:.1f}s"
                 _say(f"Locked {result.path}: {count} packages, {exports} exports, {took}")
         print(f"{result.lock.env_id}  {result.path}")
-    return 0
+    return 1 if changed else 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from envlock.verify import verify
+    from envlock.verify import check
 
-    specs = [Path(s) for s in args.specs] if args.specs else _default_specs()
-    problems = verify(specs)
-    for problem in problems:
+    paths = [Path(f) for f in args.files] if args.files else None
+    report = check(paths, staged=args.staged or args.hook, records=args.records)
+    if paths is None and not report.specs and not report.problems:
+        raise UsageError(
+            "no specs given and none found in specs/", "name spec files, or run: envlock init NAME"
+        )
+    for problem in report.problems:
         print(problem)
-    if problems:
-        _say(f"{len(problems)} problem(s) in {len(specs)} spec(s)")
+    if report.problems:
+        _say(f"{len(report.problems)} problem(s) in {len(report.specs)} spec(s)")
+        if args.hook:
+            _say("hint: after fixing, stage each spec with its lock and exports")
         return 1
-    if not args.quiet:
-        _say(f"{len(specs)} spec(s) verified")
+    if not (args.quiet or args.hook):
+        skipped = f"; ignored {len(report.ignored)} other file(s)" if report.ignored else ""
+        _say(f"{len(report.specs)} spec(s) verified{skipped}")
     return 0
 
 
@@ -253,14 +286,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("init", help="write specs/NAME.toml from a template")
-    p.add_argument("name")
+    p.add_argument("name", nargs="?", help="environment name (optional with --pre-commit)")
     p.add_argument("--template", default="cpu", help="pytorch-cuda | tensorflow | jax | cpu (default: cpu)")
     p.add_argument("--dir", default="specs", help="directory for the spec (default: specs)")
     p.add_argument("--force", action="store_true", help="overwrite an existing spec")
+    p.add_argument(
+        "--pre-commit",
+        action="store_true",
+        help="add the envlock-verify hook to the repository's .pre-commit-config.yaml",
+    )
+    p.add_argument("--hook-repo", metavar="URL", help="repo for the hook (default: envlock's)")
+    p.add_argument("--hook-rev", metavar="REV", help="rev for the hook (default: this version)")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("lock", help="resolve specs into hashed locks and exports")
     p.add_argument("specs", nargs="*", help="spec files (default: specs/*.toml)")
+    p.add_argument(
+        "--hook",
+        action="store_true",
+        help="for pre-commit: take any spec/lock/export names, re-lock the stale specs "
+        "among them, exit 1 if anything changed",
+    )
     p.add_argument("--upgrade", action="store_true", help="re-resolve even if the lock is current")
     p.add_argument(
         "--resolver",
@@ -272,8 +318,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_lock)
 
     p = sub.add_parser("verify", help="check specs, locks and exports agree (offline, fast)")
-    p.add_argument("specs", nargs="*", help="spec files (default: specs/*.toml)")
+    p.add_argument(
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="specs, locks or exports; each maps to its spec (default: everything in specs/)",
+    )
     p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument(
+        "--staged",
+        action="store_true",
+        help="also fail when a spec is staged in git but its lock or exports are not",
+    )
+    p.add_argument(
+        "--records",
+        action="store_true",
+        help="also check that every model record's lock (git notes) still has its env ID",
+    )
+    p.add_argument("--hook", action="store_true", help="for pre-commit: --staged, and silent on success")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("export", help="print a view of the lock for other tools")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from envlock import precommit
 from envlock.errors import UsageError
 from envlock.lock import write_files
 from envlock.spec import parse
@@ -33,3 +35,40 @@ def init(name: str, template: str, directory: Path, *, force: bool = False) -> P
     parse(text, path)  # a template that does not validate is a bug; fail before writing
     write_files({path: text})
     return path
+
+
+@dataclass(frozen=True)
+class Setup:
+    spec: Path | None  # the spec written, if a name was given
+    config: Path | None  # .pre-commit-config.yaml, if asked for
+    config_changed: bool = False  # False: the hook was already there
+
+
+def setup(
+    name: str | None,
+    template: str,
+    directory: Path,
+    *,
+    force: bool = False,
+    pre_commit: bool = False,
+    hook_repo: str | None = None,
+    hook_rev: str | None = None,
+) -> Setup:
+    """``envlock init``: write the spec and/or add envlock's hook to the repository's
+    ``.pre-commit-config.yaml`` (repo and rev default to this release of envlock).
+    Everything is checked before anything is written."""
+    if name is None and not pre_commit:
+        raise UsageError("nothing to do: give a NAME", "e.g. envlock init vision, or --pre-commit")
+    config, text = (None, None)
+    if pre_commit:
+        config, text = precommit.plan(
+            precommit.repo_root(directory),
+            hook_repo or precommit.HOOK_REPO,
+            hook_rev or precommit.HOOK_REV,
+        )
+    spec = None
+    if name is not None:
+        spec = init(name, template, directory, force=force)
+    if config is not None and text is not None:
+        write_files({config: text})
+    return Setup(spec, config, text is not None)

@@ -180,3 +180,33 @@ def test_every_template_is_a_valid_combination(template: str) -> None:
         for platform in spec.platforms:
             plan = compat.plan(spec.framework, platform, spec.python)
             assert plan.requirements
+
+
+def test_verify_hook_is_silent_on_success(project, capsys: Capsys) -> None:
+    names = [str(project.lock_path), str(project.requirements_path), "pyproject.toml"]
+    assert main(["verify", "--hook", *names]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_verify_hook_prints_file_problem_and_fix(project, capsys: Capsys) -> None:
+    project.requirements_path.write_text("numpy==1.0\n")
+    assert main(["verify", "--hook", str(project.requirements_path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == (
+        f"{project.requirements_path}: export does not match the lock (edited by hand?) "
+        f"(fix: envlock lock {project.spec_path})\n"
+    )
+    assert "hint: after fixing, stage each spec with its lock and exports" in captured.err
+
+
+def test_verify_reports_ignored_names(project, tmp_path: Path, capsys: Capsys) -> None:
+    other = tmp_path / "pyproject.toml"
+    other.write_text("[project]\n")
+    assert main(["verify", str(project.spec_path), str(other)]) == 0
+    assert "1 spec(s) verified; ignored 1 other file(s)" in capsys.readouterr().err
+
+
+def test_lock_hook_on_fresh_locks_changes_nothing_and_exits_0(project, capsys: Capsys) -> None:
+    names = [str(project.lock_path), str(project.pylock_path), "README.md"]
+    assert main(["lock", "--hook", *names]) == 0
+    assert capsys.readouterr() == ("", "")

@@ -166,9 +166,7 @@ def test_min_driver_is_known_for_listed_cuda() -> None:
 def test_check_resolved_accepts_the_matching_cuda_runtime() -> None:
     fw = torch("2.5", "12.4")
     plan = compat.plan(fw, "linux-64", "3.11")
-    compat.check_resolved(
-        fw, plan, "linux-64", {"torch": "2.5.1", "nvidia-cuda-runtime-cu12": "12.4.127"}
-    )
+    compat.check_resolved(fw, plan, "linux-64", {"torch": "2.5.1", "nvidia-cuda-runtime-cu12": "12.4.127"})
 
 
 def test_check_resolved_rejects_a_different_cuda_runtime() -> None:

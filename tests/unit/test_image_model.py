@@ -172,9 +172,10 @@ def test_config_does_not_modify_the_base_config() -> None:
 
 def test_config_keeps_base_platform_and_defaults_to_linux_amd64() -> None:
     assert build_config()["architecture"] == "amd64"
-    assert config_for({"architecture": "arm64"}, (), env={}, workdir="/", labels={}, cmd=[])[
-        "architecture"
-    ] == "arm64"
+    assert (
+        config_for({"architecture": "arm64"}, (), env={}, workdir="/", labels={}, cmd=[])["architecture"]
+        == "arm64"
+    )
     bare = config_for({}, OURS, env={}, workdir="/", labels={}, cmd=["sh"])
     assert (bare["architecture"], bare["os"]) == ("amd64", "linux")
     assert bare["rootfs"]["diff_ids"] == [digest("big"), digest("rest")]

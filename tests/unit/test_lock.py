@@ -49,9 +49,7 @@ def test_render_is_the_same_for_shuffled_input(platforms: list[PlatformLock]) ->
     expected = lockmod.render(lockmod.make(SPEC_HASH, platforms, META))
     rng = random.Random(1)
     for _ in range(5):
-        shuffled = [
-            replace(p, packages=tuple(rng.sample(p.packages, len(p.packages)))) for p in platforms
-        ]
+        shuffled = [replace(p, packages=tuple(rng.sample(p.packages, len(p.packages)))) for p in platforms]
         rng.shuffle(shuffled)
         meta = dict(rng.sample(list(META.items()), len(META)))
         assert lockmod.render(lockmod.make(SPEC_HASH, shuffled, meta)) == expected
@@ -120,9 +118,7 @@ def test_env_id_ignores_urls(lock: Lock) -> None:
     # mirror or a local wheelhouse is the same environment
     moved = with_packages(
         lock,
-        lambda pkgs: tuple(
-            replace(p, url="https://mirror.example.org/" + p.filename) for p in pkgs
-        ),
+        lambda pkgs: tuple(replace(p, url="https://mirror.example.org/" + p.filename) for p in pkgs),
     )
     assert lockmod.env_id(moved.platforms) == lock.env_id
 
@@ -276,9 +272,7 @@ def test_write_files_keeps_old_contents_when_staging_fails(tmp_path: Path) -> No
     (tmp_path / "blocker").write_text("a file where a directory should be\n")
 
     with pytest.raises(OSError):
-        lockmod.write_files(
-            {lock_file: "new lock\n", tmp_path / "blocker" / "pylock.vision.toml": "new\n"}
-        )
+        lockmod.write_files({lock_file: "new lock\n", tmp_path / "blocker" / "pylock.vision.toml": "new\n"})
 
     assert lock_file.read_text() == "old lock\n"
     assert listing(tmp_path) == ["blocker", "vision.lock"]

@@ -40,33 +40,23 @@ def test_wheels_that_cannot_install_on_linux_64_py311_have_no_rank(filename: str
 
 def test_manylinux_2_34_is_newer_than_the_assumed_glibc() -> None:
     assert MANYLINUX_GLIBC == (2, 28)
-    assert (
-        wheel_rank("pkg-1.0-cp311-cp311-manylinux_2_28_x86_64.whl", "linux-64", "3.11") is not None
-    )
+    assert wheel_rank("pkg-1.0-cp311-cp311-manylinux_2_28_x86_64.whl", "linux-64", "3.11") is not None
     assert wheel_rank("pkg-1.0-cp311-cp311-manylinux_2_34_x86_64.whl", "linux-64", "3.11") is None
 
 
 def test_legacy_manylinux_tags_are_accepted() -> None:
-    assert (
-        wheel_rank("pkg-1.0-cp311-cp311-manylinux2014_x86_64.whl", "linux-64", "3.11") is not None
-    )
+    assert wheel_rank("pkg-1.0-cp311-cp311-manylinux2014_x86_64.whl", "linux-64", "3.11") is not None
     assert wheel_rank("pkg-1.0-cp311-cp311-manylinux1_x86_64.whl", "linux-64", "3.11") is not None
 
 
 def test_osx_arm64_accepts_macos_11_arm64_wheels() -> None:
     assert wheel_rank("pkg-1.0-cp311-cp311-macosx_11_0_arm64.whl", "osx-arm64", "3.11") is not None
-    assert (
-        wheel_rank("pkg-1.0-cp311-cp311-macosx_11_0_universal2.whl", "osx-arm64", "3.11")
-        is not None
-    )
+    assert wheel_rank("pkg-1.0-cp311-cp311-macosx_11_0_universal2.whl", "osx-arm64", "3.11") is not None
     assert wheel_rank("pkg-1.0-cp311-cp311-manylinux_2_28_x86_64.whl", "osx-arm64", "3.11") is None
 
 
 def test_linux_aarch64_accepts_aarch64_wheels() -> None:
-    assert (
-        wheel_rank("pkg-1.0-cp311-cp311-manylinux_2_28_aarch64.whl", "linux-aarch64", "3.11")
-        is not None
-    )
+    assert wheel_rank("pkg-1.0-cp311-cp311-manylinux_2_28_aarch64.whl", "linux-aarch64", "3.11") is not None
     assert wheel_rank(NATIVE, "linux-aarch64", "3.11") is None
 
 

@@ -186,9 +186,7 @@ def test_unknown_platform_lists_valid_ones(tmp_path: Path) -> None:
 
 
 def test_unknown_framework_lists_valid_ones(tmp_path: Path) -> None:
-    path, err = spec_error(
-        tmp_path, 'python = "3.11"\n\n[framework]\nversion = "2.5"\nname = "torch"\n'
-    )
+    path, err = spec_error(tmp_path, 'python = "3.11"\n\n[framework]\nversion = "2.5"\nname = "torch"\n')
     assert line_of(err, path) == 5
     assert "unknown framework 'torch'" in err.message
     assert err.hint == "valid frameworks: pytorch, tensorflow, jax"
@@ -212,7 +210,9 @@ def test_invalid_requirement_names_packages_line(tmp_path: Path) -> None:
 
 
 def test_strict_false_skips_requirement_syntax(tmp_path: Path) -> None:
-    text = 'python = "3.11"\n[framework]\nname = "pytorch"\nversion = "two"\n[pip]\npackages = ["pandas>=>2"]\n'
+    text = (
+        'python = "3.11"\n[framework]\nname = "pytorch"\nversion = "two"\n[pip]\npackages = ["pandas>=>2"]\n'
+    )
     path = write(tmp_path, text)
 
     with pytest.raises(SpecError):
@@ -233,9 +233,7 @@ def test_credentials_in_index_url_are_rejected(tmp_path: Path) -> None:
 
 
 def test_credentials_in_index_url_option_are_rejected(tmp_path: Path) -> None:
-    path, err = spec_error(
-        tmp_path, 'python = "3.11"\n[pip]\nindex-url = "https://token@host/simple"\n'
-    )
+    path, err = spec_error(tmp_path, 'python = "3.11"\n[pip]\nindex-url = "https://token@host/simple"\n')
     assert line_of(err, path) == 3
     assert "holds credentials" in err.message
 

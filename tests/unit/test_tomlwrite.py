@@ -66,9 +66,7 @@ def test_strings_round_trip(value: str) -> None:
     assert round_trip(data) == data
 
 
-@pytest.mark.parametrize(
-    "key", ["plain", "with space", "dotted.key", "ünïcode", "", 'q"uote', "a=b", "1.0"]
-)
+@pytest.mark.parametrize("key", ["plain", "with space", "dotted.key", "ünïcode", "", 'q"uote', "a=b", "1.0"])
 def test_keys_round_trip(key: str) -> None:
     data = {key: 1, "t": {key: {key: "v"}}, "arr": [{key: 2}], "inline": [{key: 3}, 4]}
     assert round_trip(data) == data

@@ -270,7 +270,9 @@ def test_layer_key_depends_on_wheels_and_interpreter_not_order(tmp_path: Path, w
 
     assert layer_key(packages, INTERP) == layer_key(list(reversed(packages)), INTERP)
     assert layer_key(packages, INTERP) != layer_key(packages[:1], INTERP)
-    assert layer_key(packages, INTERP) != layer_key(packages, Interpreter("/usr/local/bin/python3.11", "3.11"))
+    assert layer_key(packages, INTERP) != layer_key(
+        packages, Interpreter("/usr/local/bin/python3.11", "3.11")
+    )
 
 
 def test_an_sdist_is_refused_and_leaves_no_stage(tmp_path: Path) -> None:
@@ -322,3 +324,22 @@ def test_a_file_of_big_bytes_is_big(tmp_path: Path) -> None:
     with path.open("r+b") as fh:
         fh.truncate(BIG_BYTES)
     assert is_big(package, path)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="envlock bug: install_into treats any zip file as a wheel, so a .zip sdist reaches "
+    "installer and fails with ValueError('Not a valid wheel filename') instead of CheckFailed",
+)
+def test_a_zip_sdist_is_refused_as_a_source_distribution(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("legacy-1.0/setup.py", "from setuptools import setup\nsetup()\n")
+    sha = hashlib.sha256(buf.getvalue()).hexdigest()
+    store.artifact_path(sha).write_bytes(buf.getvalue())
+    sdist = Package("pip", "legacy", "1.0", "https://files.example.org/legacy-1.0.zip", sha)
+
+    with pytest.raises(CheckFailed, match="source distribution"):
+        build_layer(store, [(sdist, store.artifact_path(sha))], INTERP, "x")

@@ -6,7 +6,9 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from envlock.verify import Problem, verify, verify_spec
+import pytest
+
+from envlock.verify import Problem, check, verify, verify_spec
 
 NEW_SHA = "f" * 64
 
@@ -171,3 +173,66 @@ def test_multi_platform_project_verifies(tmp_path: Path, new_project: Callable) 
 
     assert len(proj.exports) == 3
     assert verify([proj.spec_path]) == []
+
+
+def test_lock_and_export_names_map_to_their_spec(project) -> None:
+    text = project.spec_path.read_text().replace('"pandas>=2"', '"pandas>=2", "rich"')
+    project.spec_path.write_text(text)
+
+    for name in (project.lock_path, project.requirements_path, project.pylock_path):
+        (problem,) = verify([name])
+        assert problem.path == project.lock_path
+        assert problem.fix == relock(project.spec_path)
+
+
+def test_several_names_of_one_spec_check_it_once(project) -> None:
+    project.lock_path.unlink()
+    names = [project.spec_path, project.lock_path, *project.exports]
+    assert len(verify(names)) == 1
+
+
+def test_lock_whose_spec_was_deleted_is_an_orphan(project) -> None:
+    project.spec_path.unlink()
+
+    assert verify([project.lock_path, project.pylock_path]) == [
+        Problem(
+            project.lock_path,
+            f"orphaned lock: its spec {project.spec_path} was deleted",
+            f"delete it, or restore {project.spec_path}",
+        ),
+        Problem(
+            project.pylock_path,
+            f"orphaned export: its spec {project.spec_path} was deleted",
+            f"delete it, or restore {project.spec_path}",
+        ),
+    ]
+
+
+def test_non_spec_toml_is_ignored_not_reported(tmp_path: Path, project) -> None:
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text("[project]\nname = 'x'\n")
+    report = check([pyproject, project.spec_path])
+    assert report.problems == ()
+    assert report.specs == (project.spec_path,)
+    assert report.ignored == (pyproject,)
+
+
+def test_check_without_names_scans_the_directory_for_orphans_too(
+    tmp_path: Path, new_project: Callable
+) -> None:
+    good = new_project(tmp_path / "specs", name="good")
+    gone = new_project(tmp_path / "specs", name="gone")
+    gone.spec_path.unlink()
+
+    report = check(directory=tmp_path / "specs")
+    assert report.specs == (good.spec_path,)
+    assert {p.path for p in report.problems} == {gone.lock_path, *gone.exports}
+    assert all(p.message.startswith("orphaned ") for p in report.problems)
+
+
+def test_staged_check_outside_git_is_skipped(
+    project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert verify([project.spec_path], staged=True) == []
