@@ -194,7 +194,11 @@ def _from_layout(store: Store, spec: str) -> str:
     store.put_blob(blob(manifest["config"]["digest"]))
     for la in manifest["layers"]:
         if not store.has_blob(la["digest"]):
-            with (root / "blobs" / la["digest"].replace(":", "/")).open("rb") as fh:
+            try:
+                fh = (root / "blobs" / la["digest"].replace(":", "/")).open("rb")
+            except FileNotFoundError:
+                raise CheckFailed(f"oci:{path} is missing blob {la['digest']}") from None
+            with fh:
                 store.put_blob_stream(fh, expected=la["digest"])
     store.put_blob(blob(manifest_digest))
     return manifest_digest
@@ -350,7 +354,7 @@ def _dpkg_packages(raw: Path) -> list[str]:
 def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
     for m in sorted(tar.getmembers(), key=lambda m: m.name.removeprefix("./").rstrip("/")):
         name = m.name.removeprefix("./").rstrip("/")
-        if not name or m.ischr() or m.isblk() or m.isfifo():
+        if name in ("", ".") or m.ischr() or m.isblk() or m.isfifo():
             continue
         yield m
 

@@ -47,7 +47,8 @@ class Reference:
 
     @property
     def scheme(self) -> str:
-        host = self.registry.split(":")[0]
+        host = self.registry.rsplit(":", 1)[0] if not self.registry.endswith("]") else self.registry
+        host = host.strip("[]")
         return "http" if host in ("localhost", "127.0.0.1", "::1") else "https"
 
     def url(self, path: str) -> str:
@@ -66,6 +67,8 @@ def parse(ref: str) -> Reference:
     first = name.split("/", 1)[0]
     if "/" in name and ("." in first or ":" in first or first == "localhost"):
         registry, repository = name.split("/", 1)
+        if registry in ("docker.io", "index.docker.io"):
+            registry = "registry-1.docker.io"
     else:
         registry, repository = "registry-1.docker.io", name if "/" in name else f"library/{name}"
     if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):

@@ -80,7 +80,7 @@ def install_into(stage: Path, wheels: Sequence[tuple[Package, Path]], interp: In
     from installer.sources import WheelFile
 
     for package, path in wheels:
-        if not path.name.endswith(".whl") and not _is_wheel(path):
+        if not package.filename.endswith(".whl") or not _is_wheel(path):
             raise CheckFailed(
                 f"{package.name} {package.version} is locked as a source distribution ({package.filename})",
                 "envlock builds images from wheels only: pin a version that has a wheel for this platform",

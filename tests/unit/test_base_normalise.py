@@ -132,12 +132,6 @@ def test_normalise_sorts_names_and_drops_dot_slash_devices_and_fifos(tmp_path: P
     assert names == EXPECTED_NAMES
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="envlock bug: base._members skips the root only when its name is empty, but tarfile "
-    "reads './' as '.', so the root directory is re-packed as a member named '.'",
-)
 def test_normalise_drops_the_root_entry(tmp_path: Path) -> None:
     assert "." not in read(normalised(tmp_path, ROOTFS))
 
@@ -492,12 +486,6 @@ def test_pick_platform_without_linux_amd64_is_a_check_failure() -> None:
         pick_platform([{"digest": digest_of(b"x"), "platform": {"os": "linux", "architecture": "arm64"}}])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=FileNotFoundError,
-    reason="envlock bug: _from_layout opens layer blobs directly, so a missing layer raises "
-    "FileNotFoundError instead of CheckFailed('oci:PATH is missing blob ...')",
-)
 def test_from_layout_reports_a_missing_layer_blob(store: Store, layout: Path) -> None:
     manifest, size, _, layer = add_image(layout, "3.11", "one")
     write_index(layout, [(manifest, size, "one")])

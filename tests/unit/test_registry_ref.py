@@ -84,12 +84,6 @@ def test_an_uppercase_repository_is_a_usage_error(ref: str) -> None:
     assert "lowercase" in exc.value.hint
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="envlock bug: Reference.scheme splits '[::1]:5000' at the first ':' so the IPv6 "
-    "loopback registry gets https although ('::1') is listed as a plain-HTTP host",
-)
 def test_an_ipv6_loopback_registry_uses_http() -> None:
     assert parse("[::1]:5000/x:tag").scheme == "http"
 

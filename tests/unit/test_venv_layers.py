@@ -326,12 +326,6 @@ def test_a_file_of_big_bytes_is_big(tmp_path: Path) -> None:
     assert is_big(package, path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="envlock bug: install_into treats any zip file as a wheel, so a .zip sdist reaches "
-    "installer and fails with ValueError('Not a valid wheel filename') instead of CheckFailed",
-)
 def test_a_zip_sdist_is_refused_as_a_source_distribution(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     buf = io.BytesIO()
