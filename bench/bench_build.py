@@ -53,7 +53,9 @@ base = "debian:bookworm"
 
 def envlock(*args: str, cwd: Path, env: dict[str, str]) -> tuple[float, str]:
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "envlock", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "envlock", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
     took = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"envlock {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
@@ -142,12 +144,21 @@ def main() -> None:
         envlock("build", str(spec), cwd=work, env=env)
         lock = json.loads(
             subprocess.run(
-                [sys.executable, "-c", "import json,sys,tomllib; print(json.dumps(tomllib.load(open(sys.argv[1],'rb'))))", str(spec.with_suffix(".lock"))],
-                capture_output=True, text=True, check=True,
+                [
+                    sys.executable,
+                    "-c",
+                    "import json,sys,tomllib; print(json.dumps(tomllib.load(open(sys.argv[1],'rb'))))",
+                    str(spec.with_suffix(".lock")),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
         )
         base_manifest = next(
-            json.loads(p.read_text())["manifest"] for p in (store / "bases").glob("*.json") if not p.name.startswith("inspect")
+            json.loads(p.read_text())["manifest"]
+            for p in (store / "bases").glob("*.json")
+            if not p.name.startswith("inspect")
         )
         keep = {base_manifest}
         manifest = json.loads((store / "blobs/sha256" / base_manifest.split(":")[1]).read_text())
@@ -167,7 +178,9 @@ def main() -> None:
         rebuild = [envlock("build", str(spec), "-q", cwd=work, env=env)[0] for _ in range(5)]
         results["envlock_rebuild_s"] = round(statistics.median(rebuild), 3)
         envlock("build", str(spec), "-q", "--load", cwd=work, env=env)
-        results["envlock_image_MB"] = round(int(docker("image", "inspect", "--format", "{{.Size}}", image_id, env=env)) / 1e6)
+        results["envlock_image_MB"] = round(
+            int(docker("image", "inspect", "--format", "{{.Size}}", image_id, env=env)) / 1e6
+        )
 
         # docker build of the equivalent Dockerfile, same wheels, same base
         ctx = work / "ctx"
@@ -180,14 +193,19 @@ def main() -> None:
         (ctx / "requirements.txt").write_text("\n".join(lines) + "\n")
         base_tag = "envlock-bench-base:latest"
         subprocess.run(
-            [sys.executable, "-c", f"""
+            [
+                sys.executable,
+                "-c",
+                f"""
 from envlock.store import Store
 from envlock.image.build import load_image
 from envlock import engine
 s = Store()
 engine.load(s, load_image(s, "{base_manifest}"), ["{base_tag}"])
-"""],
-            env=env, check=True,
+""",
+            ],
+            env=env,
+            check=True,
         )
         (ctx / "Dockerfile").write_text(
             f"FROM {base_tag}\n"
@@ -205,7 +223,9 @@ engine.load(s, load_image(s, "{base_manifest}"), ["{base_tag}"])
         results["docker_build_s"] = round(statistics.median(docker_times), 2)
         results["docker_build_samples"] = [round(t, 2) for t in docker_times]
         results["docker_ids_distinct"] = len(docker_ids)
-        results["docker_image_MB"] = round(int(docker("image", "inspect", "--format", "{{.Size}}", "bench-docker:0", env=env)) / 1e6)
+        results["docker_image_MB"] = round(
+            int(docker("image", "inspect", "--format", "{{.Size}}", "bench-docker:0", env=env)) / 1e6
+        )
 
         # sharing: the same environment plus one small package
         other = work / "specs/cpu2.toml"
@@ -243,9 +263,15 @@ engine.load(s, load_image(s, "{base_manifest}"), ["{base_tag}"])
     print()
     print("| measurement | envlock | docker build | ratio |")
     print("|---|---|---|---|")
-    print(f"| build from warm artifacts | {results['envlock_build_s']} s | {results['docker_build_s']} s | {speedup:.1f}x faster |")
-    print(f"| image size | {results['envlock_image_MB']} MB | {results['docker_image_MB']} MB | {smaller:.0f}% smaller |")
-    print(f"| distinct IDs over {args.runs} builds | {results['envlock_ids_distinct']} | {results['docker_ids_distinct']} | |")
+    print(
+        f"| build from warm artifacts | {results['envlock_build_s']} s | {results['docker_build_s']} s | {speedup:.1f}x faster |"
+    )
+    print(
+        f"| image size | {results['envlock_image_MB']} MB | {results['docker_image_MB']} MB | {smaller:.0f}% smaller |"
+    )
+    print(
+        f"| distinct IDs over {args.runs} builds | {results['envlock_ids_distinct']} | {results['docker_ids_distinct']} | |"
+    )
     print(f"| rebuild of a built lock | {results['envlock_rebuild_s']} s | | target < 0.5 s |")
     print(f"| bytes shared, +1 small package | {results['shared_bytes_pct']}% | | target > 95% |")
     print(f"| machine: sha256 {results['sha256_MBps']} MB/s, unzip {results['unzip_MBps']} MB/s | | | |")

@@ -60,9 +60,7 @@ def repo(tmp_path: Path, wheelhouse: Path, head: str) -> Path:
     for name, packages in (("x", '"envlock-fx-alpha"'), ("y", '"envlock-fx-beta==1.0"')):
         write_spec(root, name, SPEC.format(packages=packages))
         assert run_envlock("lock", f"specs/{name}.toml", cwd=root).returncode == 0
-    init = run_envlock(
-        "init", "--pre-commit", "--hook-repo", str(CHECKOUT), "--hook-rev", head, cwd=root
-    )
+    init = run_envlock("init", "--pre-commit", "--hook-repo", str(CHECKOUT), "--hook-rev", head, cwd=root)
     assert init.returncode == 0, init.stderr
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "locked")
@@ -89,9 +87,7 @@ def test_fresh_locks_pass(repo: Path, pre_commit_home: Path) -> None:
     assert "envlock verify" in proc.stdout and "Passed" in proc.stdout
 
 
-def test_spec_changed_without_relock_fails_naming_the_spec(
-    repo: Path, pre_commit_home: Path
-) -> None:
+def test_spec_changed_without_relock_fails_naming_the_spec(repo: Path, pre_commit_home: Path) -> None:
     spec = repo / "specs/x.toml"
     spec.write_text(spec.read_text().replace('"envlock-fx-alpha"', '"envlock-fx-alpha<2"'))
     proc = pre_commit(repo, pre_commit_home, "--all-files")

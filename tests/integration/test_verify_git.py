@@ -80,8 +80,7 @@ def test_staged_new_spec_with_untracked_lock(repo: Path) -> None:
     git(repo, "add", "specs/z.toml")
     problems = check([Path("specs/z.toml")], staged=True).problems
     assert [str(p) for p in problems][:1] == [
-        "specs/pylock.z.toml: not added to git, but specs/z.toml is staged "
-        "(fix: git add specs/pylock.z.toml)"
+        "specs/pylock.z.toml: not added to git, but specs/z.toml is staged (fix: git add specs/pylock.z.toml)"
     ]
     assert {p.path.name for p in problems} == {
         "pylock.z.toml",
@@ -176,17 +175,12 @@ def test_record_problems_name_the_record_and_the_lock(repo: Path) -> None:
     git(repo, "notes", "--ref", "envlock", "add", "-m", "not json", "HEAD")
 
     messages = [f"{p.path}: {p.message}" for p in check([X], records=True).problems]
-    assert any(
-        m.startswith("refs/notes/envlock: note on ") and "is not JSON" in m for m in messages
-    )
+    assert any(m.startswith("refs/notes/envlock: note on ") and "is not JSON" in m for m in messages)
     assert (
         f"specs/x.lock: record 'wrong-id' at {first[:12]}: recorded env ID sha256:0… but the lock at that commit has {x.env_id[:19]}…"
         in messages
     )
-    assert (
-        f"specs/nope.lock: record 'no-lock' at {first[:12]}: the lock is not in that commit"
-        in messages
-    )
+    assert f"specs/nope.lock: record 'no-lock' at {first[:12]}: the lock is not in that commit" in messages
     assert any(
         m.startswith(
             f"specs/x.lock: record 'edited' at {edited[:12]}: the lock at that commit was edited: env-id does not match"
@@ -195,9 +189,7 @@ def test_record_problems_name_the_record_and_the_lock(repo: Path) -> None:
     )
 
 
-def test_records_cli_outside_git_is_bad_input(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_records_cli_outside_git_is_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_locked(tmp_path / "specs/x.toml", ("numpy",))
     env = {"GIT_CEILING_DIRECTORIES": str(tmp_path.parent)}
     proc = run_envlock("verify", "--records", cwd=tmp_path, env=env)
