@@ -263,15 +263,12 @@ engine.load(s, load_image(s, "{base_manifest}"), ["{base_tag}"])
     print()
     print("| measurement | envlock | docker build | ratio |")
     print("|---|---|---|---|")
-    print(
-        f"| build from warm artifacts | {results['envlock_build_s']} s | {results['docker_build_s']} s | {speedup:.1f}x faster |"
-    )
-    print(
-        f"| image size | {results['envlock_image_MB']} MB | {results['docker_image_MB']} MB | {smaller:.0f}% smaller |"
-    )
-    print(
-        f"| distinct IDs over {args.runs} builds | {results['envlock_ids_distinct']} | {results['docker_ids_distinct']} | |"
-    )
+    r = results
+    e, d = r["envlock_build_s"], r["docker_build_s"]
+    print(f"| build, warm artifacts | {e} s | {d} s | {speedup:.1f}x faster |")
+    print(f"| image size | {r['envlock_image_MB']} MB | {r['docker_image_MB']} MB | {smaller:.0f}% smaller |")
+    ei, di = r["envlock_ids_distinct"], r["docker_ids_distinct"]
+    print(f"| distinct IDs, {args.runs} builds | {ei} | {di} | |")
     print(f"| rebuild of a built lock | {results['envlock_rebuild_s']} s | | target < 0.5 s |")
     print(f"| bytes shared, +1 small package | {results['shared_bytes_pct']}% | | target > 95% |")
     print(f"| machine: sha256 {results['sha256_MBps']} MB/s, unzip {results['unzip_MBps']} MB/s | | | |")
