@@ -257,6 +257,9 @@ def cmd_store(args: argparse.Namespace) -> int:
         )
         return 1 if problems else 0
     keep, artifacts = _referenced(args.specs)
+    from envlock.record import env_ids
+
+    keep |= env_ids(Path.cwd())
     removed, freed = store.gc(keep, artifacts, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     _say(f"{verb} {removed} file(s), {freed / 1e6:.1f} MB; kept {len(keep)} env(s) referenced by locks")
@@ -278,6 +281,121 @@ def _referenced(specs: list[str]) -> tuple[set[str], set[str]]:
         envs.add(current.env_id)
         artifacts |= {p.sha256 for plat in current.platforms for p in plat.packages}
     return envs, artifacts
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from envlock.record import record
+
+    done = record(
+        Path(args.model),
+        name=args.name,
+        spec_path=Path(args.spec),
+        command=args.command_line or "",
+        allow_dirty=args.allow_dirty,
+        store=_store(args),
+        push=args.push,
+        say=_say,
+    )
+    rec = done.record
+    if rec["dirty"]:
+        _say(f"warning: recorded a dirty tree ({', '.join(rec['dirty_paths'][:5])})")
+    _say(f"Recorded {rec['name']} ({rec['id']}) on {rec['commit'][:12]}: env {rec['env_id'][:19]}…")
+    print(rec["id"])
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from envlock.output import table
+    from envlock.record import all_records, created_at
+
+    records = all_records(Path.cwd())
+    if args.json:
+        import json
+
+        print(json.dumps(records, indent=2, sort_keys=True))
+        return 0
+    rows = [
+        [
+            str(r.get("name")),
+            str(r.get("id")),
+            str(r.get("commit", ""))[:10] + ("*" if r.get("dirty") else ""),
+            created_at(r),
+            str(r.get("env_id", ""))[7:19],
+            str(r.get("image_id", ""))[7:19],
+            str(r.get("model", {}).get("sha256", ""))[:12],
+        ]
+        for r in records
+    ]
+    print(table(["name", "record", "commit", "date (UTC)", "env id", "image id", "model sha256"], rows))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    import json
+
+    from envlock.record import check_model, find
+
+    rec = find(args.model, Path.cwd())
+    print(json.dumps(rec, indent=2, sort_keys=True))
+    if args.check:
+        problems = check_model(rec, Path.cwd())
+        for line in problems:
+            _say(f"error: {line}")
+        if problems:
+            return 1
+        _say(f"{rec['model']['path']}: sha256 matches the record")
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from envlock.rebuild import k8s_job, rebuild, retrain_command
+
+    store = _store(args)
+    worktree = Path(args.worktree) if args.worktree else None
+    if args.run and worktree is None:
+        raise UsageError("--run needs the code checked out", "add --worktree PATH (a new directory)")
+    done = rebuild(args.model, cwd=Path.cwd(), store=store, worktree=worktree, say=_say)
+    rec = done.record
+    source = {"store": "found in the store", "registry": "pulled from the registry", "built": "rebuilt"}[
+        done.how
+    ]
+    _say(f"{rec['name']} ({rec['id']}): image {done.image_id[:19]}… {source}, matches the record")
+    command = list(args.command)
+    if args.k8s_job:
+        reference = rec.get("registry")
+        if args.push:
+            from envlock.image import registry
+
+            reference = registry.push(store, done.image, args.push, _say)
+        if not reference:
+            raise UsageError(
+                "the record has no registry reference for the Job's image",
+                "pass --push REG/REPO, or record with --push",
+            )
+        sys.stdout.write(k8s_job(rec, done.image, reference, command))
+        return 0
+    if args.run:
+        from envlock import engine
+
+        name = f"envlock/{rec['name']}:{rec['id']}"
+        engine.load(store, done.image, [name], _say)
+        run_command = command or __import__("shlex").split(rec.get("command") or "")
+        if not run_command:
+            raise UsageError("the record has no command", "give one after --")
+        workdir = done.image.config["config"].get("WorkingDir") or "/workspace"
+        cuda = done.image.config["config"].get("Labels", {}).get("dev.envlock.cuda", "cpu") != "cpu"
+        assert worktree is not None
+        return engine.run(done.image_id, run_command, mount=worktree, workdir=workdir, cuda=cuda, say=_say)
+    print(done.image_id)
+    _say("retrain with: " + retrain_command(rec, done.image_id, worktree, command))
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from envlock.sync import sync
+
+    sync(args.remote, cwd=Path.cwd(), say=_say)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -380,6 +498,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="store directory")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("record", help="record a trained model on HEAD (git note under refs/notes/envlock)")
+    p.add_argument("model", help="the model file or directory")
+    p.add_argument("--name", required=True)
+    p.add_argument("--spec", required=True, help="the spec the model was trained in")
+    p.add_argument("--command", dest="command_line", help="the command that trains it")
+    p.add_argument("--allow-dirty", action="store_true", help="record even if the tree has changes")
+    p.add_argument("--push", metavar="REG/REPO", help="also push the image and record its digest")
+    p.add_argument("--store", help="store directory")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("models", help="list recorded models")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("show", help="show a model record: NAME, NAME@REV or a record ID")
+    p.add_argument("model")
+    p.add_argument("--check", action="store_true", help="re-hash the model file")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("rebuild", help="bring back the exact image of a recorded model")
+    p.add_argument("model", help="NAME, NAME@REV or a record ID")
+    p.add_argument("command", nargs="*", help="with --run or --k8s-job: the command, after --")
+    p.add_argument("--worktree", help="check the recorded commit out here (git worktree)")
+    p.add_argument("--run", action="store_true", help="run the command in the image, worktree mounted")
+    p.add_argument("--k8s-job", action="store_true", help="print a Kubernetes batch/v1 Job")
+    p.add_argument("--push", metavar="REG/REPO", help="with --k8s-job: push the image first")
+    p.add_argument("--store", help="store directory")
+    p.set_defaults(func=cmd_rebuild)
+
+    p = sub.add_parser("sync", help="push and fetch model records (refs/notes/envlock), merging")
+    p.add_argument("remote", nargs="?", default="origin")
+    p.set_defaults(func=cmd_sync)
+
     p = sub.add_parser("store", help="inspect and maintain the local store")
     p.add_argument("action", choices=["ls", "fsck", "gc"])
     p.add_argument("specs", nargs="*", help="gc: specs whose locks' images are kept (default: specs/*.toml)")
@@ -399,7 +550,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(raw)
     if tail is not None:
         if not hasattr(args, "command") or not isinstance(args.command, list):
-            parser.error("'--' is only for commands that run something (run)")
+            parser.error("'--' is only for commands that run something (run, rebuild)")
         args.command = [*args.command, *tail]
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

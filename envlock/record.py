@@ -1,0 +1,323 @@
+"""Model records: what was trained, from which commit, in which environment and image.
+
+One JSON note per commit under ``refs/notes/envlock`` holds a list of records
+(schema ``envlock.manifest/v1``); several models may be recorded on one commit.
+Reading uses ``envlock.notes`` (three git processes, whatever the number of
+notes); writing takes a file lock in the git directory so two records made at
+once on one commit both survive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import difflib
+import fcntl
+import hashlib
+import json
+import platform as host_platform
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envlock.errors import CheckFailed, UsageError
+from envlock.gitcli import git, toplevel
+from envlock.notes import NOTES_REF, SCHEMA, Record
+from envlock.notes import read as read_notes
+
+Say = Callable[[str], None]
+CHUNK = 1 << 20
+
+
+def repo_root(cwd: Path) -> Path:
+    root = toplevel(cwd)
+    if root is None:
+        raise UsageError(
+            f"{cwd} is not inside a git repository", "records live in git notes: run git init first"
+        )
+    return root
+
+
+# -- model hashing ------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def hash_model(path: Path) -> dict[str, Any]:
+    """sha256 of a file, or a tree hash of a directory: sha256 over sorted ``path\\0sha256\\0size`` lines."""
+    if path.is_file():
+        return {"kind": "file", "sha256": _sha256(path), "size": path.stat().st_size, "files": 1}
+    if path.is_dir():
+        lines, size, count = [], 0, 0
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            rel = file.relative_to(path).as_posix()
+            digest = _sha256(file)
+            n = file.stat().st_size
+            lines.append(f"{rel}\0{digest}\0{n}\n")
+            size, count = size + n, count + 1
+        tree = hashlib.sha256("".join(lines).encode()).hexdigest()
+        return {"kind": "tree", "sha256": tree, "size": size, "files": count}
+    raise UsageError(f"{path}: no such model file or directory")
+
+
+# -- host ---------------------------------------------------------------------------------
+
+
+def host_info(framework: str | None) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "python": host_platform.python_version(),
+        "os": host_platform.platform(),
+        "machine": host_platform.machine(),
+    }
+    if shutil.which("nvidia-smi"):
+        proc = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        rows = [r.split(", ") for r in proc.stdout.strip().splitlines() if r.strip()]
+        info["gpus"] = [r[0] for r in rows]
+        if rows and len(rows[0]) > 1:
+            info["driver"] = rows[0][1]
+    probe = {
+        "pytorch": "import torch; print(torch.version.cuda or '')",
+        "tensorflow": "import tensorflow as t; print(t.sysconfig.get_build_info().get('cuda_version',''))",
+        "jax": "import jax; print(getattr(jax.lib, 'cuda_versions', None) and jax.lib.cuda_versions or '')",
+    }.get(framework or "")
+    if probe:
+        import importlib.util
+
+        module = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}[framework or ""]
+        if importlib.util.find_spec(module) is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                proc = subprocess.run(
+                    ["python3", "-c", probe], capture_output=True, text=True, timeout=120, check=False
+                )
+                if proc.returncode == 0 and proc.stdout.strip():
+                    info["cuda_runtime"] = proc.stdout.strip()
+    return info
+
+
+# -- writing ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _notes_lock(root: Path) -> Iterator[None]:
+    gitdir = Path(git(["rev-parse", "--absolute-git-dir"], root).decode().strip())
+    with (gitdir / "envlock-notes.lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def note_of(root: Path, commit: str) -> list[dict[str, Any]]:
+    try:
+        raw = git(["notes", "--ref", NOTES_REF, "show", commit], root)
+    except UsageError:
+        return []
+    data = json.loads(raw)
+    records: list[dict[str, Any]] = data.get("records", [])
+    return records
+
+
+def write_note(root: Path, commit: str, records: list[dict[str, Any]]) -> None:
+    ordered = sorted(records, key=lambda r: (r.get("created", ""), r.get("id", "")))
+    body = json.dumps({"schema": SCHEMA, "records": ordered}, indent=2, sort_keys=True) + "\n"
+    git(["notes", "--ref", NOTES_REF, "add", "-f", "-F", "-", commit], root, body.encode())
+
+
+def _dirty_paths(root: Path) -> list[str]:
+    out = git(["status", "--porcelain", "--untracked-files=no"], root).decode()
+    return sorted(line[3:] for line in out.splitlines() if line.strip())
+
+
+def _tracked(root: Path, rel: str) -> bool:
+    try:
+        git(["ls-files", "--error-unmatch", rel], root)
+        return True
+    except UsageError:
+        return False
+
+
+@dataclass(frozen=True)
+class Recorded:
+    record: dict[str, Any]
+    built: bool
+
+
+def record(
+    model: Path,
+    *,
+    name: str,
+    spec_path: Path,
+    command: str,
+    allow_dirty: bool,
+    store: Any,
+    push: str | None = None,
+    say: Say | None = None,
+    cwd: Path | None = None,
+) -> Recorded:
+    from envlock.image.build import build_spec
+
+    say = say or (lambda _m: None)
+    root = repo_root(cwd or Path.cwd())
+    spec_abs, lock_abs = spec_path.absolute(), spec_path.absolute().with_suffix(".lock")
+    try:
+        spec_rel = spec_abs.relative_to(root).as_posix()
+        lock_rel = lock_abs.relative_to(root).as_posix()
+    except ValueError:
+        raise UsageError(f"{spec_path} is not inside the repository {root}") from None
+    if not name or "@" in name or "/" in name:
+        raise UsageError(f"invalid model name {name!r}", "use letters, digits, '-', '_' and '.'")
+    try:
+        head = git(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], root).decode().strip()
+    except UsageError:
+        raise UsageError(f"{root} has no commit yet", "commit the code, spec and lock first") from None
+    branch = git(["rev-parse", "--abbrev-ref", "HEAD"], root).decode().strip()
+    dirty = _dirty_paths(root)
+    untracked = [p for p in (spec_rel, lock_rel) if not _tracked(root, p)]
+    if (dirty or untracked) and not allow_dirty:
+        what = ", ".join([*untracked, *dirty][:5])
+        raise CheckFailed(
+            f"the working tree is not committed ({what}); a record must point at the code that trained",
+            "commit (including the spec and lock), or pass --allow-dirty to record it as dirty",
+        )
+    model_abs = (cwd or Path.cwd()) / model if not model.is_absolute() else model
+    say(f"Hashing {model}")
+    model_info = hash_model(model_abs)
+    try:
+        model_rel = model_abs.absolute().relative_to(root).as_posix()
+    except ValueError:
+        model_rel = str(model_abs.absolute())
+    built = build_spec(spec_abs, store=store, say=say)
+    reference = None
+    if push:
+        from envlock.image import registry
+
+        reference = registry.push(store, built.image, push, say)
+    from envlock.spec import load
+
+    framework = load(spec_abs).framework
+    created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    body: dict[str, Any] = {
+        "schema": SCHEMA,
+        "name": name,
+        "model": {"path": model_rel, **model_info},
+        "commit": head,
+        "branch": branch,
+        "dirty": bool(dirty or untracked),
+        "dirty_paths": [*untracked, *dirty],
+        "spec": spec_rel,
+        "lock": lock_rel,
+        "env_id": built.env_id,
+        "image_id": built.image_id,
+        "platform": built.platform,
+        "base": {"reference": built.base, "digest": built.base_digest},
+        "layers": [{"diff_id": la.diff_id, "created_by": la.created_by} for la in built.image.layers],
+        "registry": reference,
+        "command": command,
+        "created": created,
+        "host": host_info(framework.name if framework else None),
+    }
+    body["id"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+    with _notes_lock(root):
+        records = note_of(root, head)
+        records.append(body)
+        write_note(root, head, records)
+    return Recorded(body, not built.reused)
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def all_records(cwd: Path) -> list[dict[str, Any]]:
+    """Every record of the repository, newest first."""
+    root = repo_root(cwd)
+    notes = read_notes(root)
+    out = [dict(r.data) for r in notes.records]
+    out.sort(key=lambda r: (r.get("created", ""), r.get("id", "")), reverse=True)
+    return out
+
+
+def find(ref: str, cwd: Path) -> dict[str, Any]:
+    """``NAME`` (latest), ``NAME@REV`` (latest of that name on that commit), or a record ID."""
+    root = repo_root(cwd)
+    records = all_records(root)
+    name, _, rev = ref.partition("@")
+    if rev:
+        try:
+            commit = git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], root).decode().strip()
+        except UsageError:
+            raise UsageError(f"{rev!r} is not a commit of this repository") from None
+        hits = [r for r in records if r.get("name") == name and r.get("commit") == commit]
+        if hits:
+            return hits[0]
+        if any(r.get("name") == name for r in records):
+            on = sorted({r["commit"][:10] for r in records if r.get("name") == name})
+            raise UsageError(f"no record of {name!r} on {rev}", f"{name} was recorded on: {', '.join(on)}")
+    else:
+        hits = [r for r in records if r.get("name") == name]
+        if hits:
+            return hits[0]
+        by_id = [r for r in records if str(r.get("id", "")).startswith(ref) and len(ref) >= 6]
+        if len(by_id) == 1:
+            return by_id[0]
+    names = sorted({str(r.get("name")) for r in records})
+    close = difflib.get_close_matches(name, names, n=3)
+    hint = (
+        f"did you mean: {', '.join(close)}"
+        if close
+        else f"recorded models: {', '.join(names[:10]) or 'none'}"
+    )
+    raise UsageError(f"no model named {name!r}", hint)
+
+
+def check_model(rec: dict[str, Any], cwd: Path) -> list[str]:
+    """Re-hash the recorded model file; returns problems (empty when it matches)."""
+    root = repo_root(cwd)
+    model = rec["model"]
+    path = Path(model["path"])
+    path = path if path.is_absolute() else root / path
+    try:
+        now = hash_model(path)
+    except UsageError:
+        return [f"{model['path']}: the model file is gone"]
+    if now["sha256"] != model["sha256"]:
+        return [f"{model['path']}: sha256 is {now['sha256']}, the record says {model['sha256']}"]
+    return []
+
+
+def commit_exists(root: Path, commit: str) -> bool:
+    try:
+        git(["cat-file", "-e", f"{commit}^{{commit}}"], root)
+        return True
+    except UsageError:
+        return False
+
+
+def records_as_objects(cwd: Path) -> list[Record]:
+    return list(read_notes(repo_root(cwd)).records)
+
+
+def env_ids(cwd: Path) -> set[str]:
+    """Env IDs of every record (``store gc`` keeps their images)."""
+    with contextlib.suppress(UsageError):
+        return {str(r.get("env_id")) for r in all_records(cwd)}
+    return set()
+
+
+def created_at(rec: dict[str, Any]) -> str:
+    return str(rec.get("created", ""))[:19].replace("T", " ")

@@ -1,0 +1,103 @@
+"""``envlock sync``: exchange ``refs/notes/envlock`` with a remote without losing a record.
+
+git's own note merge strategies work on text lines, which would corrupt JSON, so
+envlock merges itself: fetch the remote's notes into a side ref, record a merge
+(keeping both histories), then rewrite each note whose record lists differ as
+the union of both (by record ID), and push.  Records are never dropped, so two
+machines that recorded different models on the same commit both keep theirs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envlock.errors import ServiceUnavailable, UsageError
+from envlock.gitcli import cat_files, git
+from envlock.notes import NOTES_REF
+from envlock.record import _notes_lock, repo_root, write_note
+
+REMOTE_REF = "refs/notes/envlock-remote"
+LOCAL_REF = f"refs/notes/{NOTES_REF}"
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Synced:
+    fetched: int  # records that came from the remote
+    pushed: bool
+    merged_notes: int
+
+
+def _notes(root: Path, ref: str) -> dict[str, list[dict[str, Any]]]:
+    try:
+        listing = git(["notes", "--ref", ref, "list"], root).decode().split()
+    except UsageError:
+        return {}
+    pairs = list(zip(listing[0::2], listing[1::2], strict=True))
+    out: dict[str, list[dict[str, Any]]] = {}
+    for (_, commit), blob in zip(pairs, cat_files((b for b, _ in pairs), root), strict=True):
+        try:
+            out[commit] = list(json.loads(blob or b"{}").get("records", []))
+        except ValueError:
+            out[commit] = []
+    return out
+
+
+def _has_ref(root: Path, ref: str) -> bool:
+    try:
+        git(["rev-parse", "--verify", "--quiet", ref], root)
+        return True
+    except UsageError:
+        return False
+
+
+def sync(remote: str = "origin", *, cwd: Path, say: Say | None = None) -> Synced:
+    say = say or (lambda _m: None)
+    root = repo_root(cwd)
+    remotes = git(["remote"], root).decode().split()
+    if remote not in remotes and "/" not in remote and ":" not in remote:
+        raise UsageError(
+            f"no remote named {remote!r}", f"remotes: {', '.join(remotes) or 'none'}; git remote add ..."
+        )
+    with _notes_lock(root):
+        try:
+            git(["fetch", "--quiet", remote, f"+{LOCAL_REF}:{REMOTE_REF}"], root)
+            have_remote = True
+        except UsageError as exc:
+            if "couldn't find remote ref" in exc.message or "could not find remote ref" in exc.message:
+                have_remote = False
+            else:
+                raise ServiceUnavailable(f"cannot fetch notes from {remote}: {exc.message}") from None
+        fetched = merged = 0
+        if have_remote:
+            theirs = _notes(root, "envlock-remote")
+            if not _has_ref(root, LOCAL_REF):
+                git(["update-ref", LOCAL_REF, REMOTE_REF], root)
+                fetched = sum(len(v) for v in theirs.values())
+            else:
+                ours = _notes(root, NOTES_REF)
+                # a merge commit keeping both histories, with our notes' content
+                git(["notes", "--ref", NOTES_REF, "merge", "-q", "-s", "ours", REMOTE_REF], root)
+                for commit in sorted(set(ours) | set(theirs)):
+                    mine = {r.get("id"): r for r in ours.get(commit, [])}
+                    other = {r.get("id"): r for r in theirs.get(commit, [])}
+                    union = {**other, **mine}
+                    if set(union) != set(mine):
+                        fetched += len(set(union) - set(mine))
+                        merged += 1
+                        write_note(root, commit, list(union.values()))
+        pushed = False
+        if _has_ref(root, LOCAL_REF):
+            try:
+                git(["push", "--quiet", remote, f"{LOCAL_REF}:{LOCAL_REF}"], root)
+                pushed = True
+            except UsageError as exc:
+                raise ServiceUnavailable(
+                    f"cannot push notes to {remote}: {exc.message}", "envlock sync again"
+                ) from None
+    say(f"Synced records with {remote}: {fetched} new from the remote, {merged} note(s) merged")
+    return Synced(fetched, pushed, merged)
