@@ -1,0 +1,51 @@
+"""The envlock Textual app: ``envlock tui`` and ``envlock tui --diff A B``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import ClassVar
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from envlock.tui.screens import DiffScreen, HomeScreen
+
+EXIT_AFTER_PAINT = "ENVLOCK_TUI_EXIT_AFTER_PAINT"  # benchmarks: quit once the first view shows
+
+
+class EnvlockApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "envlock"
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("q", "quit", "Quit")]
+
+    def __init__(
+        self,
+        root: Path = Path(),
+        diff: tuple[str, str] | None = None,
+        *,
+        exit_after_paint: bool = False,
+    ) -> None:
+        super().__init__()
+        self.root = root
+        self.initial_diff = diff
+        self.exit_after_paint = exit_after_paint
+
+    def on_mount(self) -> None:
+        self.push_screen(HomeScreen(self.root))
+        if self.initial_diff:
+            self.push_screen(DiffScreen(self.root, *self.initial_diff))
+
+    def screen_ready(self, screen: Screen[None]) -> None:
+        """Called by a screen once its data is on screen; ends the app in benchmark mode."""
+        first = DiffScreen if self.initial_diff else HomeScreen
+        if self.exit_after_paint and isinstance(screen, first):
+            self.exit()
+
+
+def run(root: Path, diff: tuple[str, ...] | None = None) -> int:
+    pair = (diff[0], diff[1]) if diff else None
+    app = EnvlockApp(root, pair, exit_after_paint=bool(os.environ.get(EXIT_AFTER_PAINT)))
+    app.run()
+    return app.return_code or 0
