@@ -132,7 +132,7 @@ def resolve(ref: str, root: Path = Path()) -> EnvRef:
             return _at_rev(ref, named, rev)
         raise _not_found(ref, root)
     if as_path.suffix in (".toml", ".lock"):
-        hint = f"a lock is made with: envlock lock {as_path.with_suffix('.toml')}"
+        hint = f"a lock is made with: envlock lock {Path(ref).with_suffix('.toml')}"
         raise UsageError(f"{ref}: no such file", hint)
     spec = root / SPECS_DIR / f"{ref}.toml"
     if spec.is_file():

@@ -21,7 +21,7 @@ class HistoryScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "mark", "Mark"),
         Binding("d", "diff", "Diff marked"),
-        Binding("enter", "diff_previous", "Diff with previous"),
+        Binding("enter", "diff_previous", "Diff previous", priority=True),
         Binding("escape", "app.pop_screen", "Back"),
     ]
 
@@ -99,9 +99,6 @@ class HistoryScreen(Screen[None]):
             return
         older, newer = sorted(self.marks, key=self.order.index, reverse=True)
         self._push_diff(older, newer)
-
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        self.action_diff_previous()
 
     def action_diff_previous(self) -> None:
         key = current_key(self.query_one("#revisions", DataTable))

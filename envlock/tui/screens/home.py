@@ -22,7 +22,7 @@ class HomeScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("enter", "open", "Open"),
+        Binding("enter", "open", "Open", priority=True),
         Binding("space", "mark", "Mark"),
         Binding("d", "diff", "Diff marked"),
         Binding("h", "history", "History"),
@@ -58,7 +58,7 @@ class HomeScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = str(self.root.resolve())
+        self.sub_title = self.root.resolve().name
         self.query_one("#envs", DataTable).focus()
         self.load()
 
@@ -153,10 +153,6 @@ class HomeScreen(Screen[None]):
         if event.input.id == "filter":
             self._fill()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "filter":
-            self.query_one("#envs", DataTable).focus()
-
     # actions on the row under the cursor
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_open()
@@ -164,6 +160,9 @@ class HomeScreen(Screen[None]):
     def action_open(self) -> None:
         from envlock.tui.screens.detail import DetailScreen
 
+        if isinstance(self.focused, Input):  # Enter in the filter keeps it and goes back
+            self.query_one("#envs", DataTable).focus()
+            return
         key = current_key(self._table())
         if key is not None:
             self.app.push_screen(DetailScreen(self.root, self.refs[key]))
