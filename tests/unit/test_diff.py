@@ -3,19 +3,44 @@ and ``envlock diff`` on the command line."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import META, fake_sha256, make_package, make_platform, write_project
 
 from envlock import lock as lockmod
 from envlock.cli import main
 from envlock.diff import KINDS, SCHEMA, EnvDiff, classify, diff_locks, to_json
 from envlock.lock import Lock, Package, PlatformLock
+
+# Local helpers rather than ``from conftest import``: which conftest module that name means
+# depends on collection order once several test directories have one.
+META = {"envlock": "0.1.0", "resolver": "uv 0.0.0", "resolved-at": "2026-11-01T00:00:00Z"}
+
+
+def fake_sha256(label: str) -> str:
+    return hashlib.sha256(label.encode()).hexdigest()
+
+
+def make_package(
+    name: str, version: str, *, url: str | None = None, sha256: str | None = None
+) -> Package:
+    return Package(
+        manager="pip",
+        name=name,
+        version=version,
+        url=url or f"https://files.example.org/{name}-{version}-py3-none-any.whl",
+        sha256=sha256 or fake_sha256(f"{name}-{version}"),
+    )
+
+
+def make_platform(name: str = "linux-64", packages: Iterable[Package] = ()) -> PlatformLock:
+    return PlatformLock(name=name, python="3.11", packages=tuple(packages))
 
 
 def conda(name: str, version: str, build: str, *, sha: str | None = None) -> Package:
@@ -299,8 +324,11 @@ def test_diff_of_600_packages_is_fast() -> None:
 
 
 @pytest.fixture
-def two_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def two_specs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_project: Callable[..., object]
+) -> Path:
     specs = tmp_path / "specs"
+    write_project = new_project
     write_project(
         specs,
         name="vision",

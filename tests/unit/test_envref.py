@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Project, write_project
 
 from envlock import envref
 from envlock.errors import LockError, UsageError
@@ -13,7 +13,8 @@ from envlock.lock import Lock
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
+def repo(tmp_path: Path, new_project: Callable[..., object]) -> Path:
+    write_project = new_project
     write_project(tmp_path / "specs", name="vision")
     write_project(tmp_path / "specs", name="nlp", packages=[("numpy", "2.0.1")])
     return tmp_path
@@ -113,8 +114,12 @@ def test_compare_carries_labels_and_notes(repo: Path) -> None:
     assert d.summary == "1 package changed, 2 removed"
 
 
-def test_environments_and_their_lock_states(tmp_path: Path, project: Project) -> None:
-    specs = project.spec_path.parent
+def test_environments_and_their_lock_states(
+    tmp_path: Path, new_project: Callable[..., object]
+) -> None:
+    write_project = new_project
+    specs = tmp_path / "specs"
+    write_project(specs, name="vision")
     write_project(specs, name="stale")
     stale = specs / "stale.toml"
     stale.write_text(stale.read_text().replace('"pandas>=2"', '"pandas>=2.1"'))
