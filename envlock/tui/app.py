@@ -18,6 +18,7 @@ EXIT_AFTER_PAINT = "ENVLOCK_TUI_EXIT_AFTER_PAINT"  # benchmarks: quit once the f
 class EnvlockApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "envlock"
+    ENABLE_COMMAND_PALETTE = False  # its footer entry would push bindings off an 80-column line
     BINDINGS: ClassVar[list[BindingType]] = [Binding("q", "quit", "Quit")]
 
     def __init__(

@@ -38,7 +38,7 @@ class DetailScreen(Screen[None]):
         yield table
         yield Static("", id="info", classes="info")
         yield ErrorBox(id="error")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = self.ref

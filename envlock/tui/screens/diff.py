@@ -33,12 +33,14 @@ class DiffScreen(Screen[None]):
         yield Static("Comparing…", id="summary", classes="title")
         yield Static(f"A: {self.a}\nB: {self.b}", id="sides", classes="muted")
         table: DataTable[object] = DataTable(id="changes", cursor_type="row")
-        for label, key in (("package", "package"), ("A", "a"), ("B", "b"), ("change", "change")):
-            table.add_column(label, key=key)
+        table.add_column("package", key="package")
+        table.add_column(f"A {shorten(self.a, 22)}", key="a")
+        table.add_column(f"B {shorten(self.b, 22)}", key="b")
+        table.add_column("change", key="change")
         yield table
         yield Static("", id="info", classes="info")
         yield ErrorBox(id="error")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = f"{self.a} -> {self.b}"
@@ -56,6 +58,8 @@ class DiffScreen(Screen[None]):
 
     def _failed(self, exc: BaseException) -> None:
         self.query_one("#summary", Static).update("Cannot compare")
+        self.query_one("#changes", DataTable).display = False
+        self.query_one("#info", Static).display = False
         self.query_one(ErrorBox).show_error(exc)
         self.call_after_refresh(self._ready)
 

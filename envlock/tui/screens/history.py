@@ -20,7 +20,7 @@ WORKING_TREE = "working tree"
 class HistoryScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "mark", "Mark"),
-        Binding("d", "diff", "Diff marked"),
+        Binding("d", "diff", "Diff"),
         Binding("enter", "diff_previous", "Diff previous", priority=True),
         Binding("escape", "app.pop_screen", "Back"),
     ]
@@ -41,7 +41,7 @@ class HistoryScreen(Screen[None]):
             table.add_column(label, key=label)
         yield table
         yield ErrorBox(id="error")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = f"history of {self.lock_file}"

@@ -24,7 +24,7 @@ class HomeScreen(Screen[None]):
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("enter", "open", "Open", priority=True),
         Binding("space", "mark", "Mark"),
-        Binding("d", "diff", "Diff marked"),
+        Binding("d", "diff", "Diff"),
         Binding("h", "history", "History"),
         Binding("r", "rebuild", "Rebuild"),
     ]
@@ -55,7 +55,7 @@ class HomeScreen(Screen[None]):
             models.add_column(label, key=label)
         yield models
         yield ErrorBox(id="error")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = self.root.resolve().name

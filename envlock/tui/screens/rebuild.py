@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, ProgressBar, Static
 
 from envlock.tui import data
-from envlock.tui.widgets import ErrorBox
+from envlock.tui.widgets import ErrorBox, shorten
 
 
 class RebuildScreen(Screen[None]):
@@ -31,7 +31,7 @@ class RebuildScreen(Screen[None]):
         yield ProgressBar(total=1.0, show_eta=False, id="progress")
         yield Log(id="log")
         yield ErrorBox(id="error")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = f"rebuild {self.model}"
@@ -58,7 +58,8 @@ class RebuildScreen(Screen[None]):
         self.result = image
         self.query_one(ProgressBar).update(progress=1.0)
         self.query_one(Log).write_line(f"done: {image}")
-        self.query_one("#title", Static).update(Text(f"Rebuilt {self.model}: {image}", "green"))
+        title = f"Rebuilt {self.model}: image {shorten(image, 26)}"
+        self.query_one("#title", Static).update(Text(title, "green"))
 
     def _failed(self, exc: BaseException) -> None:
         self.query_one("#title", Static).update(Text(f"Rebuild of {self.model} failed", "red"))
