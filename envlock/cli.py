@@ -155,7 +155,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_tui(args: argparse.Namespace) -> int:
     try:
-        from envlock.tui.app import run
+        from envlock.tui.app import make_app
     except ImportError as exc:
         from envlock.errors import ToolMissing
 
@@ -163,7 +163,11 @@ def cmd_tui(args: argparse.Namespace) -> int:
             f"envlock tui needs textual ({exc.name} is not installed)",
             "install it with: pip install 'envlock[tui]'",
         ) from None
-    return run(Path(), diff=tuple(args.diff) if args.diff else None)
+    app = make_app(Path(), diff=tuple(args.diff) if args.diff else None)
+    app.run()
+    if app.exit_after_paint and app.painted_at is not None:
+        _say(f"first paint at {app.painted_at:.6f}")  # read by bench/bench_diff.py
+    return app.return_code or 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ from envlock.tui.widgets import ErrorBox, current_key, shorten
 
 class DiffScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "app.go_back", "Back"),
     ]
 
     def __init__(self, root: Path, a: str, b: str) -> None:

@@ -22,7 +22,7 @@ class HistoryScreen(Screen[None]):
         Binding("space", "mark", "Mark"),
         Binding("d", "diff", "Diff"),
         Binding("enter", "diff_previous", "Diff previous", priority=True),
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "app.go_back", "Back"),
     ]
 
     def __init__(self, root: Path, lock: str) -> None:

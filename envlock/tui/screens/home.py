@@ -36,6 +36,7 @@ class HomeScreen(Screen[None]):
         self.models: list[data.ModelRow] = []
         self.marks: list[str] = []  # row keys, in the order marked ("env:REF" / "model:REF")
         self.refs: dict[str, str] = {}  # row key -> environment reference
+        self.loaded = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -60,7 +61,17 @@ class HomeScreen(Screen[None]):
     def on_mount(self) -> None:
         self.sub_title = self.root.resolve().name
         self.query_one("#envs", DataTable).focus()
-        self.load()
+        self._start()
+
+    def on_screen_resume(self) -> None:
+        self._start()
+
+    def _start(self) -> None:
+        # Load once, when first shown: a home screen mounted beneath another one must not
+        # compete with it for the first paint.
+        if not self.loaded and self.app.screen is self:
+            self.loaded = True
+            self.load()
 
     @work(thread=True, exit_on_error=False, exclusive=True)
     def load(self) -> None:

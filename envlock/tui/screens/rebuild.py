@@ -17,7 +17,7 @@ from envlock.tui.widgets import ErrorBox, shorten
 
 class RebuildScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("escape", "app.go_back", "Back"),
     ]
 
     def __init__(self, model: str) -> None:
