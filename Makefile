@@ -34,6 +34,7 @@ lint: $(STAMP)
 ## bench: run every benchmark in bench/ and print the ratios
 bench: $(STAMP)
 	$(BIN)/python bench/bench_lock.py
+	$(BIN)/python bench/bench_diff.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info

@@ -65,11 +65,12 @@ class HistoryScreen(Screen[None]):
             table.add_row("", WORKING_TREE, "", "", "(uncommitted state)", key=self.lock_file)
             self.order.append(self.lock_file)
         for rev in revisions:
-            key = f"{self.lock_file}@{rev.commit}"
+            key = f"{self.lock_file}@{rev.commit[:12]}"  # short: it labels the diff
             env = rev.env_id[:19] if rev.env_id else "(deleted)"
             table.add_row("", rev.short, rev.date[:10], env, rev.subject, key=key)
             self.order.append(key)
-        title = f"History of {self.lock_file}: {len(revisions)} commits"
+        count = len(revisions)
+        title = f"History of {self.lock_file}: {count} commit{'' if count == 1 else 's'}"
         self.query_one("#title", Static).update(title)
 
     def action_mark(self) -> None:
