@@ -399,3 +399,21 @@ def test_lock_and_verify_do_not_import_rich_or_textual(project: object, tmp_path
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_plain_fallback_shows_the_same_rows() -> None:
+    from envlock.diffview import plain, rows
+
+    linux = make_platform(
+        "linux-64", [make_package("torch", "2.4.1"), conda("cudnn", "9.1.0", "h1_0")]
+    )
+    linux2 = make_platform(
+        "linux-64", [make_package("torch", "2.5.1"), conda("cudnn", "9.1.0", "h2_0")]
+    )
+    mac = make_platform("osx-arm64", [make_package("numpy", "2.0.0")])
+    d = diff_locks(lock_of(linux), lock_of(replace(linux2, cuda="12.4"), mac), "old", "new")
+    text = plain(d)
+    assert text.splitlines()[:2] == ["old  ->  new", d.summary]
+    assert "conda:cudnn  9.1.0 h1_0  9.1.0 h2_0  build" in text
+    assert "osx-arm64: only in new (1 packages)" in text
+    assert [r.label for r in rows(d)] == ["cuda", "torch", "conda:cudnn", "numpy"]
