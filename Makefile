@@ -35,6 +35,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_lock.py
 	$(BIN)/python bench/bench_verify.py
+	$(BIN)/python bench/bench_diff.py
+	$(BIN)/python bench/bench_records.py
+	$(BIN)/python bench/bench_build.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache build *.egg-info

@@ -69,8 +69,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="envlock-bench-records-"))
     repo = work / "repo"
     store = work / "store"
-    env = {**os.environ, "ENVLOCK_HOME": str(store), "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x",
-           "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@x"}
+    env = {
+        **os.environ,
+        "ENVLOCK_HOME": str(store),
+        "GIT_AUTHOR_NAME": "b",
+        "GIT_AUTHOR_EMAIL": "b@x",
+        "GIT_COMMITTER_NAME": "b",
+        "GIT_COMMITTER_EMAIL": "b@x",
+    }
     try:
         repo.mkdir()
         (work / "wheels").mkdir()
@@ -90,7 +96,14 @@ def main() -> None:
         manifest = json.loads((store / "blobs/sha256" / entry["manifest"].split(":")[1]).read_text())
         config = json.loads((store / "blobs/sha256" / manifest["config"]["digest"].split(":")[1]).read_text())
         for diff_id, hist in zip(config["rootfs"]["diff_ids"], config["history"], strict=True):
-            layers.append({"diff_id": diff_id, "created_by": "base" if "mmdebstrap" in hist.get("created_by", "") else hist.get("created_by", "")})
+            layers.append(
+                {
+                    "diff_id": diff_id,
+                    "created_by": "base"
+                    if "mmdebstrap" in hist.get("created_by", "")
+                    else hist.get("created_by", ""),
+                }
+            )
 
         # N commits, the first with the spec and lock, then M notes
         t0 = time.perf_counter()
@@ -112,13 +125,25 @@ def main() -> None:
         for r in range(args.records):
             mark = 1 + (r * step) % args.commits
             record = {
-                "schema": "envlock.manifest/v1", "id": f"{r:012x}", "name": f"model-{r % 400}",
+                "schema": "envlock.manifest/v1",
+                "id": f"{r:012x}",
+                "name": f"model-{r % 400}",
                 "model": {"path": "runs/m.pt", "sha256": "0" * 64, "size": 1, "kind": "file", "files": 1},
-                "commit": "MARK", "branch": "main", "dirty": False, "dirty_paths": [],
-                "spec": "specs/vision.toml", "lock": "specs/vision.lock", "env_id": env_id,
-                "image_id": built, "platform": "linux-64", "base": {"reference": "debian:bookworm", "digest": ""},
-                "layers": layers, "registry": None, "command": "python train.py",
-                "created": f"2026-01-01T00:00:{r % 60:02d}.{r:06d}Z", "host": {"python": "3.11"},
+                "commit": "MARK",
+                "branch": "main",
+                "dirty": False,
+                "dirty_paths": [],
+                "spec": "specs/vision.toml",
+                "lock": "specs/vision.lock",
+                "env_id": env_id,
+                "image_id": built,
+                "platform": "linux-64",
+                "base": {"reference": "debian:bookworm", "digest": ""},
+                "layers": layers,
+                "registry": None,
+                "command": "python train.py",
+                "created": f"2026-01-01T00:00:{r % 60:02d}.{r:06d}Z",
+                "host": {"python": "3.11"},
             }
             note = json.dumps({"schema": "envlock.manifest/v1", "records": [record]})
             stream.append(f"N inline :{mark}\ndata {len(note.encode())}\n{note}\n")
@@ -127,7 +152,9 @@ def main() -> None:
         # the notes name commits by sha: rewrite "MARK" now that shas exist
         shas = run(["git", "rev-list", "--reverse", "main"], repo, env).split()
         notes = run(["git", "notes", "--ref", "envlock", "list"], repo, env).split()
-        fix = ["commit refs/notes/envlock\ncommitter b <b@x> 1800000001 +0000\ndata 4\nfix\nfrom refs/notes/envlock^0\n"]
+        fix = [
+            "commit refs/notes/envlock\ncommitter b <b@x> 1800000001 +0000\ndata 4\nfix\nfrom refs/notes/envlock^0\n"
+        ]
         blobs = run(["git", "cat-file", "--batch"], repo, env, "\n".join(notes[0::2]).encode() + b"\n")
         pos = 0
         for commit in notes[1::2]:
@@ -160,7 +187,9 @@ def main() -> None:
     print()
     print("| measurement | time | target |")
     print("|---|---|---|")
-    print(f"| envlock models ({args.records} records, {args.commits} commits) | {results['models_s']} s | < 0.5 s |")
+    print(
+        f"| envlock models ({args.records} records, {args.commits} commits) | {results['models_s']} s | < 0.5 s |"
+    )
     print(f"| envlock show NAME | {results['show_name_s']} s | < 0.5 s |")
     print(f"| envlock rebuild NAME, image in store | {results['rebuild_in_store_s']} s | < 1 s |")
 

@@ -398,6 +398,50 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    from envlock.envref import compare
+
+    diff = compare(args.a, args.b)
+    for side in (diff.a, diff.b):
+        if side.note:
+            _say(f"note: {side.label}: {side.note}")
+    if args.json:
+        import json
+
+        from envlock.diff import to_json
+
+        print(json.dumps(to_json(diff), indent=2))
+    else:
+        from envlock import diffview
+
+        try:
+            from rich.console import Console
+        except ImportError:
+            print(diffview.plain(diff))
+        else:
+            console = Console(highlight=False, soft_wrap=False)
+            for part in diffview.renderables(diff):
+                console.print(part)
+    return 1 if args.exit_code and not diff.identical else 0
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    try:
+        from envlock.tui.app import make_app
+    except ImportError as exc:
+        from envlock.errors import ToolMissing
+
+        raise ToolMissing(
+            f"envlock tui needs textual ({exc.name} is not installed)",
+            "install it with: pip install 'envlock[tui]'",
+        ) from None
+    app = make_app(Path(), diff=tuple(args.diff) if args.diff else None)
+    app.run()
+    if app.exit_after_paint and app.painted_at is not None:
+        _say(f"first paint at {app.painted_at:.6f}")  # read by bench/bench_diff.py
+    return app.return_code or 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="envlock", description="Reproducible machine-learning environments.")
     parser.add_argument("--version", action="version", version=f"envlock {__version__}")
@@ -537,6 +581,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="gc: only say what would be removed")
     p.add_argument("--store", help="store directory")
     p.set_defaults(func=cmd_store)
+    refs = "a spec, a lock, LOCK@REV, a model NAME or NAME@REV, or an env ID (sha256:...)"
+    p = sub.add_parser("diff", help="compare two environments", description=f"A and B: {refs}.")
+    p.add_argument("a", metavar="A", help="the old environment")
+    p.add_argument("b", metavar="B", help="the new environment")
+    p.add_argument("--json", action="store_true", help="envlock.diff/v1 JSON on stdout")
+    p.add_argument("--exit-code", action="store_true", help="exit 1 when the two differ")
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("tui", help="browse environments, history and diffs in the terminal")
+    p.add_argument("--diff", nargs=2, metavar=("A", "B"), help="open on the diff of A and B")
+    p.set_defaults(func=cmd_tui)
     return parser
 
 

@@ -1,0 +1,129 @@
+"""A lock across git history: the commits that changed it, and its content at any revision.
+
+One ``git log`` process lists the commits; the lock's bytes at several revisions are
+read through one ``git cat-file --batch`` process.  Paths are taken relative to the
+current directory of the caller and converted to repository paths with ``./`` so a
+checkout in a subdirectory works too.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from envlock import lock as lockmod
+from envlock.errors import ToolMissing, UsageError
+from envlock.lock import Lock
+
+_ENV_ID = re.compile(r'^env-id = "([^"]+)"$', re.MULTILINE)
+_SEP, _END = "\x1f", "\x1e"
+
+
+@dataclass(frozen=True)
+class Revision:
+    commit: str  # full sha
+    date: str  # committer date, ISO 8601
+    subject: str
+    env_id: str | None  # None where the commit deleted the lock or it does not parse
+
+    @property
+    def short(self) -> str:
+        return self.commit[:10]
+
+
+def _git(args: Sequence[str], cwd: Path, stdin: bytes | None = None) -> bytes:
+    git = shutil.which("git")
+    if git is None:
+        raise ToolMissing("git is not installed", "install git, or compare lock files directly")
+    proc = subprocess.run([git, *args], cwd=cwd, input=stdin, capture_output=True, check=False, timeout=120)
+    if proc.returncode != 0:
+        message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        detail = message[-1] if message else f"git {args[0]} failed"
+        if "not a git repository" in detail:
+            raise UsageError(f"{cwd} is not inside a git repository", "run: git init")
+        raise UsageError(detail.removeprefix("fatal: "))
+    return proc.stdout
+
+
+def _where(path: Path) -> tuple[Path, str]:
+    """(directory to run git in, object path relative to it with ``./``)."""
+    return path.parent, f"./{path.name}"
+
+
+def history(path: Path, *, limit: int | None = None) -> list[Revision]:
+    """Commits that changed ``path``, newest first, each with the env ID the lock had then."""
+    cwd, rel = _where(path)
+    if not cwd.is_dir():
+        raise UsageError(f"{path}: no such directory", "name a lock inside a git checkout")
+    args = ["log", f"--format=%H{_SEP}%cI{_SEP}%s{_END}"]
+    if limit:
+        args.append(f"-n{limit}")
+    out = _git([*args, "--", rel], cwd).decode("utf-8", "replace")
+    rows = []
+    for record in out.split(_END):
+        record = record.strip("\n")
+        if not record:
+            continue
+        commit, date, subject = record.split(_SEP, 2)
+        rows.append((commit, date, subject))
+    texts = _cat(cwd, [f"{c}:{rel}" for c, _, _ in rows])
+    revisions = []
+    for (commit, date, subject), text in zip(rows, texts, strict=True):
+        match = _ENV_ID.search(text) if text is not None else None
+        revisions.append(Revision(commit, date, subject, match.group(1) if match else None))
+    return revisions
+
+
+def _cat(cwd: Path, objects: Sequence[str]) -> list[str | None]:
+    """Contents of ``REV:PATH`` objects (``None`` where missing), one git process for all."""
+    if not objects:
+        return []
+    out = _git(["cat-file", "--batch"], cwd, "".join(f"{o}\n" for o in objects).encode())
+    texts: list[str | None] = []
+    pos = 0
+    for _ in objects:
+        end = out.index(b"\n", pos)
+        header = out[pos:end].decode()
+        pos = end + 1
+        fields = header.split()
+        if len(fields) != 3 or fields[1] != "blob":
+            texts.append(None)  # "<name> missing", "<name> ambiguous", or not a file
+            if len(fields) == 3:  # a tree or commit: skip its content too
+                pos += int(fields[2]) + 1
+            continue
+        size = int(fields[2])
+        texts.append(out[pos : pos + size].decode("utf-8", "replace"))
+        pos += size + 1
+    return texts
+
+
+def locks_at(path: Path, revs: Sequence[str]) -> dict[str, Lock]:
+    """The lock at each revision (one git process); a revision without it is a UsageError."""
+    cwd, rel = _where(path)
+    texts = _cat(cwd, [f"{r}:{rel}" for r in revs])
+    out = {}
+    for rev, text in zip(revs, texts, strict=True):
+        if text is None:
+            raise UsageError(
+                f"{path}@{rev}: no such file at that revision",
+                f"list the revisions that have it: git log --oneline -- {path}",
+            )
+        out[rev] = lockmod.parse(text, f"{path}@{rev}")
+    return out
+
+
+def lock_at(path: Path, rev: str) -> Lock:
+    """The lock file ``path`` as it was at git revision ``rev`` (``git show REV:./PATH``)."""
+    cwd, rel = _where(path)
+    try:
+        text = _git(["show", f"{rev}:{rel}"], cwd).decode("utf-8")
+    except UsageError as exc:
+        raise UsageError(
+            f"{path}@{rev}: {exc.message}",
+            exc.hint or f"list the revisions that have it: git log --oneline -- {path}",
+        ) from None
+    return lockmod.parse(text, f"{path}@{rev}")
