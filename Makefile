@@ -4,7 +4,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint bench clean
+.PHONY: demo test unit integration lint bench clean deps
+
+## deps: the Debian packages the demo and the tests use (docker.io, mmdebstrap, ...)
+deps:
+	bash scripts/ensure-deps.sh
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,12 +16,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## demo: the main job on a throw-away project: init a spec, lock it, verify it
-demo: $(STAMP)
+## demo: the main job in a throw-away repo: lock, build, record, rebuild from an empty store
+demo: deps $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 ## test: lint, type-check and run the whole suite (unit + integration, nothing skipped)
-test: lint $(STAMP)
+test: deps lint $(STAMP)
 	$(BIN)/pytest -p no:cacheprovider tests
 
 unit: $(STAMP)

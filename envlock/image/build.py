@@ -64,11 +64,23 @@ def choose_platform(lock: Lock, platform: str | None) -> PlatformLock:
 
 
 def load_image(store: Store, manifest_digest: str) -> Image:
+    """An image from the store; each layer's ``created_by`` comes from the config's history
+    (``envlock: ...`` for envlock's layers, ``base`` for everything below them)."""
     manifest = store.read_json(manifest_digest)
     config = store.read_json(manifest["config"]["digest"])
+    history = [h for h in config.get("history", []) if not h.get("empty_layer")]
+    diff_ids = config["rootfs"]["diff_ids"]
+    if len(history) != len(diff_ids):
+        history = [{}] * len(diff_ids)
     layers = tuple(
-        Layer(la["digest"], diff_id, la["size"], la["mediaType"])
-        for la, diff_id in zip(manifest["layers"], config["rootfs"]["diff_ids"], strict=True)
+        Layer(
+            la["digest"],
+            diff_id,
+            la["size"],
+            la["mediaType"],
+            h.get("created_by", "") if str(h.get("created_by", "")).startswith("envlock:") else "base",
+        )
+        for la, diff_id, h in zip(manifest["layers"], diff_ids, history, strict=True)
     )
     return Image(config, layers, manifest.get("annotations", {}))
 

@@ -85,6 +85,7 @@ def record(root: Path, store: Path, *extra: str) -> str:
 def test_record_show_and_check(tmp_path: Path, wheels: Path, base_layout: Path) -> None:
     repo = make_repo(tmp_path / "repo", wheels, base_layout)
     train(repo)
+    envlock_ok(repo, "build", "specs/vision.toml", "--store", str(tmp_path / "store"))  # record reuses it
     rec_id = record(repo, tmp_path / "store")
     note = json.loads(sh(repo, "git", "notes", "--ref", "envlock", "show", "HEAD"))
     assert note["schema"] == "envlock.manifest/v1"
@@ -96,6 +97,8 @@ def test_record_show_and_check(tmp_path: Path, wheels: Path, base_layout: Path) 
     assert rec["model"]["path"] == "runs/resnet50.pt" and rec["model"]["size"] == 7
     assert rec["image_id"].startswith("sha256:") and rec["env_id"].startswith("sha256:")
     assert rec["command"] == "python train.py --epochs 90"
+    kinds = [la["created_by"] for la in rec["layers"]]
+    assert kinds[0] == "base" and kinds[1] == "envlock: venv /opt/env" and kinds[-1] == "envlock: lock"
     assert rec["host"]["python"]
 
     models = envlock_ok(repo, "models")
