@@ -80,25 +80,9 @@ def history(path: Path, *, limit: int | None = None) -> list[Revision]:
 
 def _cat(cwd: Path, objects: Sequence[str]) -> list[str | None]:
     """Contents of ``REV:PATH`` objects (``None`` where missing), one git process for all."""
-    if not objects:
-        return []
-    out = _git(["cat-file", "--batch"], cwd, "".join(f"{o}\n" for o in objects).encode())
-    texts: list[str | None] = []
-    pos = 0
-    for _ in objects:
-        end = out.index(b"\n", pos)
-        header = out[pos:end].decode()
-        pos = end + 1
-        fields = header.split()
-        if len(fields) != 3 or fields[1] != "blob":
-            texts.append(None)  # "<name> missing", "<name> ambiguous", or not a file
-            if len(fields) == 3:  # a tree or commit: skip its content too
-                pos += int(fields[2]) + 1
-            continue
-        size = int(fields[2])
-        texts.append(out[pos : pos + size].decode("utf-8", "replace"))
-        pos += size + 1
-    return texts
+    from envlock.gitcli import cat_files
+
+    return [None if b is None else b.decode("utf-8", "replace") for b in cat_files(objects, cwd)]
 
 
 def locks_at(path: Path, revs: Sequence[str]) -> dict[str, Lock]:

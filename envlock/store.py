@@ -177,19 +177,23 @@ class Store:
                 raise
         return digest
 
+    def publish(self, writer: Writer) -> tuple[str, int]:
+        """Make a finished writer's content a blob (dropped if that blob exists already)."""
+        digest, size = writer.digest, writer.size
+        if self.has_blob(digest):
+            writer.abort()
+        else:
+            writer.commit(self.blob_path(digest))
+        return digest, size
+
     def put_blob_stream(self, stream: IO[bytes], expected: str | None = None) -> tuple[str, int]:
         w = self.writer()
         try:
             while chunk := stream.read(CHUNK):
                 w.write(chunk)
-            digest = w.digest
-            if expected is not None and digest != expected:
-                raise CheckFailed(f"blob hash mismatch: expected {expected}, got {digest}")
-            if self.has_blob(digest):
-                w.abort()
-                return digest, w.size
-            w.commit(self.blob_path(digest))
-            return digest, w.size
+            if expected is not None and w.digest != expected:
+                raise CheckFailed(f"blob hash mismatch: expected {expected}, got {w.digest}")
+            return self.publish(w)
         except BaseException:
             w.abort()
             raise

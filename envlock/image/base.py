@@ -284,12 +284,7 @@ def _debian(store: Store, suite: str, python: str, system: Sequence[str], say: S
         writer = store.writer()
         try:
             _normalise(raw, writer.stream())
-            diff_id = writer.digest
-            size = writer.size
-            if store.has_blob(diff_id):
-                writer.abort()
-            else:
-                writer.commit(store.blob_path(diff_id))
+            diff_id, size = store.publish(writer)
         except BaseException:
             writer.abort()
             raise

@@ -268,11 +268,7 @@ def compressed(store: Store, layer: Layer) -> Layer:
         ):
             while chunk := src.read(CHUNK):
                 gz.write(chunk)
-        digest, size = writer.digest, writer.size
-        if store.has_blob(digest):
-            writer.abort()
-        else:
-            writer.commit(store.blob_path(digest))
+        digest, size = store.publish(writer)
     except BaseException:
         writer.abort()
         raise

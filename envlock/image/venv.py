@@ -149,12 +149,8 @@ def store_entries(store: Store, entries: Sequence[layermod.Entry], created_by: s
     writer = store.writer()
     try:
         layermod.write(entries, writer.stream())
-        digest = writer.digest
-        if store.has_blob(digest):
-            writer.abort()
-        else:
-            writer.commit(store.blob_path(digest))
+        digest, size = store.publish(writer)
     except BaseException:
         writer.abort()
         raise
-    return Layer(digest, digest, writer.size, LAYER_TAR, created_by)
+    return Layer(digest, digest, size, LAYER_TAR, created_by)
