@@ -173,6 +173,7 @@ def main() -> None:
             ids.add(image)
         results["envlock_build_s"] = round(statistics.median(envlock_times), 2)
         results["envlock_build_samples"] = [round(t, 2) for t in envlock_times]
+        print("envlock build:", results["envlock_build_samples"], flush=True)
         results["envlock_ids_distinct"] = len(ids)
         image_id = ids.pop()
         rebuild = [envlock("build", str(spec), "-q", cwd=work, env=env)[0] for _ in range(5)]
@@ -222,6 +223,7 @@ engine.load(s, load_image(s, "{base_manifest}"), ["{base_tag}"])
             docker_ids.add(docker("image", "inspect", "--format", "{{.Id}}", f"bench-docker:{i}", env=env))
         results["docker_build_s"] = round(statistics.median(docker_times), 2)
         results["docker_build_samples"] = [round(t, 2) for t in docker_times]
+        print("docker build:", results["docker_build_samples"], flush=True)
         results["docker_ids_distinct"] = len(docker_ids)
         results["docker_image_MB"] = round(
             int(docker("image", "inspect", "--format", "{{.Size}}", "bench-docker:0", env=env)) / 1e6
@@ -231,18 +233,18 @@ engine.load(s, load_image(s, "{base_manifest}"), ["{base_tag}"])
         other = work / "specs/cpu2.toml"
         other.write_text(spec_text(args.torch_wheel, "six"))
         envlock("lock", str(other), cwd=work, env=env)
-        envlock("build", str(other), "-q", cwd=work, env=env)
+        other_id = envlock("build", str(other), "-q", cwd=work, env=env)[1]
 
-        def layers(spec_path: Path) -> dict[str, int]:
+        def layers(wanted: str) -> dict[str, int]:
             entry = next(
                 json.loads(p.read_text())
                 for p in (store / "envs").glob("*.json")
-                if json.loads(p.read_text())["name"] == spec_path.stem
+                if json.loads(p.read_text())["image_id"] == wanted
             )
             m = json.loads((store / "blobs/sha256" / entry["manifest"].split(":")[1]).read_text())
             return {la["digest"]: la["size"] for la in m["layers"]}
 
-        a, b = layers(spec), layers(other)
+        a, b = layers(image_id), layers(other_id)
         shared = sum(size for digest, size in b.items() if digest in a)
         results["shared_bytes_pct"] = round(100 * shared / sum(b.values()), 2)
         results.update(throughput(args.torch_wheel))

@@ -147,7 +147,8 @@ def lock_spec(
     progress: Progress = _quiet,
 ) -> LockResult:
     start = time.perf_counter()
-    spec = load(spec_path)
+    # Cheap validation first; the PEP 440/508 checks (slow imports) run while uv resolves.
+    spec = load(spec_path, strict=False)
     path = lock_path(spec.path)
     if not upgrade:
         current = fresh_lock(spec)
@@ -166,37 +167,49 @@ def lock_spec(
     jobs = _jobs(spec)  # compat errors surface here, before anything resolves
     engine_version = engine.version()
 
-    def run(job: _Job) -> PlatformLock:
-        assert isinstance(job.request, Request)
-        t0 = time.perf_counter()
-        progress(f"Resolving {spec.name} for {job.platform} / Python {spec.python} with {engine_version}")
-        packages = engine.resolve(job.request)
+    started = []
+    try:
+        for job in jobs:
+            assert isinstance(job.request, Request)
+            progress(f"Resolving {spec.name} for {job.platform} / Python {spec.python} with {engine_version}")
+            started.append((job, time.perf_counter(), engine.start(job.request)))
+        load(spec_path)  # strict: invalid requirement strings are bad input, not resolver errors
+        from packaging import tags as _tags  # noqa: F401
+
+        from envlock import platforms as _platforms  # noqa: F401  (warm the wheel-tag imports)
+    except BaseException:
+        for _, _, pending in started:
+            pending.cancel()  # type: ignore[attr-defined]
+        raise
+
+    platforms = []
+    for index, (job, t0, pending) in enumerate(started):
+        try:
+            packages = pending()
+        except BaseException:
+            for _, _, later in started[index + 1 :]:
+                later.cancel()  # type: ignore[attr-defined]
+            raise
         if spec.framework and isinstance(job.plan, compat.Plan):
             compat.check_resolved(
                 spec.framework, job.plan, job.platform, {p.name: p.version for p in packages}
             )
         took = time.perf_counter() - t0
         progress(f"Resolved {len(packages)} packages for {job.platform} in {took:.1f}s")
-        return PlatformLock(
-            name=job.platform,
-            python=spec.python,
-            cuda=spec.framework.cuda if spec.framework else "cpu",
-            base=spec.image.base or "",
-            base_digest=_base_digest(spec.image.base),
-            pip_options=job.pip_options,
-            env=spec.image.env,
-            workdir=spec.image.workdir,
-            system=tuple(sorted(spec.image.system)),
-            packages=tuple(_relative(packages, spec)),
+        platforms.append(
+            PlatformLock(
+                name=job.platform,
+                python=spec.python,
+                cuda=spec.framework.cuda if spec.framework else "cpu",
+                base=spec.image.base or "",
+                base_digest=_base_digest(spec.image.base),
+                pip_options=job.pip_options,
+                env=spec.image.env,
+                workdir=spec.image.workdir,
+                system=tuple(sorted(spec.image.system)),
+                packages=tuple(_relative(packages, spec)),
+            )
         )
-
-    if len(jobs) == 1:
-        platforms = [run(jobs[0])]
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=min(4, len(jobs))) as pool:
-            platforms = list(pool.map(run, jobs))
 
     meta = {"envlock": __version__, "resolver": engine_version, "resolved-at": _resolved_at()}
     new = lockmod.make(spec.spec_hash, platforms, meta)

@@ -34,17 +34,19 @@ class Engine:
     name: str
     version: Callable[[], str]
     resolve: Callable[[Request], list[Package]]
+    # start resolving in the background; the returned function waits for the result
+    start: Callable[[Request], Callable[[], list[Package]]]
 
 
 def get(name: str) -> Engine:
     if name == "uv":
         from envlock.resolve import uv
 
-        return Engine("uv", uv.version, uv.resolve)
+        return Engine("uv", uv.version, uv.resolve, uv.start)
     if name == "pip-tools":
         from envlock.resolve import piptools
 
-        return Engine("pip-tools", piptools.version, piptools.resolve)
+        return Engine("pip-tools", piptools.version, piptools.resolve, piptools.start)
     raise UsageError(f"unknown resolver {name!r}", f"choose one of: {', '.join(ENGINES)}")
 
 

@@ -12,6 +12,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -70,6 +71,17 @@ def check(req: Request) -> None:
             "pip-tools cannot honour exclude-newer with this pip (needs pip >= 25.3)",
             "pip install -U 'pip>=25.3', or use --resolver uv",
         )
+
+
+def start(req: Request) -> Callable[[], list[Package]]:
+    """pip-compile runs when the result is asked for (it is not worth a background start)."""
+    check(req)
+
+    def result() -> list[Package]:
+        return resolve(req)
+
+    result.cancel = lambda: None  # type: ignore[attr-defined]
+    return result
 
 
 def resolve(req: Request) -> list[Package]:

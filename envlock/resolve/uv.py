@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import tempfile
 import tomllib
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -79,22 +80,49 @@ def command(req: Request, infile: Path, outfile: Path) -> list[str]:
     return args
 
 
-def resolve(req: Request) -> list[Package]:
-    with tempfile.TemporaryDirectory(prefix="envlock-uv-") as tmp:
-        infile = Path(tmp, "requirements.in")
-        infile.write_text("".join(r + "\n" for r in req.requirements), "utf-8")
-        outfile = Path(tmp, "pylock.toml")
-        proc = subprocess.run(
+def start(req: Request) -> Callable[[], list[Package]]:
+    """Start uv now; the returned function waits for it and reads the result.
+
+    Callers do other work (validation, imports) while uv resolves; a caller that gives
+    up calls the function's ``cancel`` attribute, which kills uv and cleans up.
+    """
+    tmp = tempfile.mkdtemp(prefix="envlock-uv-")
+    infile = Path(tmp, "requirements.in")
+    infile.write_text("".join(r + "\n" for r in req.requirements), "utf-8")
+    outfile = Path(tmp, "pylock.toml")
+    try:
+        proc = subprocess.Popen(
             command(req, infile, outfile),
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             env=isolated_env(),
-            check=False,
         )
-        if proc.returncode != 0:
-            raise _failure(proc.stderr, req)
-        data = tomllib.loads(outfile.read_text("utf-8"))
-    return from_pylock(data, req.platform, req.python, Path(tmp))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+    def cancel() -> None:
+        proc.kill()
+        proc.communicate()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def result() -> list[Package]:
+        try:
+            _, stderr = proc.communicate()
+            if proc.returncode != 0:
+                raise _failure(stderr, req)
+            data = tomllib.loads(outfile.read_text("utf-8"))
+            return from_pylock(data, req.platform, req.python, Path(tmp))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    result.cancel = cancel  # type: ignore[attr-defined]
+    return result
+
+
+def resolve(req: Request) -> list[Package]:
+    return start(req)()
 
 
 def _failure(stderr: str, req: Request) -> Exception:

@@ -340,3 +340,22 @@ index-url = "{simple_index.url}"
     )
     assert run_envlock("lock", "--resolver", resolver, str(spec), cwd=tmp_path).returncode == 0
     assert _locked_names(spec) == {"envlock-fx-alpha": "2.0", "envlock-fx-beta": "1.1"}
+
+
+def test_invalid_requirement_is_bad_input_even_though_uv_already_started(
+    tmp_path: Path, simple_index: Index
+) -> None:
+    spec = write_spec(
+        tmp_path,
+        "typo",
+        f"""python = "3.11"
+[pip]
+index-url = "{simple_index.url}"
+packages = ["envlock-fx-alpha", "numpy>>1"]
+""",
+    )
+    proc = run_envlock("lock", str(spec), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors and errors[0].startswith(f"error: {spec}:4: 'pip.packages': invalid requirement 'numpy>>1'")
+    assert sorted(p.name for p in spec.parent.iterdir()) == ["typo.toml"]
