@@ -231,9 +231,10 @@ engine.load(s, load_image(s, "{base_manifest}"), ["{base_tag}"])
 
         # sharing: the same environment plus one small package
         other = work / "specs/cpu2.toml"
-        other.write_text(spec_text(args.torch_wheel, "six"))
+        other.write_text(spec_text(args.torch_wheel, "tomli-w"))  # a small package not in the env
         envlock("lock", str(other), cwd=work, env=env)
-        other_id = envlock("build", str(other), "-q", cwd=work, env=env)[1]
+        took_other, other_id = envlock("build", str(other), "-q", cwd=work, env=env)
+        results["envlock_build_plus_one_package_s"] = round(took_other, 2)
 
         def layers(wanted: str) -> dict[str, int]:
             entry = next(
@@ -273,6 +274,9 @@ engine.load(s, load_image(s, "{base_manifest}"), ["{base_tag}"])
     print(f"| distinct IDs, {args.runs} builds | {ei} | {di} | |")
     print(f"| rebuild of a built lock | {results['envlock_rebuild_s']} s | | target < 0.5 s |")
     print(f"| bytes shared, +1 small package | {results['shared_bytes_pct']}% | | target > 95% |")
+    print(
+        f"| build of that +1 package env | {results['envlock_build_plus_one_package_s']} s | | shared layers reused |"
+    )
     print(f"| machine: sha256 {results['sha256_MBps']} MB/s, unzip {results['unzip_MBps']} MB/s | | | |")
 
 

@@ -7,6 +7,7 @@ A lock whose image is already in the store is not built again.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -123,10 +124,11 @@ def build_lock(
     platform: str | None = None,
     say: Say | None = None,
     fetch_progress: FetchProgress | None = None,
-    workers: int = 2,
+    workers: int = 0,
 ) -> BuildResult:
     start = time.perf_counter()
     say = say or (lambda _m: None)
+    workers = workers or max(2, os.cpu_count() or 2)
     plat = choose_platform(lock, platform)
     problems = lockmod.problems(lock)
     if problems:
@@ -182,10 +184,14 @@ def build_lock(
     say(f"Assembling {name} for {plat.name} on {reference} ({len(pip)} packages)")
     skeleton = venv.store_entries(store, venv.skeleton_entries(base.interpreter), "envlock: venv /opt/env")
     groups = _groups(wheels)
+    # largest first, so the long ones start at once and the small ones fill the other cores
+    by_size = sorted(range(len(groups)), key=lambda i: -sum(p.stat().st_size for _, p in groups[i][1]))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        package_layers = list(
-            pool.map(lambda g: venv.build_layer(store, g[1], base.interpreter, g[0]), groups)
-        )
+        futures = {
+            i: pool.submit(venv.build_layer, store, groups[i][1], base.interpreter, groups[i][0])
+            for i in by_size
+        }
+        package_layers = [futures[i].result() for i in range(len(groups))]
     lock_layer = venv.store_entries(store, lock_layer_entries(lock), "envlock: lock")
     ours = (skeleton, *package_layers, lock_layer)
 

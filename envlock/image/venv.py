@@ -28,7 +28,7 @@ from envlock.store import Store, canonical_json
 
 PREFIX = "/opt/env"
 LAYER_FORMAT = "envlock-layer/1"
-BIG_BYTES = 24 << 20
+BIG_BYTES = 4 << 20  # wheels this large get a layer of their own (shared between environments)
 BIG_NAMES = re.compile(
     r"^(torch|tensorflow.*|jaxlib|jax-cuda\d+-.*|triton|nvidia-.*|cuda-.*|xformers|onnxruntime.*|scipy|pyarrow)$"
 )
