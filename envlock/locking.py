@@ -72,14 +72,22 @@ class _Job:
     pip_options: tuple[str, ...]
 
 
+def has_conda(spec: Spec) -> bool:
+    return spec.conda is not None and bool(spec.conda.packages)
+
+
 def _jobs(spec: Spec) -> list[_Job]:
     from envlock import compat
     from envlock.resolve import Request
 
     links = tuple(_local_links(spec).get(link, link) for link in spec.pip.find_links)
+    # With conda packages the framework comes from conda (see _conda_requests), not pip.
+    pip_framework = spec.framework is not None and not has_conda(spec)
     jobs = []
     for platform in spec.platforms:
-        plan = compat.plan(spec.framework, platform, spec.python) if spec.framework else None
+        plan = (
+            compat.plan(spec.framework, platform, spec.python) if spec.framework and pip_framework else None
+        )
         priority = plan.priority_indexes if plan else ()
         options: list[str] = []
         if spec.pip.no_index:
@@ -100,6 +108,107 @@ def _jobs(spec: Spec) -> list[_Job]:
         )
         jobs.append(_Job(platform, request, plan, tuple(options)))
     return jobs
+
+
+@dataclass(frozen=True)
+class _CondaJob:
+    request: object  # envlock.resolve.conda.CondaRequest
+    plan: object | None  # envlock.compat.CondaPlan
+
+
+def _conda_jobs(spec: Spec) -> list[_CondaJob]:
+    """One conda solve per platform: the spec's packages plus the framework's conda specs."""
+    from envlock import compat
+    from envlock.resolve import conda
+
+    assert spec.conda is not None
+    if not spec.conda.channels:
+        raise UsageError(
+            f"{spec.path}: [conda] lists packages but no channels",
+            'add e.g. channels = ["conda-forge"] or a file:// channel URL',
+        )
+    channels = tuple(conda.channel_url(c) for c in spec.conda.channels)
+    cuda = spec.framework.cuda if spec.framework else "cpu"
+    jobs = []
+    for platform in spec.platforms:
+        plan = compat.conda_plan(spec.framework, platform, spec.python) if spec.framework else None
+        request = conda.CondaRequest(
+            channels=channels,
+            specs=(*spec.conda.packages, *(plan.specs if plan else ())),
+            platform=platform,
+            virtual=conda.virtual_packages(platform, cuda, spec.image.base),
+            constraints=(f"python {spec.python}.*",),
+        )
+        jobs.append(_CondaJob(request, plan))
+    return jobs
+
+
+def _solve_conda(spec: Spec, jobs: list[_CondaJob], resolver: str, progress: Progress) -> dict[str, object]:
+    """platform -> envlock.resolve.conda.Solution; checks the framework came from conda."""
+    from envlock import compat
+    from envlock.resolve import conda
+
+    requests = [j.request for j in jobs]
+    assert all(isinstance(r, conda.CondaRequest) for r in requests)
+    t0 = time.perf_counter()
+    names = ", ".join(spec.platforms)
+    if resolver == "conda-lock":
+        binary = conda.conda_binary()
+        assert binary is not None
+        progress(f"Solving conda packages of {spec.name} for {names} with conda-lock ({binary})")
+        solutions = conda.solve_with_conda_lock(requests, binary)  # type: ignore[arg-type]
+    else:
+        progress(f"Solving conda packages of {spec.name} for {names} with {conda.version()}")
+        solutions = conda.solve_all(requests)  # type: ignore[arg-type]
+    for job, solution in zip(jobs, solutions, strict=True):
+        if spec.framework and isinstance(job.plan, compat.CondaPlan):
+            compat.check_conda_resolved(
+                spec.framework,
+                job.plan,
+                solution.platform,
+                {p.name: p.version for p in solution.packages},
+            )
+    count = sum(len(s.packages) for s in solutions)
+    progress(f"Solved {count} conda packages in {time.perf_counter() - t0:.1f}s")
+    return {s.platform: s for s in solutions}
+
+
+def _check_resolver(resolver: str, spec: Spec) -> None:
+    if resolver != "conda-lock":
+        return
+    from envlock.resolve import conda
+
+    if not has_conda(spec):
+        raise UsageError(
+            f"--resolver conda-lock solves conda packages, and {spec.path} has none",
+            "drop --resolver, or add a [conda] table",
+        )
+    if conda.conda_binary() is None:
+        raise UsageError(
+            "--resolver conda-lock needs a conda, mamba or micromamba executable on PATH; none was found",
+            "install micromamba, or drop --resolver to solve in-process with py-rattler",
+        )
+
+
+def _resolve_on_top(engine: object, request: object, solution: object) -> list[Package]:
+    """pip on top of conda: what conda provides is offered to pip as already there, at
+    conda's version, and left out of the pip set (see ``resolve.conda.provided_constraints``)."""
+    import tempfile
+
+    from envlock.resolve import Engine, Request, conda
+
+    assert (
+        isinstance(engine, Engine) and isinstance(request, Request) and isinstance(solution, conda.Solution)
+    )
+    with tempfile.TemporaryDirectory(prefix="envlock-conda-provided-") as tmp:
+        constraints = conda.provided_constraints(solution.python_names, Path(tmp))
+        on_top = replace(
+            request,
+            find_links=(*request.find_links, tmp),
+            constraints=(*request.constraints, *constraints),
+        )
+        packages = engine.resolve(on_top)
+    return conda.drop_provided(packages, solution.python_names, request.platform)
 
 
 def _local_links(spec: Spec) -> dict[str, str]:
@@ -153,30 +262,44 @@ def lock_spec(
         current = fresh_lock(spec)
         if current is not None:
             return LockResult(spec, current, path, (), True, time.perf_counter() - start)
-    if spec.conda is not None and spec.conda.packages:
-        raise UsageError(
-            f"{spec.path}: conda packages are not supported by this envlock version",
-            "lock them with pip packages for now, or remove the [conda] table",
-        )
-
     from envlock import compat, resolve
     from envlock.resolve import Request
 
-    engine = resolve.get(resolver)
+    _check_resolver(resolver, spec)
+    engine = resolve.get("uv" if resolver == "conda-lock" else resolver)
     jobs = _jobs(spec)  # compat errors surface here, before anything resolves
+    conda_jobs = _conda_jobs(spec) if has_conda(spec) else []
     engine_version = engine.version()
+    solutions = _solve_conda(spec, conda_jobs, resolver, progress) if conda_jobs else {}
+    channels = conda_jobs[0].request.channels if conda_jobs else ()  # type: ignore[attr-defined]
+    if solutions:
+        from envlock.resolve import conda
+
+        engine_version = f"{engine_version}, {conda.version() if resolver != 'conda-lock' else 'conda-lock'}"
 
     def run(job: _Job) -> PlatformLock:
         assert isinstance(job.request, Request)
-        t0 = time.perf_counter()
-        progress(f"Resolving {spec.name} for {job.platform} / Python {spec.python} with {engine_version}")
-        packages = engine.resolve(job.request)
-        if spec.framework and isinstance(job.plan, compat.Plan):
-            compat.check_resolved(
-                spec.framework, job.plan, job.platform, {p.name: p.version for p in packages}
-            )
-        took = time.perf_counter() - t0
-        progress(f"Resolved {len(packages)} packages for {job.platform} in {took:.1f}s")
+        solution = solutions.get(job.platform)
+        conda_packages: tuple[Package, ...] = ()
+        packages: list[Package] = []
+        if solution is not None:
+            from envlock.resolve import conda
+
+            assert isinstance(solution, conda.Solution)
+            conda_packages = solution.packages
+        if job.request.requirements:
+            t0 = time.perf_counter()
+            progress(f"Resolving {spec.name} for {job.platform} / Python {spec.python} with {engine_version}")
+            if solution is not None and solution.python_names:
+                packages = _resolve_on_top(engine, job.request, solution)
+            else:
+                packages = engine.resolve(job.request)
+            if spec.framework and isinstance(job.plan, compat.Plan):
+                compat.check_resolved(
+                    spec.framework, job.plan, job.platform, {p.name: p.version for p in packages}
+                )
+            took = time.perf_counter() - t0
+            progress(f"Resolved {len(packages)} packages for {job.platform} in {took:.1f}s")
         return PlatformLock(
             name=job.platform,
             python=spec.python,
@@ -187,7 +310,8 @@ def lock_spec(
             env=spec.image.env,
             workdir=spec.image.workdir,
             system=tuple(sorted(spec.image.system)),
-            packages=tuple(_relative(packages, spec)),
+            conda_channels=channels if conda_packages else (),
+            packages=(*conda_packages, *_relative(packages, spec)),
         )
 
     if len(jobs) == 1:

@@ -84,8 +84,13 @@ def resolve(req: Request) -> list[Package]:
         infile = Path(tmp, "requirements.in")
         infile.write_text("".join(r + "\n" for r in req.requirements), "utf-8")
         outfile = Path(tmp, "pylock.toml")
+        args = command(req, infile, outfile)
+        if req.constraints:
+            constraints = Path(tmp, "constraints.txt")
+            constraints.write_text("".join(c + "\n" for c in req.constraints), "utf-8")
+            args += ["--constraint", str(constraints)]
         proc = subprocess.run(
-            command(req, infile, outfile),
+            args,
             capture_output=True,
             text=True,
             env=isolated_env(),
