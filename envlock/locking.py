@@ -16,7 +16,7 @@ from pathlib import Path
 
 from envlock import __version__, export
 from envlock import lock as lockmod
-from envlock.errors import UsageError
+from envlock.errors import ResolutionError, UsageError
 from envlock.lock import Lock, Package, PlatformLock
 from envlock.spec import Spec, load
 
@@ -207,7 +207,14 @@ def _resolve_on_top(engine: object, request: object, solution: object) -> list[P
             find_links=(*request.find_links, tmp),
             constraints=(*request.constraints, *constraints),
         )
-        packages = engine.resolve(on_top)
+        try:
+            packages = engine.resolve(on_top)
+        except ResolutionError as exc:
+            provided = ", ".join(f"{n} {v}" for n, v in sorted(solution.python_names.items()))
+            raise ResolutionError(
+                f"{exc.message} (conda provides: {provided})",
+                "pip must use the conda packages' versions: change the [conda] pin or the pip requirement",
+            ) from None
     return conda.drop_provided(packages, solution.python_names, request.platform)
 
 
