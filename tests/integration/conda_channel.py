@@ -89,7 +89,9 @@ def _info(pkg: CondaPkg) -> dict[str, bytes]:
     if has_prefix:
         info["info/has_prefix"] = "".join(has_prefix).encode()
     if pkg.noarch == "python":
-        info["info/link.json"] = json.dumps({"noarch": {"type": "python"}, "package_metadata_version": 1}).encode()
+        info["info/link.json"] = json.dumps(
+            {"noarch": {"type": "python"}, "package_metadata_version": 1}
+        ).encode()
     return info
 
 
@@ -115,7 +117,9 @@ def build_package(pkg: CondaPkg) -> bytes:
 
 def write_channel(root: Path, packages: list[CondaPkg], subdirs: tuple[str, ...] = SUBDIRS) -> str:
     """Write the channel under ``root``; returns its file:// URL."""
-    repodata: dict[str, dict[str, dict[str, object]]] = {s: {"packages": {}, "packages.conda": {}} for s in subdirs}
+    repodata: dict[str, dict[str, dict[str, object]]] = {
+        s: {"packages": {}, "packages.conda": {}} for s in subdirs
+    }
     for pkg in packages:
         data = build_package(pkg)
         directory = root / pkg.subdir

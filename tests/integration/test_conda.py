@@ -143,7 +143,9 @@ no-index = true
     assert "envlock-fx-alpha==2.0" in text and "envlock-fx-beta" not in text
     from conda_lock.lockfile import parse_conda_lock_file
 
-    managers = {(p.name, p.manager) for p in parse_conda_lock_file(spec.with_name("env.conda-lock.yml")).package}
+    managers = {
+        (p.name, p.manager) for p in parse_conda_lock_file(spec.with_name("env.conda-lock.yml")).package
+    }
     assert managers == {("envlock-fx-alpha", "pip"), ("envlock-fx-beta", "conda")}
 
 
@@ -205,7 +207,9 @@ def test_cuda_virtual_package_comes_from_the_framework(tmp_path: Path) -> None:
 
 def _unpack(tmp_path: Path, spec: Path, store: Path) -> tuple[str, Path]:
     layout = tmp_path / f"layout-{store.name}"
-    proc = run_envlock("build", str(spec), "--store", str(store), "--oci", str(layout), cwd=spec.parent.parent)
+    proc = run_envlock(
+        "build", str(spec), "--store", str(store), "--oci", str(layout), cwd=spec.parent.parent
+    )
     assert proc.returncode == 0, proc.stderr
     image_id = [ln for ln in proc.stdout.splitlines() if ln.startswith("sha256:")][-1]
     ref = subprocess.run(["umoci", "ls", "--layout", str(layout)], capture_output=True, text=True, check=True)
