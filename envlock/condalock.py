@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ _IMPLICIT = re.compile(
 _INDICATOR_START = set("#,[]{}&*!|>'\"%@`")
 
 
+@cache
 def scalar(value: str) -> str:
     """A string as PyYAML writes it in block style: plain, 'single-quoted' or "double"."""
     if any(not (" " <= ch <= "~") for ch in value):

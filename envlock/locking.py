@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import ModuleType
 
 from envlock import __version__, export
 from envlock import lock as lockmod
@@ -72,12 +73,18 @@ class _Job:
     pip_options: tuple[str, ...]
 
 
+def _compat() -> ModuleType:
+    """The compat matrix module, imported only for specs with a framework."""
+    from envlock import compat
+
+    return compat
+
+
 def has_conda(spec: Spec) -> bool:
     return spec.conda is not None and bool(spec.conda.packages)
 
 
 def _jobs(spec: Spec) -> list[_Job]:
-    from envlock import compat
     from envlock.resolve import Request
 
     links = tuple(_local_links(spec).get(link, link) for link in spec.pip.find_links)
@@ -86,7 +93,9 @@ def _jobs(spec: Spec) -> list[_Job]:
     jobs = []
     for platform in spec.platforms:
         plan = (
-            compat.plan(spec.framework, platform, spec.python) if spec.framework and pip_framework else None
+            _compat().plan(spec.framework, platform, spec.python)
+            if spec.framework and pip_framework
+            else None
         )
         priority = plan.priority_indexes if plan else ()
         options: list[str] = []
@@ -118,7 +127,6 @@ class _CondaJob:
 
 def _conda_jobs(spec: Spec) -> list[_CondaJob]:
     """One conda solve per platform: the spec's packages plus the framework's conda specs."""
-    from envlock import compat
     from envlock.resolve import conda
 
     assert spec.conda is not None
@@ -131,7 +139,7 @@ def _conda_jobs(spec: Spec) -> list[_CondaJob]:
     cuda = spec.framework.cuda if spec.framework else "cpu"
     jobs = []
     for platform in spec.platforms:
-        plan = compat.conda_plan(spec.framework, platform, spec.python) if spec.framework else None
+        plan = _compat().conda_plan(spec.framework, platform, spec.python) if spec.framework else None
         request = conda.CondaRequest(
             channels=channels,
             specs=(*spec.conda.packages, *(plan.specs if plan else ())),
@@ -145,7 +153,6 @@ def _conda_jobs(spec: Spec) -> list[_CondaJob]:
 
 def _solve_conda(spec: Spec, jobs: list[_CondaJob], resolver: str, progress: Progress) -> dict[str, object]:
     """platform -> envlock.resolve.conda.Solution; checks the framework came from conda."""
-    from envlock import compat
     from envlock.resolve import conda
 
     requests = [j.request for j in jobs]
@@ -161,8 +168,8 @@ def _solve_conda(spec: Spec, jobs: list[_CondaJob], resolver: str, progress: Pro
         progress(f"Solving conda packages of {spec.name} for {names} with {conda.version()}")
         solutions = conda.solve_all(requests)  # type: ignore[arg-type]
     for job, solution in zip(jobs, solutions, strict=True):
-        if spec.framework and isinstance(job.plan, compat.CondaPlan):
-            compat.check_conda_resolved(
+        if spec.framework and isinstance(job.plan, _compat().CondaPlan):
+            _compat().check_conda_resolved(
                 spec.framework,
                 job.plan,
                 solution.platform,
@@ -255,6 +262,47 @@ def _resolved_at() -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_SAME_RUN = ("spec-hash = ", "envlock = ", "resolved-at = ")
+
+
+def _keep_timestamp(new: Lock, path: Path) -> tuple[Lock, str]:
+    """The lock to write and its text.  If the old lock holds the same resolution (same
+    packages, env ID and resolver; the spec's wording and envlock's version aside), its
+    ``resolved-at`` is kept so that the bytes do not churn.  Compares canonical texts
+    rather than parsing the old lock, and renders once: the two candidates differ only
+    in the ``resolved-at`` line."""
+    import re
+
+    now = new.meta.get("resolved-at", "")
+    try:
+        old = path.read_text("utf-8")
+    except OSError:
+        old = ""
+    stamp = re.search(r'^resolved-at = "([^"]+)"$', old, re.M)
+    if stamp is None or stamp.group(1) == now:
+        return new, lockmod.render(new)
+    kept = replace(new, meta={**new.meta, "resolved-at": stamp.group(1)})
+    candidate = lockmod.render(kept)
+
+    def essence(t: str) -> list[str]:
+        return [ln for ln in t.splitlines() if not ln.startswith(_SAME_RUN)]
+
+    if essence(candidate) == essence(old):
+        return kept, candidate
+    line = f'resolved-at = "{stamp.group(1)}"'
+    return new, candidate.replace(line, f'resolved-at = "{now}"', 1)
+
+
+def _unchanged(files: dict[Path, str]) -> bool:
+    for file, content in files.items():
+        try:
+            if file.read_text("utf-8") != content:
+                return False
+        except OSError:
+            return False
+    return True
+
+
 def lock_spec(
     spec_path: Path,
     *,
@@ -269,20 +317,22 @@ def lock_spec(
         current = fresh_lock(spec)
         if current is not None:
             return LockResult(spec, current, path, (), True, time.perf_counter() - start)
-    from envlock import compat, resolve
+    from envlock import resolve
     from envlock.resolve import Request
 
     _check_resolver(resolver, spec)
     engine = resolve.get("uv" if resolver == "conda-lock" else resolver)
     jobs = _jobs(spec)  # compat errors surface here, before anything resolves
     conda_jobs = _conda_jobs(spec) if has_conda(spec) else []
-    engine_version = engine.version()
+    needs_pip = not conda_jobs or any(j.request.requirements for j in jobs)  # type: ignore[attr-defined]
+    engine_version = engine.version() if needs_pip else ""
     solutions = _solve_conda(spec, conda_jobs, resolver, progress) if conda_jobs else {}
     channels = conda_jobs[0].request.channels if conda_jobs else ()  # type: ignore[attr-defined]
     if solutions:
         from envlock.resolve import conda
 
-        engine_version = f"{engine_version}, {conda.version() if resolver != 'conda-lock' else 'conda-lock'}"
+        solver = conda.version() if resolver != "conda-lock" else "conda-lock"
+        engine_version = f"{engine_version}, {solver}" if engine_version else solver
 
     def run(job: _Job) -> PlatformLock:
         assert isinstance(job.request, Request)
@@ -301,8 +351,8 @@ def lock_spec(
                 packages = _resolve_on_top(engine, job.request, solution)
             else:
                 packages = engine.resolve(job.request)
-            if spec.framework and isinstance(job.plan, compat.Plan):
-                compat.check_resolved(
+            if spec.framework and isinstance(job.plan, _compat().Plan):
+                _compat().check_resolved(
                     spec.framework, job.plan, job.platform, {p.name: p.version for p in packages}
                 )
             took = time.perf_counter() - t0
@@ -331,17 +381,9 @@ def lock_spec(
 
     meta = {"envlock": __version__, "resolver": engine_version, "resolved-at": _resolved_at()}
     new = lockmod.make(spec.spec_hash, platforms, meta)
-    try:
-        old = lockmod.read(path)
-        if (
-            old.env_id == new.env_id
-            and old.platforms == new.platforms
-            and old.meta.get("resolver") == engine_version
-        ):
-            # Same resolution: keep the old timestamp so the bytes do not churn.
-            new = replace(new, meta={**meta, "resolved-at": old.meta.get("resolved-at", meta["resolved-at"])})
-    except lockmod.LockError:
-        pass
-    files = {path: lockmod.render(new), **export.render_all(new, spec.path)}
+    new, text = _keep_timestamp(new, path)
+    files = {path: text, **export.render_all(new, spec.path)}
+    if _unchanged(files):
+        return LockResult(spec, new, path, tuple(files), False, time.perf_counter() - start)
     lockmod.write_files(files)
     return LockResult(spec, new, path, tuple(files), False, time.perf_counter() - start)

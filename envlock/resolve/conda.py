@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -107,10 +108,11 @@ def virtual_packages(platform: str, cuda: str, base: str | None) -> tuple[tuple[
     return tuple(found)
 
 
+@cache
 def version() -> str:
-    from importlib.metadata import version as dist_version
+    from rattler.utils.rattler_version import get_rattler_version
 
-    return f"py-rattler {dist_version('py-rattler')}"
+    return f"py-rattler {get_rattler_version()}"
 
 
 def pypi_name(conda_name: str) -> str:
