@@ -473,8 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resolver",
         default="uv",
-        choices=["uv", "pip-tools"],
-        help="resolution engine (default: uv)",
+        choices=["uv", "pip-tools", "conda-lock"],
+        help="resolution engine (default: uv; conda packages with py-rattler in-process; "
+        "conda-lock: conda-lock's solver, needs a conda/mamba/micromamba binary)",
     )
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_lock)
@@ -502,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="print a view of the lock for other tools")
     p.add_argument("spec")
-    p.add_argument("--format", required=True, choices=["requirements", "pylock"])
+    p.add_argument("--format", required=True, choices=["requirements", "pylock", "conda-lock"])
     p.add_argument("--platform", help="platform for requirements (default: the lock's only one)")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
     p.set_defaults(func=cmd_export)

@@ -1,4 +1,5 @@
-"""Views of a lock for other tools: pip-tools-style requirements and PEP 751 pylock.
+"""Views of a lock for other tools: pip-tools-style requirements, PEP 751 pylock and
+(for locks with conda packages) conda-lock's ``conda-lock.yml``.
 
 Exports are pure functions of the lock, so ``verify`` can regenerate them and
 compare bytes: a hand-edited export is caught.
@@ -9,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from envlock import tomlwrite
+from envlock import condalock, tomlwrite
 from envlock.errors import UsageError
 from envlock.lock import Lock, Package
 from envlock.platforms import markers
 
-FORMATS = ("requirements", "pylock")
+FORMATS = ("requirements", "pylock", "conda-lock")
 
 
 def requirements_path(spec_path: Path, platform: str) -> Path:
@@ -23,6 +24,10 @@ def requirements_path(spec_path: Path, platform: str) -> Path:
 
 def pylock_path(spec_path: Path) -> Path:
     return spec_path.with_name(f"pylock.{spec_path.stem}.toml")
+
+
+def conda_lock_path(spec_path: Path) -> Path:
+    return spec_path.with_name(f"{spec_path.stem}.conda-lock.yml")
 
 
 def requirements(lock: Lock, platform: str, lock_name: str) -> str:
@@ -95,12 +100,16 @@ def render_all(lock: Lock, spec_path: Path) -> dict[Path, str]:
         for plat in lock.platforms
     }
     files[pylock_path(spec_path)] = pylock(lock)
+    if condalock.has_conda(lock):
+        files[conda_lock_path(spec_path)] = condalock.render(lock, spec_path)
     return files
 
 
 def render(lock: Lock, spec_path: Path, fmt: str, platform: str | None = None) -> str:
     if fmt == "pylock":
         return pylock(lock)
+    if fmt == "conda-lock":
+        return condalock.render(lock, spec_path)
     if fmt == "requirements":
         names = lock.platform_names
         chosen = platform or (names[0] if len(names) == 1 else None)

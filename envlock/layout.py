@@ -1,7 +1,8 @@
 """Which file belongs to which spec: the names ``envlock lock`` writes beside a spec.
 
 Beside ``DIR/NAME.toml`` live ``DIR/NAME.lock``, ``DIR/NAME.PLATFORM.requirements.txt`` and
-``DIR/pylock.NAME.toml``.  Hooks and ``verify`` get any mix of these names and need the
+``DIR/pylock.NAME.toml`` and, with conda packages, ``DIR/NAME.conda-lock.yml``.
+Hooks and ``verify`` get any mix of these names and need the
 specs behind them; :func:`spec_for` is that mapping, by name alone.  Everything here is
 cheap: no parsing, at most a peek at a file's first line.
 """
@@ -20,6 +21,7 @@ _STEM = r"[^./\\]+"
 _LOCK = re.compile(rf"^(?P<name>{_STEM})\.lock$")
 _PYLOCK = re.compile(rf"^pylock\.(?P<name>{_STEM})\.toml$")
 _REQUIREMENTS = re.compile(rf"^(?P<name>{_STEM})\.(?P<platform>[^./\\]+)\.requirements\.txt$")
+_CONDA_LOCK = re.compile(rf"^(?P<name>{_STEM})\.conda-lock\.yml$")
 _SPEC = re.compile(rf"^(?P<name>{_STEM})\.toml$")
 # The first line of every file `envlock lock` writes names it (see lock.HEADER, export.py).
 _GENERATED = "envlock lock`"
@@ -33,6 +35,8 @@ def spec_for(path: Path) -> Path | None:
         return path.with_name(f"{m['name']}.toml")
     if m := _SPEC.match(name):
         return path
+    if m := _CONDA_LOCK.match(name):
+        return path.with_name(f"{m['name']}.toml")
     if m := _LOCK.match(name):
         return path.with_name(f"{m['name']}.toml")
     if (m := _REQUIREMENTS.match(name)) and m["platform"] in PLATFORMS:

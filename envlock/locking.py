@@ -13,10 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from envlock import __version__, export
 from envlock import lock as lockmod
-from envlock.errors import UsageError
+from envlock.errors import ResolutionError, UsageError
 from envlock.lock import Lock, Package, PlatformLock
 from envlock.spec import Spec, load
 
@@ -72,14 +74,30 @@ class _Job:
     pip_options: tuple[str, ...]
 
 
-def _jobs(spec: Spec) -> list[_Job]:
+def _compat() -> ModuleType:
+    """The compat matrix module, imported only for specs with a framework."""
     from envlock import compat
+
+    return compat
+
+
+def has_conda(spec: Spec) -> bool:
+    return spec.conda is not None and bool(spec.conda.packages)
+
+
+def _jobs(spec: Spec) -> list[_Job]:
     from envlock.resolve import Request
 
     links = tuple(_local_links(spec).get(link, link) for link in spec.pip.find_links)
+    # With conda packages the framework comes from conda (see _conda_requests), not pip.
+    pip_framework = spec.framework is not None and not has_conda(spec)
     jobs = []
     for platform in spec.platforms:
-        plan = compat.plan(spec.framework, platform, spec.python) if spec.framework else None
+        plan = (
+            _compat().plan(spec.framework, platform, spec.python)
+            if spec.framework and pip_framework
+            else None
+        )
         priority = plan.priority_indexes if plan else ()
         options: list[str] = []
         if spec.pip.no_index:
@@ -100,6 +118,112 @@ def _jobs(spec: Spec) -> list[_Job]:
         )
         jobs.append(_Job(platform, request, plan, tuple(options)))
     return jobs
+
+
+@dataclass(frozen=True)
+class _CondaJob:
+    request: object  # envlock.resolve.conda.CondaRequest
+    plan: object | None  # envlock.compat.CondaPlan
+
+
+def _conda_jobs(spec: Spec) -> list[_CondaJob]:
+    """One conda solve per platform: the spec's packages plus the framework's conda specs."""
+    from envlock.resolve import conda
+
+    assert spec.conda is not None
+    if not spec.conda.channels:
+        raise UsageError(
+            f"{spec.path}: [conda] lists packages but no channels",
+            'add e.g. channels = ["conda-forge"] or a file:// channel URL',
+        )
+    channels = tuple(conda.channel_url(c) for c in spec.conda.channels)
+    cuda = spec.framework.cuda if spec.framework else "cpu"
+    jobs = []
+    for platform in spec.platforms:
+        plan = _compat().conda_plan(spec.framework, platform, spec.python) if spec.framework else None
+        request = conda.CondaRequest(
+            channels=channels,
+            specs=(*spec.conda.packages, *(plan.specs if plan else ())),
+            platform=platform,
+            virtual=conda.virtual_packages(platform, cuda, spec.image.base),
+            constraints=(f"python {spec.python}.*",),
+        )
+        jobs.append(_CondaJob(request, plan))
+    return jobs
+
+
+def _solve_conda(spec: Spec, jobs: list[_CondaJob], resolver: str, progress: Progress) -> dict[str, object]:
+    """platform -> envlock.resolve.conda.Solution; checks the framework came from conda."""
+    from envlock.resolve import conda
+
+    requests = [j.request for j in jobs]
+    assert all(isinstance(r, conda.CondaRequest) for r in requests)
+    t0 = time.perf_counter()
+    names = ", ".join(spec.platforms)
+    if resolver == "conda-lock":
+        binary = conda.conda_binary()
+        assert binary is not None
+        progress(f"Solving conda packages of {spec.name} for {names} with conda-lock ({binary})")
+        solutions = conda.solve_with_conda_lock(requests, binary)  # type: ignore[arg-type]
+    else:
+        progress(f"Solving conda packages of {spec.name} for {names} with {conda.version()}")
+        solutions = conda.solve_all(requests)  # type: ignore[arg-type]
+    for job, solution in zip(jobs, solutions, strict=True):
+        if spec.framework and isinstance(job.plan, _compat().CondaPlan):
+            _compat().check_conda_resolved(
+                spec.framework,
+                job.plan,
+                solution.platform,
+                {p.name: p.version for p in solution.packages},
+            )
+    count = sum(len(s.packages) for s in solutions)
+    progress(f"Solved {count} conda packages in {time.perf_counter() - t0:.1f}s")
+    return {s.platform: s for s in solutions}
+
+
+def _check_resolver(resolver: str, spec: Spec) -> None:
+    if resolver != "conda-lock":
+        return
+    from envlock.resolve import conda
+
+    if not has_conda(spec):
+        raise UsageError(
+            f"--resolver conda-lock solves conda packages, and {spec.path} has none",
+            "drop --resolver, or add a [conda] table",
+        )
+    if conda.conda_binary() is None:
+        raise UsageError(
+            "--resolver conda-lock needs a conda, mamba or micromamba executable on PATH; none was found",
+            "install micromamba, or drop --resolver to solve in-process with py-rattler",
+        )
+
+
+def _resolve_on_top(engine: object, request: object, solution: object) -> list[Package]:
+    """pip on top of conda: what conda provides is offered to pip as already there, at
+    conda's version, and left out of the pip set (see ``resolve.conda.provided_constraints``)."""
+    import tempfile
+
+    from envlock.resolve import Engine, Request, conda
+
+    assert (
+        isinstance(engine, Engine) and isinstance(request, Request) and isinstance(solution, conda.Solution)
+    )
+    with tempfile.TemporaryDirectory(prefix="envlock-conda-provided-") as tmp:
+        constraints = conda.provided_constraints(solution.python_names, Path(tmp))
+        on_top = replace(
+            request,
+            find_links=(*request.find_links, tmp),
+            constraints=(*request.constraints, *constraints),
+        )
+        try:
+            packages = engine.resolve(on_top)
+        except ResolutionError as exc:
+            provided = ", ".join(f"{n} {v}" for n, v in sorted(solution.python_names.items()))
+            raise ResolutionError(
+                f"{exc.message} (conda provides: {provided})",
+                "pip must use the conda packages' versions: change the [conda] pin or the pip requirement",
+            ) from None
+    return conda.drop_provided(packages, solution.python_names, request.platform)
 
 
 def _local_links(spec: Spec) -> dict[str, str]:
@@ -139,6 +263,47 @@ def _resolved_at() -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_SAME_RUN = ("spec-hash = ", "envlock = ", "resolved-at = ")
+
+
+def _keep_timestamp(new: Lock, path: Path) -> tuple[Lock, str]:
+    """The lock to write and its text.  If the old lock holds the same resolution (same
+    packages, env ID and resolver; the spec's wording and envlock's version aside), its
+    ``resolved-at`` is kept so that the bytes do not churn.  Compares canonical texts
+    rather than parsing the old lock, and renders once: the two candidates differ only
+    in the ``resolved-at`` line."""
+    import re
+
+    now = new.meta.get("resolved-at", "")
+    try:
+        old = path.read_text("utf-8")
+    except OSError:
+        old = ""
+    stamp = re.search(r'^resolved-at = "([^"]+)"$', old, re.M)
+    if stamp is None or stamp.group(1) == now:
+        return new, lockmod.render(new)
+    kept = replace(new, meta={**new.meta, "resolved-at": stamp.group(1)})
+    candidate = lockmod.render(kept)
+
+    def essence(t: str) -> list[str]:
+        return [ln for ln in t.splitlines() if not ln.startswith(_SAME_RUN)]
+
+    if essence(candidate) == essence(old):
+        return kept, candidate
+    line = f'resolved-at = "{stamp.group(1)}"'
+    return new, candidate.replace(line, f'resolved-at = "{now}"', 1)
+
+
+def _unchanged(files: dict[Path, str]) -> bool:
+    for file, content in files.items():
+        try:
+            if file.read_text("utf-8") != content:
+                return False
+        except OSError:
+            return False
+    return True
+
+
 def lock_spec(
     spec_path: Path,
     *,
@@ -154,48 +319,78 @@ def lock_spec(
         current = fresh_lock(spec)
         if current is not None:
             return LockResult(spec, current, path, (), True, time.perf_counter() - start)
-    if spec.conda is not None and spec.conda.packages:
-        raise UsageError(
-            f"{spec.path}: conda packages are not supported by this envlock version",
-            "lock them with pip packages for now, or remove the [conda] table",
-        )
-
-    from envlock import compat, resolve
+    from envlock import resolve
     from envlock.resolve import Request
 
-    engine = resolve.get(resolver)
+    _check_resolver(resolver, spec)
+    engine = resolve.get("uv" if resolver == "conda-lock" else resolver)
     jobs = _jobs(spec)  # compat errors surface here, before anything resolves
-    engine_version = engine.version()
+    conda_jobs = _conda_jobs(spec) if has_conda(spec) else []
+    needs_pip = not conda_jobs or any(j.request.requirements for j in jobs)  # type: ignore[attr-defined]
+    engine_version = engine.version() if needs_pip else ""
+    solutions = _solve_conda(spec, conda_jobs, resolver, progress) if conda_jobs else {}
+    channels = conda_jobs[0].request.channels if conda_jobs else ()  # type: ignore[attr-defined]
+    if solutions:
+        from envlock.resolve import conda
 
-    started = []
+        solver = conda.version() if resolver != "conda-lock" else "conda-lock"
+        engine_version = f"{engine_version}, {solver}" if engine_version else solver
+
+    def pending_for(job: _Job) -> Any:
+        """Start a job's pip resolution now (uv in the background) or defer it."""
+        assert isinstance(job.request, Request)
+        solution = solutions.get(job.platform)
+        if not job.request.requirements:
+            return None
+        progress(f"Resolving {spec.name} for {job.platform} / Python {spec.python} with {engine_version}")
+        if solution is not None and getattr(solution, "python_names", None):
+            request = job.request
+
+            def on_top() -> list[Package]:
+                return _resolve_on_top(engine, request, solution)
+
+            on_top.cancel = lambda: None  # type: ignore[attr-defined]
+            return on_top
+        return engine.start(job.request)
+
+    started: list[tuple[_Job, float, Any]] = []
     try:
         for job in jobs:
-            assert isinstance(job.request, Request)
-            progress(f"Resolving {spec.name} for {job.platform} / Python {spec.python} with {engine_version}")
-            started.append((job, time.perf_counter(), engine.start(job.request)))
+            started.append((job, time.perf_counter(), pending_for(job)))
         load(spec_path)  # strict: invalid requirement strings are bad input, not resolver errors
         from packaging import tags as _tags  # noqa: F401
 
         from envlock import platforms as _platforms  # noqa: F401  (warm the wheel-tag imports)
     except BaseException:
         for _, _, pending in started:
-            pending.cancel()  # type: ignore[attr-defined]
+            if pending is not None:
+                pending.cancel()
         raise
 
     platforms = []
     for index, (job, t0, pending) in enumerate(started):
-        try:
-            packages = pending()
-        except BaseException:
-            for _, _, later in started[index + 1 :]:
-                later.cancel()  # type: ignore[attr-defined]
-            raise
-        if spec.framework and isinstance(job.plan, compat.Plan):
-            compat.check_resolved(
-                spec.framework, job.plan, job.platform, {p.name: p.version for p in packages}
-            )
-        took = time.perf_counter() - t0
-        progress(f"Resolved {len(packages)} packages for {job.platform} in {took:.1f}s")
+        solution = solutions.get(job.platform)
+        conda_packages: tuple[Package, ...] = ()
+        if solution is not None:
+            from envlock.resolve import conda
+
+            assert isinstance(solution, conda.Solution)
+            conda_packages = solution.packages
+        packages: list[Package] = []
+        if pending is not None:
+            try:
+                packages = pending()
+            except BaseException:
+                for _, _, later in started[index + 1 :]:
+                    if later is not None:
+                        later.cancel()
+                raise
+            if spec.framework and isinstance(job.plan, _compat().Plan):
+                _compat().check_resolved(
+                    spec.framework, job.plan, job.platform, {p.name: p.version for p in packages}
+                )
+            took = time.perf_counter() - t0
+            progress(f"Resolved {len(packages)} packages for {job.platform} in {took:.1f}s")
         platforms.append(
             PlatformLock(
                 name=job.platform,
@@ -207,23 +402,16 @@ def lock_spec(
                 env=spec.image.env,
                 workdir=spec.image.workdir,
                 system=tuple(sorted(spec.image.system)),
-                packages=tuple(_relative(packages, spec)),
+                conda_channels=channels if conda_packages else (),
+                packages=(*conda_packages, *_relative(packages, spec)),
             )
         )
 
     meta = {"envlock": __version__, "resolver": engine_version, "resolved-at": _resolved_at()}
     new = lockmod.make(spec.spec_hash, platforms, meta)
-    try:
-        old = lockmod.read(path)
-        if (
-            old.env_id == new.env_id
-            and old.platforms == new.platforms
-            and old.meta.get("resolver") == engine_version
-        ):
-            # Same resolution: keep the old timestamp so the bytes do not churn.
-            new = replace(new, meta={**meta, "resolved-at": old.meta.get("resolved-at", meta["resolved-at"])})
-    except lockmod.LockError:
-        pass
-    files = {path: lockmod.render(new), **export.render_all(new, spec.path)}
+    new, text = _keep_timestamp(new, path)
+    files = {path: text, **export.render_all(new, spec.path)}
+    if _unchanged(files):
+        return LockResult(spec, new, path, tuple(files), False, time.perf_counter() - start)
     lockmod.write_files(files)
     return LockResult(spec, new, path, tuple(files), False, time.perf_counter() - start)

@@ -243,6 +243,88 @@ def check_resolved(fw: Framework, p: Plan, subdir: str, packages: dict[str, str]
                 )
 
 
+@dataclass(frozen=True)
+class CondaVariant:
+    releases: str  # PEP 440 specifier over release series, e.g. "<=2.5"
+    channels: tuple[str, ...]
+    specs: tuple[str, ...]
+    cuda_specs: tuple[str, ...]
+    cpu_specs: tuple[str, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class CondaPlan:
+    """The conda match specs that give a framework from conda, and where they come from."""
+
+    package: str  # the conda package that is the framework (pytorch, tensorflow, jax)
+    specs: tuple[str, ...]
+    channels: tuple[str, ...]  # the channels that carry these builds
+    releases: tuple[Release, ...]
+    source: str
+
+
+@cache
+def conda_variants(name: str) -> tuple[CondaVariant, ...]:
+    return tuple(
+        CondaVariant(
+            releases=v["releases"],
+            channels=tuple(v["channels"]),
+            specs=tuple(v["specs"]),
+            cuda_specs=tuple(v.get("cuda-specs", ())),
+            cpu_specs=tuple(v.get("cpu-specs", ())),
+            source=v["source"],
+        )
+        for v in _read(name).get("conda", [])
+    )
+
+
+def _conda_version(version: str) -> str:
+    """A spec's framework version as a conda version spec: "2.5" -> "2.5.*"."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        v = Version(version)
+    except InvalidVersion:
+        return version.replace(" ", "")
+    return f"{v.major}.{v.minor}.*" if len(v.release) == 2 else v.public
+
+
+def conda_plan(fw: Framework, subdir: str, python: str) -> CondaPlan:
+    """The conda specs for the framework (checked against the matrix like ``plan``)."""
+    from packaging.specifiers import SpecifierSet
+
+    pip_plan = plan(fw, subdir, python)
+    newest = pip_plan.releases[-1]
+    for variant in conda_variants(fw.name):
+        if SpecifierSet(variant.releases).contains(newest.version + ".0"):
+            break
+    else:
+        raise CompatError(
+            f"the compat matrix has no conda builds of {fw.name} {newest.version}",
+            "take the framework from pip (drop it from [conda]) or pick another version",
+        )
+    values = {"version": _conda_version(fw.version), "cuda": fw.cuda}
+    extra = variant.cpu_specs if fw.cuda == "cpu" else variant.cuda_specs
+    specs = tuple(s.format(**values) for s in (*variant.specs, *extra))
+    package = variant.specs[0].split()[0]
+    return CondaPlan(package, specs, variant.channels, pip_plan.releases, variant.source)
+
+
+def check_conda_resolved(fw: Framework, p: CondaPlan, subdir: str, packages: dict[str, str]) -> None:
+    """After a conda solve: the framework came from conda, in a release the matrix allows."""
+    got = packages.get(p.package)
+    if got is None:
+        raise CheckFailed(f"the conda solution for {subdir} does not contain {p.package}")
+    series = ".".join(got.split("+")[0].split(".")[:2])
+    if series not in {r.version for r in p.releases}:
+        raise CheckFailed(
+            f"conda resolved {p.package} {got} for {subdir}, but {fw.name} {series} does not fit "
+            f"Python and CUDA {fw.cuda}",
+            f"narrow framework.version to one of: {', '.join(r.version for r in p.releases)}",
+        )
+
+
 def min_driver(cuda: str) -> str | None:
     info = cuda_info(cuda)
     return info.min_driver if info else None

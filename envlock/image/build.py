@@ -17,6 +17,7 @@ from pathlib import Path
 from envlock import lock as lockmod
 from envlock.errors import CheckFailed, UsageError
 from envlock.image import base as basemod
+from envlock.image import conda as condamod
 from envlock.image import layer as layermod
 from envlock.image import venv
 from envlock.image.model import Image, Layer, config_for
@@ -158,8 +159,6 @@ def build_lock(
         )
 
     conda = [p for p in plat.packages if p.manager == "conda"]
-    if conda:
-        raise UsageError("conda packages cannot be installed into images by this envlock version")
     reference = plat.base or basemod.default_base(plat.python)
     located = reference
     if reference.startswith("oci:") and not Path(reference[4:].split("@")[0]).is_absolute():
@@ -174,32 +173,51 @@ def build_lock(
     from envlock.fetch import fetch_all
 
     pip = [p for p in plat.packages if p.manager == "pip"]
-    missing = [p for p in pip if not store.has_artifact(p.sha256)]
+    every = [*conda, *pip]
+    missing = [p for p in every if not store.has_artifact(p.sha256)]
     if missing:
         total = sum(p.size or 0 for p in missing)
-        say(f"Fetching {len(missing)} of {len(pip)} packages ({total / 1e6:.0f} MB)")
-    paths = fetch_all(store, pip, lock_dir, progress=fetch_progress)
+        say(f"Fetching {len(missing)} of {len(every)} packages ({total / 1e6:.0f} MB)")
+    paths = fetch_all(store, every, lock_dir, progress=fetch_progress)
     wheels = [(p, paths[p.sha256]) for p in pip]
 
-    say(f"Assembling {name} for {plat.name} on {reference} ({len(pip)} packages)")
-    skeleton = venv.store_entries(store, venv.skeleton_entries(base.interpreter), "envlock: venv /opt/env")
+    say(f"Assembling {name} for {plat.name} on {reference} ({len(every)} packages)")
+    # With conda's own python, /opt/env is a conda prefix and its interpreter is conda's;
+    # otherwise it is a virtual environment on the base's interpreter, conda files added.
+    conda_python = condamod.has_python(conda)
+    interpreter = (
+        venv.Interpreter(f"{venv.PREFIX}/bin/python{plat.python}", plat.python)
+        if conda_python
+        else base.interpreter
+    )
+    first: list[Layer] = []
+    if not conda_python:
+        first.append(
+            venv.store_entries(store, venv.skeleton_entries(base.interpreter), "envlock: venv /opt/env")
+        )
+    if conda:
+        first.append(
+            condamod.build_layer(
+                store,
+                [(p, paths[p.sha256]) for p in conda],
+                plat.python,
+                f"envlock: conda {len(conda)} packages",
+            )
+        )
     groups = _groups(wheels)
     # largest first, so the long ones start at once and the small ones fill the other cores
     by_size = sorted(range(len(groups)), key=lambda i: -sum(p.stat().st_size for _, p in groups[i][1]))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {
-            i: pool.submit(venv.build_layer, store, groups[i][1], base.interpreter, groups[i][0])
-            for i in by_size
+            i: pool.submit(venv.build_layer, store, groups[i][1], interpreter, groups[i][0]) for i in by_size
         }
         package_layers = [futures[i].result() for i in range(len(groups))]
     lock_layer = venv.store_entries(store, lock_layer_entries(lock), "envlock: lock")
-    ours = (skeleton, *package_layers, lock_layer)
+    ours = (*first, *package_layers, lock_layer)
 
-    env = {
-        "PATH": "/opt/env/bin:" + _base_path(base.config),
-        "VIRTUAL_ENV": "/opt/env",
-        **dict(plat.env),
-    }
+    env = {"PATH": "/opt/env/bin:" + _base_path(base.config)}
+    env["CONDA_PREFIX" if conda_python else "VIRTUAL_ENV"] = "/opt/env"
+    env.update(dict(plat.env))
     if plat.cuda != "cpu":
         env.setdefault("NVIDIA_VISIBLE_DEVICES", "all")
         env.setdefault("NVIDIA_DRIVER_CAPABILITIES", "compute,utility")
@@ -221,7 +239,7 @@ def build_lock(
         {
             "org.opencontainers.image.ref.name": image_ref(name, lock.env_id, plat.name),
             "dev.envlock.env-id": lock.env_id,
-            "dev.envlock.artifacts": ",".join(sorted(p.sha256 for p in pip)),
+            "dev.envlock.artifacts": ",".join(sorted(p.sha256 for p in every)),
         },
     )
     store.put_blob(image.config_bytes)

@@ -27,6 +27,7 @@ class Request:
     find_links: tuple[str, ...] = ()  # absolute paths or URLs
     no_index: bool = False
     exclude_newer: str | None = None  # RFC 3339 UTC
+    constraints: tuple[str, ...] = ()  # "name==version" lines: what is already provided (by conda)
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,12 @@ def resolve(req: Request) -> list[Package]:
     env = isolated_env()
     with tempfile.TemporaryDirectory(prefix="envlock-piptools-") as tmp:
         infile = Path(tmp, "requirements.in")
-        infile.write_text("".join(r + "\n" for r in req.requirements), "utf-8")
+        lines = list(req.requirements)
+        if req.constraints:
+            constraints = Path(tmp, "constraints.txt")
+            constraints.write_text("".join(c + "\n" for c in req.constraints), "utf-8")
+            lines.append(f"-c {constraints}")
+        infile.write_text("".join(r + "\n" for r in lines), "utf-8")
         pinned = Path(tmp, "requirements.txt")
         compile_cmd = [
             sys.executable,

@@ -90,9 +90,14 @@ def start(req: Request) -> Callable[[], list[Package]]:
     infile = Path(tmp, "requirements.in")
     infile.write_text("".join(r + "\n" for r in req.requirements), "utf-8")
     outfile = Path(tmp, "pylock.toml")
+    args = command(req, infile, outfile)
+    if req.constraints:  # e.g. what conda provides, pinned for pip on top
+        constraints = Path(tmp, "constraints.txt")
+        constraints.write_text("".join(c + "\n" for c in req.constraints), "utf-8")
+        args += ["--constraint", str(constraints)]
     try:
         proc = subprocess.Popen(
-            command(req, infile, outfile),
+            args,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -193,7 +193,7 @@ def test_render_requirements_defaults_to_the_only_platform(one_platform: Lock) -
 
 def test_render_unknown_format_is_a_usage_error(one_platform: Lock) -> None:
     with pytest.raises(UsageError, match="unknown export format"):
-        export.render(one_platform, SPEC, "conda-lock")
+        export.render(one_platform, SPEC, "poetry")
 
 
 def test_render_all_names_one_file_per_platform_and_one_pylock(two_platforms: Lock) -> None:
