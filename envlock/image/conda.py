@@ -21,7 +21,6 @@ import hashlib
 import json
 import shutil
 import tarfile
-import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,9 +28,8 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from envlock.errors import CheckFailed
-from envlock.image import layer as layermod
-from envlock.image.model import LAYER_TAR, Layer
-from envlock.image.venv import PREFIX, store_entries
+from envlock.image.model import Layer
+from envlock.image.venv import PREFIX, cached_layer
 from envlock.lock import Package
 from envlock.store import Store, canonical_json
 
@@ -254,18 +252,5 @@ def build_layer(
     store: Store, packages: Sequence[tuple[Package, Path]], python: str, created_by: str
 ) -> Layer:
     """The conda packages as one deterministic layer; cached by its inputs."""
-    cache = store.root / "layers" / f"{layer_key([p for p, _ in packages], python)}.json"
-    if cache.is_file():
-        cached = json.loads(cache.read_text())
-        if store.has_blob(cached["digest"]):
-            return Layer(cached["digest"], cached["digest"], cached["size"], LAYER_TAR, created_by)
-    stage = Path(tempfile.mkdtemp(prefix="stage-conda-", dir=store.tmp))
-    try:
-        install_into(stage, packages, python)
-        entries = [e for e in layermod.scan(stage / "opt", "opt") if not e.path.endswith(".pyc")]
-        layer = store_entries(store, entries, created_by)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    store._write_small(cache, canonical_json({"digest": layer.digest, "size": layer.size}))
-    return layer
+    key = layer_key([p for p, _ in packages], python)
+    return cached_layer(store, key, created_by, lambda stage: install_into(stage, packages, python))

@@ -16,7 +16,7 @@ import json
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,14 +128,24 @@ def build_layer(
     created_by: str,
 ) -> Layer:
     """Install ``wheels`` and store the result as one layer; cached by its inputs."""
-    cache = store.root / "layers" / f"{layer_key([p for p, _ in wheels], interp)}.json"
+    key = layer_key([p for p, _ in wheels], interp)
+    return cached_layer(store, key, created_by, lambda stage: install_into(stage, wheels, interp))
+
+
+def cached_layer(store: Store, key: str, created_by: str, fill: Callable[[Path], None]) -> Layer:
+    """A layer made by ``fill(stage)`` writing files under ``stage/opt``, cached by ``key``.
+
+    The stage lives in the store's ``tmp/`` (never trusted, removed after); byte code
+    files are left out; the cache entry is written only once the blob is in the store.
+    """
+    cache = store.root / "layers" / f"{key}.json"
     if cache.is_file():
         cached = json.loads(cache.read_text())
         if store.has_blob(cached["digest"]):
             return Layer(cached["digest"], cached["digest"], cached["size"], LAYER_TAR, created_by)
     stage = Path(tempfile.mkdtemp(prefix="stage-", dir=store.tmp))
     try:
-        install_into(stage, wheels, interp)
+        fill(stage)
         entries = [e for e in layermod.scan(stage / "opt", "opt") if not e.path.endswith(".pyc")]
         layer = store_entries(store, entries, created_by)
     finally:

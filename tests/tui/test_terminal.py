@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 
 TMUX = shutil.which("tmux")
-pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed (CI installs it)")
 
 
 @pytest.fixture
 def tmux(tmp_path: Path) -> Iterator[list[str]]:
     """tmux on a private socket, so the test neither sees nor touches a user's sessions."""
-    assert TMUX is not None
+    assert TMUX is not None, "tmux is not installed: run scripts/ensure-deps.sh (CI does)"
     base = [TMUX, "-S", str(tmp_path / "tmux.sock")]
     yield base
     subprocess.run([*base, "kill-server"], capture_output=True, check=False)
