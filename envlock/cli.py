@@ -24,6 +24,12 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_BAD_INPUT)
 
 
+def _out(chunk: bytes) -> None:
+    """A running container's output, as it comes."""
+    sys.stdout.buffer.write(chunk)
+    sys.stdout.flush()
+
+
 def _say(message: str) -> None:
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
@@ -236,7 +242,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("no command given", "envlock run SPEC -- python train.py")
     workdir = result.image.config["config"].get("WorkingDir") or "/workspace"
     cuda = result.image.config["config"].get("Labels", {}).get("dev.envlock.cuda", "cpu") != "cpu"
-    return engine.run(result.image_id, command, mount=Path(args.mount), workdir=workdir, cuda=cuda, say=_say)
+    return engine.run(
+        result.image_id, command, mount=Path(args.mount), workdir=workdir, cuda=cuda, say=_say, output=_out
+    )
 
 
 def cmd_store(args: argparse.Namespace) -> int:
@@ -385,7 +393,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         workdir = done.image.config["config"].get("WorkingDir") or "/workspace"
         cuda = done.image.config["config"].get("Labels", {}).get("dev.envlock.cuda", "cpu") != "cpu"
         assert worktree is not None
-        return engine.run(done.image_id, run_command, mount=worktree, workdir=workdir, cuda=cuda, say=_say)
+        return engine.run(
+            done.image_id, run_command, mount=worktree, workdir=workdir, cuda=cuda, say=_say, output=_out
+        )
     print(done.image_id)
     _say("retrain with: " + retrain_command(rec, done.image_id, worktree, command))
     return 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -86,6 +85,7 @@ def run(
     cuda: bool,
     say: Say | None = None,
     env: dict[str, str] | None = None,
+    output: Callable[[bytes], None] | None = None,
 ) -> int:
     """Run ``command`` in the image with ``mount`` at ``workdir``; stream output; return the exit code."""
     import docker
@@ -120,8 +120,8 @@ def run(
         ) from None
     try:
         for chunk in container.logs(stream=True, follow=True):
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.flush()
+            if output is not None:
+                output(chunk)
         result = container.wait()
         return int(result.get("StatusCode", 1))
     finally:
