@@ -1,3 +1,5 @@
 from envlock.cli import main
 
-raise SystemExit(main())
+# Guarded: worker processes (multiprocessing "spawn") import the parent's __main__.
+if __name__ == "__main__":
+    raise SystemExit(main())

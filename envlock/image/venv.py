@@ -132,6 +132,17 @@ def build_layer(
     return cached_layer(store, key, created_by, lambda stage: install_into(stage, wheels, interp))
 
 
+def cached(store: Store, wheels: Sequence[tuple[Package, Path]], interp: Interpreter) -> Layer | None:
+    """The layer of these wheels if the layer cache has it (and its blob), else ``None``."""
+    cache = store.root / "layers" / f"{layer_key([p for p, _ in wheels], interp)}.json"
+    if not cache.is_file():
+        return None
+    data = json.loads(cache.read_text())
+    if not store.has_blob(data["digest"]):
+        return None
+    return Layer(data["digest"], data["digest"], data["size"], LAYER_TAR)
+
+
 def cached_layer(store: Store, key: str, created_by: str, fill: Callable[[Path], None]) -> Layer:
     """A layer made by ``fill(stage)`` writing files under ``stage/opt``, cached by ``key``.
 

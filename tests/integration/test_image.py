@@ -264,6 +264,15 @@ def test_a_build_killed_half_way_leaves_nothing_trusted(
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not list((store / "envs").iterdir())
+    # no worker process outlives the killed build
+    time.sleep(1)
+    orphans = subprocess.run(
+        ["pgrep", "-f", f"--store {store}"], capture_output=True, text=True
+    ).stdout.split()
+    workers = subprocess.run(
+        ["pgrep", "-P", "1", "-f", "multiprocessing.spawn"], capture_output=True, text=True
+    )
+    assert not orphans and not workers.stdout.split(), workers.stdout
 
     again = build(spec, store)
     reference = build(spec, tmp_path / "clean-store")
