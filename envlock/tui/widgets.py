@@ -38,6 +38,16 @@ class ErrorBox(Static):
         self.remove_class("shown")
 
 
+def toggle_mark(marks: list[str], key: str, keep: int = 2) -> None:
+    """Mark ``key``, or unmark it if marked; at most ``keep`` marks, the oldest dropped."""
+    if key in marks:
+        marks.remove(key)
+        return
+    marks.append(key)
+    if len(marks) > keep:
+        marks.pop(0)
+
+
 def current_key(table: DataTable[object]) -> str | None:
     """The key of the row under the cursor, or ``None`` for an empty table."""
     if not table.row_count:

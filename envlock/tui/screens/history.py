@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from envlock.tui import data
-from envlock.tui.widgets import MARK, ErrorBox, current_key
+from envlock.tui.widgets import MARK, ErrorBox, current_key, toggle_mark
 
 WORKING_TREE = "working tree"
 
@@ -78,12 +78,7 @@ class HistoryScreen(Screen[None]):
         key = current_key(table)
         if key is None:
             return
-        if key in self.marks:
-            self.marks.remove(key)
-        else:
-            self.marks.append(key)
-            if len(self.marks) > 2:
-                self.marks.pop(0)
+        toggle_mark(self.marks, key)
         for row_key in table.rows:
             table.update_cell(row_key, "mark", MARK if row_key.value in self.marks else "")
 

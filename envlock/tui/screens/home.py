@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from envlock.tui import data
-from envlock.tui.widgets import MARK, ErrorBox, current_key, relative
+from envlock.tui.widgets import MARK, ErrorBox, current_key, relative, toggle_mark
 
 STATE_STYLE = {"fresh": "green", "stale": "yellow", "missing": "red", "invalid": "bold red"}
 
@@ -176,12 +176,7 @@ class HomeScreen(Screen[None]):
         key = current_key(table)
         if key is None:
             return
-        if key in self.marks:
-            self.marks.remove(key)
-        else:
-            self.marks.append(key)
-            if len(self.marks) > 2:
-                self.marks.pop(0)
+        toggle_mark(self.marks, key)
         self._fill_marks()
 
     def _fill_marks(self) -> None:
