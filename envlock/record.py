@@ -25,7 +25,7 @@ from typing import Any
 
 from envlock.errors import CheckFailed, UsageError
 from envlock.gitcli import git, toplevel
-from envlock.notes import NOTES_REF, SCHEMA, Record
+from envlock.notes import NOTES_REF, SCHEMA
 from envlock.notes import read as read_notes
 
 Say = Callable[[str], None]
@@ -306,10 +306,6 @@ def commit_exists(root: Path, commit: str) -> bool:
         return True
     except UsageError:
         return False
-
-
-def records_as_objects(cwd: Path) -> list[Record]:
-    return list(read_notes(repo_root(cwd)).records)
 
 
 def env_ids(cwd: Path) -> set[str]:

@@ -25,7 +25,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -330,7 +330,7 @@ class Store:
     def gc(
         self,
         keep_env_ids: set[str] | None,
-        keep_artifacts: set[str] = frozenset(),  # type: ignore[assignment]
+        keep_artifacts: Collection[str] = (),
         dry_run: bool = False,
     ) -> tuple[int, int]:
         """Remove images whose env ID is not kept, then unreferenced blobs, artifacts and tmp.

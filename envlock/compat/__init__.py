@@ -209,6 +209,16 @@ def plan(fw: Framework, subdir: str, python: str) -> Plan:
 _RUNTIME = re.compile(r"^(nvidia-cuda-runtime(-cu\d+)?|cuda-toolkit)$")
 
 
+def _check_series(fw: Framework, got: str, releases: tuple[Release, ...], what: str) -> None:
+    """The resolved framework version must lie in a release that fits Python and CUDA."""
+    series = ".".join(got.split("+")[0].split(".")[:2])
+    if series not in {r.version for r in releases}:
+        raise CheckFailed(
+            f"{what}, but {fw.name} {series} does not fit Python and CUDA {fw.cuda}",
+            f"narrow framework.version to one of: {', '.join(r.version for r in releases)}",
+        )
+
+
 def check_resolved(fw: Framework, p: Plan, subdir: str, packages: dict[str, str]) -> None:
     """After resolution: the framework's version is in a usable release and CUDA matches.
 
@@ -218,13 +228,7 @@ def check_resolved(fw: Framework, p: Plan, subdir: str, packages: dict[str, str]
     got = packages.get(info.pip_name)
     if got is None:
         raise CheckFailed(f"the resolution for {subdir} does not contain {info.pip_name}")
-    series = ".".join(got.split("+")[0].split(".")[:2])
-    if series not in {r.version for r in p.releases}:
-        raise CheckFailed(
-            f"{info.pip_name} {got} was resolved for {subdir}, but {fw.name} {series} does not fit "
-            f"Python and CUDA {fw.cuda}",
-            f"narrow framework.version to one of: {', '.join(r.version for r in p.releases)}",
-        )
+    _check_series(fw, got, p.releases, f"{info.pip_name} {got} was resolved for {subdir}")
     runtimes = {n: v for n, v in packages.items() if _RUNTIME.match(n)}
     if fw.cuda == "cpu" and runtimes and PLATFORMS[subdir].os == "linux":
         name, version = next(iter(runtimes.items()))
@@ -316,13 +320,7 @@ def check_conda_resolved(fw: Framework, p: CondaPlan, subdir: str, packages: dic
     got = packages.get(p.package)
     if got is None:
         raise CheckFailed(f"the conda solution for {subdir} does not contain {p.package}")
-    series = ".".join(got.split("+")[0].split(".")[:2])
-    if series not in {r.version for r in p.releases}:
-        raise CheckFailed(
-            f"conda resolved {p.package} {got} for {subdir}, but {fw.name} {series} does not fit "
-            f"Python and CUDA {fw.cuda}",
-            f"narrow framework.version to one of: {', '.join(r.version for r in p.releases)}",
-        )
+    _check_series(fw, got, p.releases, f"conda resolved {p.package} {got} for {subdir}")
 
 
 def min_driver(cuda: str) -> str | None:

@@ -272,3 +272,15 @@ def start_registry(root: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 def docker(host: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["docker", "--host", host, *args], capture_output=True, text=True, check=False)
+
+
+def plain_uv_pins(tmp: Path, requirements: list[str], *options: str) -> dict[str, str]:
+    """What `uv pip compile` gives on its own for linux-64 / 3.11: name -> version."""
+    from envlock.resolve.uv import binary
+
+    req = tmp / "plain-req.in"
+    req.write_text("".join(r + "\n" for r in requirements))
+    cmd = [binary(), "pip", "compile", str(req), "--python-version", "3.11", "--python-platform"]
+    cmd += ["x86_64-manylinux_2_28", *options, "--no-header", "--no-annotate", "--quiet", "--no-config"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return dict(line.split("==") for line in out.split() if "==" in line)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
-from support import run_envlock, write_spec
+from support import plain_uv_pins, run_envlock, write_spec
 
 from envlock import lock as lockmod
-from envlock.resolve.uv import binary
 
 pytestmark = pytest.mark.live
 
@@ -56,30 +54,12 @@ def test_pytorch_cuda_default_variant_brings_matching_nvidia_wheels(torch_projec
 
 
 def test_pinned_set_equals_plain_uv_pip_compile(torch_project: Path, tmp_path: Path) -> None:
-    req = tmp_path / "req.in"
-    req.write_text("torch==2.9.*\nnumpy<2.4\npandas>=2\nscikit-learn\n")
-    out = subprocess.run(
-        [
-            binary(),
-            "pip",
-            "compile",
-            str(req),
-            "--python-version",
-            "3.11",
-            "--python-platform",
-            "x86_64-manylinux_2_28",
-            "--exclude-newer",
-            f"{CUTOFF}T00:00:00Z",
-            "--no-header",
-            "--no-annotate",
-            "--quiet",
-            "--no-config",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    plain = dict(line.split("==") for line in out.split() if "==" in line)
+    plain = plain_uv_pins(
+        tmp_path,
+        ["torch==2.9.*", "numpy<2.4", "pandas>=2", "scikit-learn"],
+        "--exclude-newer",
+        f"{CUTOFF}T00:00:00Z",
+    )
     lock = lockmod.read(torch_project / "specs/vision.lock")
     assert {p.name: p.version for p in lock.platforms[0].packages} == plain
 

@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from support import Index, run_envlock, sha256_file, write_spec
+from support import Index, plain_uv_pins, run_envlock, sha256_file, write_spec
 
 from envlock import lock as lockmod
 
@@ -298,32 +298,9 @@ index-url = "{simple_index.url}"
 """,
     )
     assert run_envlock("lock", str(spec), cwd=tmp_path).returncode == 0
-    req = tmp_path / "req.in"
-    req.write_text("envlock-fx-alpha\nenvlock-fx-gamma\n")
-    from envlock.resolve.uv import binary
-
-    out = subprocess.run(
-        [
-            binary(),
-            "pip",
-            "compile",
-            str(req),
-            "--python-version",
-            "3.11",
-            "--python-platform",
-            "x86_64-manylinux_2_28",
-            "--default-index",
-            simple_index.url,
-            "--no-header",
-            "--no-annotate",
-            "--quiet",
-            "--no-config",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    plain = dict(line.split("==") for line in out.split() if "==" in line)
+    plain = plain_uv_pins(
+        tmp_path, ["envlock-fx-alpha", "envlock-fx-gamma"], "--default-index", simple_index.url
+    )
     assert _locked_names(spec) == plain
 
 
