@@ -23,8 +23,10 @@ import fcntl
 import hashlib
 import json
 import os
+import queue
 import shutil
 import tempfile
+import threading
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +114,79 @@ class Writer:
         with contextlib.suppress(OSError):
             self.file.close()
         self.path.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def in_background(self) -> Iterator[IO[bytes]]:
+        """A stream whose bytes this writer writes and hashes on a second thread.
+
+        For a producer that is busy itself (decompressing wheels into a layer): file
+        writes and sha256 release the GIL, so hashing runs beside it on another core.
+        Small writes are gathered into batches.  On leaving, everything written has
+        reached this writer (or the first error of the second thread is raised).
+        """
+        pipe = _Pipe(self)
+        try:
+            yield cast(IO[bytes], pipe)
+        except BaseException:
+            pipe.close(quiet=True)  # the producer's error is the one to report
+            raise
+        pipe.close()
+
+
+class _Pipe:
+    BATCH = 256 << 10
+
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
+        self._pending = bytearray()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="envlock-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, data: bytes) -> int:
+        if len(data) >= self.BATCH:
+            self._flush()
+            self._put(bytes(data))
+        else:
+            self._pending += data
+            if len(self._pending) >= self.BATCH:
+                self._flush()
+        return len(data)
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._put(bytes(self._pending))
+            self._pending.clear()
+
+    def _put(self, item: bytes | None) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(item)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._writer.write(item)
+                except BaseException as exc:  # handed to the producer at its next write
+                    self._error = exc
+
+    def close(self, quiet: bool = False) -> None:
+        try:
+            if not quiet:
+                self._flush()
+        finally:
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None and not quiet:
+            raise self._error
 
 
 class Store:

@@ -15,13 +15,18 @@ from __future__ import annotations
 import os
 import stat
 import tarfile
+import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Final
+
+from envlock.errors import CheckFailed
 
 MTIME = 0
-FORMAT = tarfile.PAX_FORMAT
+FORMAT: Final = tarfile.PAX_FORMAT
+CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -29,9 +34,11 @@ class Entry:
     path: str  # relative POSIX path, no leading "/" or "./"
     kind: str  # "file" | "dir" | "symlink"
     executable: bool = False
-    source: Path | None = None  # file content on disk
+    source: Path | None = None  # file content on disk (a zip archive when ``member`` is set)
     data: bytes | None = None  # or in memory
     target: str = ""  # symlink target
+    member: str = ""  # or this member of the zip archive ``source``, decompressed as written
+    length: int = -1  # the member's uncompressed size
 
     @property
     def size(self) -> int:
@@ -39,12 +46,19 @@ class Entry:
             return 0
         if self.data is not None:
             return len(self.data)
+        if self.member:
+            return self.length
         assert self.source is not None
         return self.source.stat().st_size
 
 
 def file(path: str, data: bytes, executable: bool = False) -> Entry:
     return Entry(path.strip("/"), "file", executable, data=data)
+
+
+def zip_member(path: str, archive: Path, member: str, length: int, executable: bool = False) -> Entry:
+    """A file whose content is ``member`` of the zip ``archive`` (read only when the layer is written)."""
+    return Entry(path.strip("/"), "file", executable, source=archive, member=member, length=length)
 
 
 def symlink(path: str, target: str) -> Entry:
@@ -83,10 +97,10 @@ def _with_parents(entries: Iterable[Entry]) -> list[Entry]:
     by_path: dict[str, Entry] = {}
     for e in entries:
         by_path[e.path] = e
-        parts = e.path.split("/")[:-1]
-        for i in range(1, len(parts) + 1):
-            parent = "/".join(parts[:i])
-            by_path.setdefault(parent, directory(parent))
+        parent = e.path.rpartition("/")[0]
+        while parent and parent not in by_path:
+            by_path[parent] = directory(parent)
+            parent = parent.rpartition("/")[0]
     return [by_path[p] for p in sorted(by_path)]
 
 
@@ -109,18 +123,57 @@ def _info(e: Entry) -> tarfile.TarInfo:
 
 
 def write(entries: Iterable[Entry], out: IO[bytes]) -> None:
-    """Write the layer tar to ``out`` (a stream; hashing is the caller's sink's job)."""
-    with tarfile.open(fileobj=out, mode="w|", format=FORMAT) as tar:
-        setattr(tar, "copybufsize", 1 << 20)  # noqa: B010 (not in the stubs)
+    """Write the layer tar to ``out`` (a stream; hashing is the caller's sink's job).
+
+    The bytes are what ``tarfile`` writes in ``w|`` mode with UTF-8 names (headers
+    come from ``TarInfo.tobuf``), but file content goes to ``out`` in big pieces
+    instead of through tarfile's 10 KiB stream buffer, which copies every piece
+    many times over.  Zip members are decompressed straight into the tar (zipfile
+    checks each one's CRC), so a wheel's files never touch the disk on their way.
+    (Decompressing the next members on other threads meanwhile was tried: with a
+    worker process per layer already on every core it made builds slower.)
+    """
+    archives: dict[Path, zipfile.ZipFile] = {}
+    offset = 0
+    try:
         for e in _with_parents(entries):
             info = _info(e)
+            header = info.tobuf(FORMAT, "utf-8", "surrogateescape")
+            out.write(header)
+            offset += len(header)
             if e.kind != "file":
-                tar.addfile(info)
-            elif e.data is not None:
-                import io
-
-                tar.addfile(info, io.BytesIO(e.data))
+                continue
+            if e.data is not None:
+                out.write(e.data)
+            elif e.member:
+                assert e.source is not None
+                if e.source not in archives:
+                    archives[e.source] = zipfile.ZipFile(e.source)
+                try:
+                    with archives[e.source].open(e.member) as fh:
+                        _copy(fh, out, info.size, e)
+                except (zipfile.BadZipFile, zlib.error) as exc:
+                    raise CheckFailed(f"{e.source.name}: member {e.member} is corrupt ({exc})") from None
             else:
                 assert e.source is not None
                 with e.source.open("rb") as fh:
-                    tar.addfile(info, fh)
+                    _copy(fh, out, info.size, e)
+            padding = -info.size % tarfile.BLOCKSIZE
+            if padding:
+                out.write(tarfile.NUL * padding)
+            offset += info.size + padding
+        end = tarfile.BLOCKSIZE * 2
+        out.write(tarfile.NUL * (end + -(offset + end) % tarfile.RECORDSIZE))
+    finally:
+        for archive in archives.values():
+            archive.close()
+
+
+def _copy(src: IO[bytes], out: IO[bytes], size: int, e: Entry) -> None:
+    left = size
+    while left:
+        chunk = src.read(min(left, CHUNK))
+        if not chunk:
+            raise CheckFailed(f"/{e.path} ended {left} bytes short of its {size} while writing a layer")
+        out.write(chunk)
+        left -= len(chunk)

@@ -1,24 +1,40 @@
 """Python packages as layers: a virtual environment at ``/opt/env`` on the base's interpreter.
 
-Wheels are installed with the ``installer`` library into a staging directory (no
-pip, no container, no network), scripts get ``#!/opt/env/bin/python``, and no byte
-code is written (a ``.pyc`` would carry the build host's marshal details; Python
-writes its own on first import, or run ``compileall --invalidation-mode
-unchecked-hash`` in a derived image).  The staging tree becomes a deterministic
-layer.  Big packages get a layer each so environments that share them share
-bytes; the rest share one layer.
+Wheels are installed with the ``installer`` library (no pip, no container, no
+network): installer decides where every file goes, scripts get
+``#!/opt/env/bin/python``, and no byte code is written (see DESIGN notes in
+``bytecode``).  Nothing is unpacked to disk: each file is kept as a reference to its
+zip member and decompressed straight into a deterministic layer tar.  Big packages
+get a layer each so environments that share them share bytes; the rest share one
+layer.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
+import posixpath
 import re
 import shutil
+import stat
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+
+from installer import install
+from installer.destinations import SchemeDictionaryDestination
+from installer.records import Hash, RecordEntry, parse_record_file
+from installer.scripts import Script
+from installer.sources import WheelContentElement, WheelFile
+from installer.utils import Scheme
+
+if TYPE_CHECKING:
+    from installer.scripts import ScriptSection
 
 from envlock.errors import CheckFailed
 from envlock.image import layer as layermod
@@ -62,53 +78,146 @@ def skeleton_entries(interp: Interpreter) -> list[layermod.Entry]:
     ]
 
 
-def _scheme(stage: Path, interp: Interpreter, name: str) -> dict[str, str]:
-    env = stage / "opt/env"
-    site = env / f"lib/python{interp.version}/site-packages"
+def _scheme(interp: Interpreter, name: str) -> dict[str, str]:
+    site = f"{PREFIX}/lib/python{interp.version}/site-packages"
     return {
-        "purelib": str(site),
-        "platlib": str(site),
-        "headers": str(env / f"include/site/python{interp.version}" / name),
-        "scripts": str(env / "bin"),
-        "data": str(env),
+        "purelib": site,
+        "platlib": site,
+        "headers": f"{PREFIX}/include/site/python{interp.version}/{name}",
+        "scripts": f"{PREFIX}/bin",
+        "data": PREFIX,
     }
 
 
-def install_into(stage: Path, wheels: Sequence[tuple[Package, Path]], interp: Interpreter) -> None:
-    from installer import install
-    from installer.destinations import SchemeDictionaryDestination
-    from installer.sources import WheelFile
-
-    for package, path in wheels:
-        if not package.filename.endswith(".whl") or not _is_wheel(path):
-            raise CheckFailed(
-                f"{package.name} {package.version} is locked as a source distribution ({package.filename})",
-                "envlock builds images from wheels only: pin a version that has a wheel for this platform",
-            )
-        destination = SchemeDictionaryDestination(
-            scheme_dict=_scheme(stage, interp, package.name),
-            interpreter=f"{PREFIX}/bin/python",
-            script_kind="posix",
-            bytecode_optimization_levels=(),
+def _check_wheel(package: Package, path: Path) -> None:
+    if not package.filename.endswith(".whl") or not zipfile.is_zipfile(path):
+        raise CheckFailed(
+            f"{package.name} {package.version} is locked as a source distribution ({package.filename})",
+            "envlock builds images from wheels only: pin a version that has a wheel for this platform",
         )
-        with WheelFile.open(_as_wheel_name(path, package, stage / ".wheels")) as source:
-            install(source, destination, {"INSTALLER": b"envlock\n"})
 
 
-def _is_wheel(path: Path) -> bool:
-    import zipfile
+def wheel_entries(wheels: Sequence[tuple[Package, Path]], interp: Interpreter) -> list[layermod.Entry]:
+    """What installing ``wheels`` into ``/opt/env`` writes, as layer entries; nothing touches the disk.
 
-    return zipfile.is_zipfile(path)
+    ``installer`` decides every placement (schemes, ``.data`` directories, entry-point
+    scripts, ``#!`` rewriting, RECORD, INSTALLER).  :class:`_LayerDestination` keeps
+    each file it is handed unread as a reference to its zip member, decompressed
+    straight into the layer tar later; only what installer itself reads or makes
+    (scripts, metadata) is held in memory.  Two wheels writing one path is an error,
+    as it is for installer.
+    """
+    entries: dict[str, tuple[layermod.Entry, Package]] = {}
+    for package, path in wheels:
+        _check_wheel(package, path)
+        with zipfile.ZipFile(path) as archive:
+            archive.filename = package.filename  # installer reads the wheel's name from it
+            destination = _LayerDestination(
+                scheme_dict=_scheme(interp, package.name),
+                interpreter=f"{PREFIX}/bin/python",
+                script_kind="posix",
+                bytecode_optimization_levels=(),
+                archive=path,
+            )
+            install(_LazyWheel(archive), destination, {"INSTALLER": b"envlock\n"})
+        for entry in destination.entries:
+            if entry.path in entries:
+                other = entries[entry.path][1]
+                both = f"{package.name} {package.version} and {other.name} {other.version}"
+                raise CheckFailed(
+                    f"{both} both install /{entry.path}",
+                    "the lock holds two packages that overwrite each other; drop one of them from the spec",
+                )
+            entries[entry.path] = (entry, package)
+    return [e for e, _ in entries.values()]
 
 
-def _as_wheel_name(path: Path, package: Package, link_dir: Path) -> Path:
-    """installer needs the wheel's real file name; store artifacts are named by hash."""
-    if path.name.endswith(".whl"):
-        return path
-    link_dir.mkdir(parents=True, exist_ok=True)
-    link = link_dir / package.filename
-    link.symlink_to(path)
-    return link
+class _Member(io.RawIOBase):
+    """A wheel member that is decompressed only if somebody reads it."""
+
+    def __init__(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, recorded: str) -> None:
+        super().__init__()
+        self.name = info.filename
+        self.size = info.file_size
+        self.recorded = recorded  # its RECORD hash, "sha256=..." (or "")
+        self._archive, self._info = archive, info
+        self._data: io.BytesIO | None = None
+
+    @property
+    def untouched(self) -> bool:
+        return self._data is None
+
+    def _content(self) -> io.BytesIO:
+        if self._data is None:
+            self._data = io.BytesIO(self._archive.read(self._info))
+        return self._data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._content().seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._content().tell()
+
+    def read(self, size: int = -1) -> bytes:
+        return self._content().read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        return self._content().readinto(buffer)
+
+
+class _LazyWheel(WheelFile):
+    """installer's wheel source, handing out members that are not decompressed until read."""
+
+    def get_contents(self) -> Iterator[WheelContentElement]:
+        records = {r[0]: r for r in parse_record_file(self.read_dist_info("RECORD").splitlines())}
+        for info in self._zipfile.infolist():
+            if info.filename.endswith("/"):
+                continue
+            record = records.get(info.filename, (info.filename, "", ""))
+            mode = info.external_attr >> 16
+            executable = bool(mode and stat.S_ISREG(mode) and mode & 0o111)
+            yield record, cast(BinaryIO, _Member(self._zipfile, info, record[1])), executable
+
+
+@dataclass
+class _LayerDestination(SchemeDictionaryDestination):
+    """installer's scheme destination, writing layer entries instead of files."""
+
+    archive: Path = Path()
+    entries: list[layermod.Entry] = field(default_factory=list)
+
+    def write_to_fs(self, scheme: Scheme, path: str, stream: BinaryIO, is_executable: bool) -> RecordEntry:
+        target = self._target(scheme, path)
+        if isinstance(stream, _Member) and stream.untouched and stream.recorded.startswith("sha256="):
+            # the wheel's content as it is: its RECORD has the hash (the wheel's own
+            # sha256 was checked against the lock; zipfile checks the member's CRC)
+            self.entries.append(
+                layermod.zip_member(target, self.archive, stream.name, stream.size, is_executable)
+            )
+            return RecordEntry(path, Hash("sha256", stream.recorded[7:]), stream.size)
+        data = stream.read()
+        self.entries.append(layermod.file(target, data, is_executable))
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        return RecordEntry(path, Hash("sha256", digest), len(data))
+
+    def _target(self, scheme: Scheme, path: str) -> str:
+        """installer's check that nothing lands outside its scheme, in string operations
+        (``_path_with_destdir`` builds three ``Path`` objects a file, half the time here)."""
+        root = self.scheme_dict[scheme]
+        target = posixpath.normpath(posixpath.join(root, path))
+        if not target.startswith(root + "/"):
+            raise CheckFailed(f"a wheel tries to write {path} outside {root}", "the wheel is malformed")
+        return target
+
+    def write_script(self, name: str, module: str, attr: str, section: ScriptSection) -> RecordEntry:
+        script_name, data = Script(name, module, attr, section).generate(self.interpreter, self.script_kind)
+        return self.write_to_fs(Scheme("scripts"), script_name, io.BytesIO(data), is_executable=True)
 
 
 def layer_key(packages: Sequence[Package], interp: Interpreter) -> str:
@@ -129,31 +238,45 @@ def build_layer(
 ) -> Layer:
     """Install ``wheels`` and store the result as one layer; cached by its inputs."""
     key = layer_key([p for p, _ in wheels], interp)
-    return cached_layer(store, key, created_by, lambda stage: install_into(stage, wheels, interp))
+    cache = store.root / "layers" / f"{key}.json"
+    found = _from_cache(store, cache, created_by)
+    if found is not None:
+        return found
+    layer = store_entries(store, wheel_entries(wheels, interp), created_by)
+    _to_cache(store, cache, layer)
+    return layer
 
 
 def cached(store: Store, wheels: Sequence[tuple[Package, Path]], interp: Interpreter) -> Layer | None:
     """The layer of these wheels if the layer cache has it (and its blob), else ``None``."""
-    cache = store.root / "layers" / f"{layer_key([p for p, _ in wheels], interp)}.json"
+    return _from_cache(store, store.root / "layers" / f"{layer_key([p for p, _ in wheels], interp)}.json", "")
+
+
+def _from_cache(store: Store, cache: Path, created_by: str) -> Layer | None:
     if not cache.is_file():
         return None
     data = json.loads(cache.read_text())
     if not store.has_blob(data["digest"]):
         return None
-    return Layer(data["digest"], data["digest"], data["size"], LAYER_TAR)
+    return Layer(data["digest"], data["digest"], data["size"], LAYER_TAR, created_by)
+
+
+def _to_cache(store: Store, cache: Path, layer: Layer) -> None:
+    """Written only once the layer's blob is in the store."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    store._write_small(cache, canonical_json({"digest": layer.digest, "size": layer.size}))
 
 
 def cached_layer(store: Store, key: str, created_by: str, fill: Callable[[Path], None]) -> Layer:
     """A layer made by ``fill(stage)`` writing files under ``stage/opt``, cached by ``key``.
 
     The stage lives in the store's ``tmp/`` (never trusted, removed after); byte code
-    files are left out; the cache entry is written only once the blob is in the store.
+    files are left out.
     """
     cache = store.root / "layers" / f"{key}.json"
-    if cache.is_file():
-        cached = json.loads(cache.read_text())
-        if store.has_blob(cached["digest"]):
-            return Layer(cached["digest"], cached["digest"], cached["size"], LAYER_TAR, created_by)
+    found = _from_cache(store, cache, created_by)
+    if found is not None:
+        return found
     stage = Path(tempfile.mkdtemp(prefix="stage-", dir=store.tmp))
     try:
         fill(stage)
@@ -161,15 +284,15 @@ def cached_layer(store: Store, key: str, created_by: str, fill: Callable[[Path],
         layer = store_entries(store, entries, created_by)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    store._write_small(cache, canonical_json({"digest": layer.digest, "size": layer.size}))
+    _to_cache(store, cache, layer)
     return layer
 
 
 def store_entries(store: Store, entries: Sequence[layermod.Entry], created_by: str) -> Layer:
     writer = store.writer()
     try:
-        layermod.write(entries, writer.stream())
+        with writer.in_background() as stream:
+            layermod.write(entries, stream)
         digest, size = store.publish(writer)
     except BaseException:
         writer.abort()

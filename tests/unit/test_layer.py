@@ -210,3 +210,86 @@ def test_a_later_entry_for_the_same_path_wins_and_appears_once() -> None:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         assert tar.getnames() == ["x"]
         assert tar.extractfile("x").read() == b"second"  # type: ignore[union-attr]
+
+
+# -- the writer is tarfile's format, without tarfile's stream buffer ----------------------------
+
+
+def tarfile_bytes(entries: list[Entry]) -> bytes:
+    """What tarfile itself writes for the same entries (``w|``, UTF-8 names)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w|", format=layer.FORMAT, encoding="utf-8") as tar:
+        for e in layer._with_parents(entries):
+            info = layer._info(e)
+            if e.kind == "file":
+                assert e.data is not None
+                tar.addfile(info, io.BytesIO(e.data))
+            else:
+                tar.addfile(info)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("size", [0, 1, 511, 512, 513, 10240 - 1536, 10240, (3 << 20) + 7])
+def test_the_bytes_are_what_tarfile_writes(size: int) -> None:
+    entries = [
+        *SAMPLE,
+        layer.file("opt/env/data.bin", bytes(range(256)) * (size // 256) + b"x" * (size % 256)),
+        layer.file("opt/env/" + "long/" * 30 + "name.py", b"deep\n"),
+        layer.file("opt/env/naïve-ünïcode.txt", b"u\n"),
+    ]
+    assert tar_bytes(entries) == tarfile_bytes(entries)
+
+
+def make_zip(path: Path, members: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), data)
+    return path
+
+
+def test_zip_members_are_written_as_their_content(tmp_path: Path) -> None:
+    big = os.urandom(3 << 20)
+    archive = make_zip(tmp_path / "a.zip", {"pkg/big.so": big, "pkg/x.py": b"x = 1\n"})
+    streamed = [
+        layer.zip_member("opt/env/big.so", archive, "pkg/big.so", len(big), executable=True),
+        layer.zip_member("opt/env/x.py", archive, "pkg/x.py", 6),
+    ]
+    in_memory = [layer.file("opt/env/big.so", big, executable=True), layer.file("opt/env/x.py", b"x = 1\n")]
+    assert tar_bytes(streamed) == tar_bytes(in_memory)
+
+
+def test_a_corrupt_zip_member_is_refused_naming_it(tmp_path: Path) -> None:
+    from envlock.errors import CheckFailed
+
+    data = b"hello world " * 1000
+    archive = make_zip(tmp_path / "a.zip", {"pkg/mod.py": data})
+    raw = bytearray(archive.read_bytes())
+    start = raw.index(b"pkg/mod.py") + len(b"pkg/mod.py")  # the local header's name, then the data
+    raw[start + 40] ^= 0xFF
+    archive.write_bytes(bytes(raw))
+    with pytest.raises(CheckFailed, match=r"a\.zip: member pkg/mod\.py is corrupt"):
+        tar_bytes([layer.zip_member("opt/env/mod.py", archive, "pkg/mod.py", len(data))])
+
+
+def test_a_member_shorter_than_its_entry_says_is_refused(tmp_path: Path) -> None:
+    from envlock.errors import CheckFailed
+
+    archive = make_zip(tmp_path / "a.zip", {"pkg/mod.py": b"short\n"})
+    with pytest.raises(CheckFailed, match="bytes short"):
+        tar_bytes([layer.zip_member("opt/env/mod.py", archive, "pkg/mod.py", 100)])
+
+
+def test_a_member_whose_deflate_stream_is_broken_is_refused(tmp_path: Path) -> None:
+    from envlock.errors import CheckFailed
+
+    data = os.urandom(1 << 16)
+    archive = make_zip(tmp_path / "a.zip", {"pkg/mod.so": data})
+    raw = bytearray(archive.read_bytes())
+    start = raw.index(b"pkg/mod.so") + len(b"pkg/mod.so")
+    for i in range(8):
+        raw[start + i] = 0xFF  # the first deflate block header: an invalid block type
+    archive.write_bytes(bytes(raw))
+    with pytest.raises(CheckFailed, match="is corrupt"):
+        tar_bytes([layer.zip_member("opt/env/mod.so", archive, "pkg/mod.so", len(data))])

@@ -329,3 +329,36 @@ def test_concurrent_put_blob_of_the_same_content_gives_one_blob(store: Store) ->
     assert [p.name for p in store.blobs.iterdir()] == [sha(data).split(":")[1]]
     assert store.read_blob(sha(data)) == data
     assert leftovers(store) == []
+
+
+# -- writing in the background ----------------------------------------------------------------
+
+
+def test_a_background_writer_gets_every_byte_in_order(store: Store) -> None:
+    pieces = [bytes([i % 256]) * n for i, n in enumerate([1, 511, 300_000, 7, 1 << 20, 3])]
+    writer = store.writer()
+    with writer.in_background() as stream:
+        for piece in pieces:
+            stream.write(piece)
+    digest, size = store.publish(writer)
+
+    assert store.read_blob(digest) == b"".join(pieces)
+    assert size == sum(map(len, pieces))
+
+
+def test_a_background_write_failure_reaches_the_producer(store: Store, monkeypatch) -> None:
+    import errno
+    import threading
+
+    writer = store.writer()
+
+    def full(data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writer, "write", full)
+    with pytest.raises(OSError, match="No space left"), writer.in_background() as stream:
+        for _ in range(1000):
+            stream.write(b"x" * (1 << 20))
+    writer.abort()
+    assert not [t for t in threading.enumerate() if t.name == "envlock-writer"]
+    assert list(store.tmp.iterdir()) == []

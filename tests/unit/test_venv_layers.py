@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from envlock.errors import CheckFailed
+from envlock.image import layer as layermod
 from envlock.image.model import LAYER_TAR
 from envlock.image.venv import (
     BIG_BYTES,
@@ -337,3 +338,116 @@ def test_a_zip_sdist_is_refused_as_a_source_distribution(tmp_path: Path) -> None
 
     with pytest.raises(CheckFailed, match="source distribution"):
         build_layer(store, [(sdist, store.artifact_path(sha))], INTERP, "x")
+
+
+# -- streamed straight from the wheel: the same layer installer's files on disk give -----------
+
+
+def rich_wheel(dest: Path) -> Path:
+    """A platlib wheel with every kind of content installer places: package files (one
+    executable, one binary, one missing from RECORD), console and gui entry points,
+    ``.data`` scripts with and without ``#!python``, data and headers."""
+    info = "rich-3.0.dist-info"
+    files: dict[str, bytes] = {
+        "rich/__init__.py": b"VERSION = 3\n",
+        "rich/sub/deep/mod.py": b"x = 1\n" * 50,
+        "rich/_native.so": bytes(range(256)) * 4096,
+        "rich/tool.sh": b"#!/bin/sh\necho rich\n",
+        f"{info}/METADATA": b"Metadata-Version: 2.1\nName: rich\nVersion: 3.0\n",
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: envlock-tests\nRoot-Is-Purelib: false\n"
+        b"Tag: cp311-cp311-linux_x86_64\n",
+        f"{info}/entry_points.txt": b"[console_scripts]\nrich-cli = rich:main\n[gui_scripts]\nrich-gui = rich:gui\n",
+        "rich-3.0.data/scripts/rich-py": b"#!python\nimport rich\n",
+        "rich-3.0.data/scripts/rich-sh": b"#!/bin/sh\necho sh\n",
+        "rich-3.0.data/data/share/rich/config.json": b"{}\n",
+        "rich-3.0.data/headers/rich.h": b"int rich(void);\n",
+    }
+    unrecorded = "rich/unrecorded.txt"
+    record = "".join(f"{p},{_record_hash(d)},{len(d)}\n" for p, d in files.items())
+    files[f"{info}/RECORD"] = (record + f"{unrecorded},,\n{info}/RECORD,,\n").encode()
+    files[unrecorded] = b"not hashed in RECORD\n"
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / "rich-3.0-cp311-cp311-linux_x86_64.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for arcname, data in files.items():
+            zi = zipfile.ZipInfo(arcname, _EPOCH)
+            executable = arcname.endswith((".sh", "rich-py", "rich-sh"))
+            zi.external_attr = (stat.S_IFREG | (0o755 if executable else 0o644)) << 16
+            zf.writestr(zi, data)
+    return path
+
+
+def installed_on_disk(tmp_path: Path, wheels: list[tuple[Package, Path]]) -> list[layermod.Entry]:
+    """The reference: installer's own destination writing real files, then scanned."""
+    from installer import install
+    from installer.destinations import SchemeDictionaryDestination
+    from installer.sources import WheelFile
+
+    root = tmp_path / "root"
+    for package, path in wheels:
+        named = tmp_path / "named" / package.filename
+        named.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, named)
+        site = "/opt/env/lib/python3.11/site-packages"
+        scheme = {
+            "purelib": site,
+            "platlib": site,
+            "headers": f"/opt/env/include/site/python3.11/{package.name}",
+            "scripts": "/opt/env/bin",
+            "data": "/opt/env",
+        }
+        destination = SchemeDictionaryDestination(
+            scheme, "/opt/env/bin/python", "posix", bytecode_optimization_levels=(), destdir=str(root)
+        )
+        with WheelFile.open(named) as source:
+            install(source, destination, {"INSTALLER": b"envlock\n"})
+    return layermod.scan(root / "opt", "opt")
+
+
+def test_a_streamed_layer_is_byte_for_byte_what_installer_writes_to_disk(tmp_path: Path, wheels) -> None:
+    store = Store(tmp_path / "store")
+    inputs = [*artifacts(store, wheels)]
+    rich = rich_wheel(tmp_path / "wheels")
+    inputs.append(as_artifact(store, rich, "rich", "3.0"))
+
+    layer = build_layer(store, inputs, INTERP, "x")
+    reference = io.BytesIO()
+    layermod.write(installed_on_disk(tmp_path, inputs), reference)
+
+    assert store.read_blob(layer.digest) == reference.getvalue()
+    members = layer_members(store, layer.digest)
+    assert members["opt/env/bin/rich-py"][1] == b"#!/opt/env/bin/python\nimport rich\n"
+    assert members["opt/env/bin/rich-gui"][0].mode == 0o755
+    assert members[f"{SITE}/rich/tool.sh"][0].mode == 0o755
+    assert "opt/env/share/rich/config.json" in members
+    assert "opt/env/include/site/python3.11/rich/rich.h" in members
+
+
+def test_two_wheels_installing_one_path_are_refused_naming_both(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    one = build_wheel(tmp_path / "a", "clash", "1.0")
+    two = build_wheel(tmp_path / "b", "clash", "1.0")  # same files, another "package"
+    inputs = [as_artifact(store, one, "clash", "1.0"), (package_for(two, "clash-fork", "1.0"), two)]
+
+    with pytest.raises(CheckFailed, match=r"clash-fork 1\.0 and clash 1\.0 both install /opt/env/lib"):
+        build_layer(store, inputs, INTERP, "x")
+    assert list(store.tmp.iterdir()) == []
+
+
+def test_a_wheel_writing_outside_its_scheme_is_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    info = "evil-1.0.dist-info"
+    files = {
+        "evil-1.0.data/data/../../../etc/passwd": b"root::0:0::/:/bin/sh\n",
+        f"{info}/METADATA": b"Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n",
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(f"{p},{_record_hash(d)},{len(d)}\n" for p, d in files.items())
+    files[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()
+    path = tmp_path / "evil-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        for arcname, data in files.items():
+            zf.writestr(zipfile.ZipInfo(arcname, _EPOCH), data)
+
+    with pytest.raises(CheckFailed, match="outside /opt/env"):
+        build_layer(store, [as_artifact(store, path, "evil", "1.0")], INTERP, "x")
