@@ -103,6 +103,7 @@ def _from_store(ref: str) -> tuple[str, Lock] | None:
                 env=tuple(sorted(plat.get("env", {}).items())),
                 workdir=plat.get("workdir", "/workspace"),
                 system=tuple(plat.get("system", [])),
+                bytecode=bool(plat.get("bytecode", False)),
                 packages=packages,
             )
         )

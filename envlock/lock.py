@@ -96,6 +96,7 @@ class PlatformLock:
     system: tuple[str, ...] = ()
     # conda channel URLs in priority order (how it was resolved, like pip_options)
     conda_channels: tuple[str, ...] = ()
+    bytecode: bool = False  # the image carries .pyc compiled by the base's interpreter
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -107,6 +108,7 @@ class PlatformLock:
             "env": dict(self.env),
             "workdir": self.workdir,
             "system": sorted(self.system),
+            **({"bytecode": True} if self.bytecode else {}),  # absent when off: env IDs stay as they were
             "packages": [p.identity() for p in sorted(self.packages)],
         }
 
@@ -122,6 +124,8 @@ class PlatformLock:
             "workdir": self.workdir,
             "system": sorted(self.system),
         }
+        if self.bytecode:
+            data["bytecode"] = True
         if self.conda_channels:
             data["conda-channels"] = list(self.conda_channels)
         if self.packages:
@@ -221,6 +225,8 @@ def parse(text: str, path: Path | str = "<lock>") -> Lock:
             raise LockError(f"{pw}: 'system' must be a list of strings", _RELOCK)
         if not isinstance(raw.get("workdir", "/workspace"), str):
             raise LockError(f"{pw}: 'workdir' must be a string", _RELOCK)
+        if not isinstance(raw.get("bytecode", False), bool):
+            raise LockError(f"{pw}: 'bytecode' must be true or false", _RELOCK)
         options = raw.get("pip-options", [])
         if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
             raise LockError(f"{pw}: 'pip-options' must be a list of strings", _RELOCK)
@@ -260,6 +266,7 @@ def parse(text: str, path: Path | str = "<lock>") -> Lock:
                 workdir=raw.get("workdir", "/workspace"),
                 system=tuple(sorted(system)),
                 conda_channels=tuple(channels),
+                bytecode=raw.get("bytecode", False),
                 packages=tuple(packages),
             )
         )

@@ -403,6 +403,7 @@ def lock_spec(
                 workdir=spec.image.workdir,
                 system=tuple(sorted(spec.image.system)),
                 conda_channels=channels if conda_packages else (),
+                bytecode=spec.image.bytecode,
                 packages=(*conda_packages, *_relative(packages, spec)),
             )
         )

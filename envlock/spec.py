@@ -58,6 +58,7 @@ class ImageSection:
     system: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     workdir: str = "/workspace"
+    bytecode: bool = False  # compile .pyc into the image (PEP 552, by the base's interpreter)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ class Spec:
                 "workdir": self.image.workdir,
             },
         }
+        if self.image.bytecode:  # only when set: specs without it keep their hash
+            data["image"]["bytecode"] = True
         if self.framework is not None:
             data["framework"] = {
                 "name": self.framework.name,
@@ -379,7 +382,7 @@ def _conda(c: _Checker, raw: Any) -> CondaSection:
 
 
 def _image(c: _Checker, raw: Any) -> ImageSection:
-    image = c.table(raw, ("image",), ("base", "system", "env", "workdir"))
+    image = c.table(raw, ("image",), ("base", "system", "env", "workdir", "bytecode"))
     base = c.string(image, ("image", "base"))
     system = c.strings(image, ("image", "system"))
     env_raw = image.get("env", {})
@@ -394,7 +397,12 @@ def _image(c: _Checker, raw: Any) -> ImageSection:
             "'system' packages need a debian:SUITE base",
             'set base = "debian:bookworm" or install them in your own base image',
         )
-    return ImageSection(base=base, system=system, env=tuple(sorted(env_raw.items())), workdir=workdir)
+    bytecode = image.get("bytecode", False)
+    if not isinstance(bytecode, bool):
+        raise c.fail(("image", "bytecode"), "'image.bytecode' must be true or false")
+    return ImageSection(
+        base=base, system=system, env=tuple(sorted(env_raw.items())), workdir=workdir, bytecode=bytecode
+    )
 
 
 def discover(directory: Path) -> list[Path]:

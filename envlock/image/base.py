@@ -121,7 +121,8 @@ def load(store: Store, reference: str, manifest_digest: str, python: str) -> Bas
 _PY = re.compile(r"^(usr/local/bin|usr/bin)/python(3\.\d+)$")
 
 
-def _open_layer(store: Store, layer: Layer) -> IO[bytes]:
+def open_layer(store: Store, layer: Layer) -> IO[bytes]:
+    """A base layer's tar, uncompressed."""
     fh: IO[bytes] = store.blob_path(layer.digest).open("rb")
     if layer.media_type.endswith("gzip"):
         return gzip.GzipFile(fileobj=fh)  # type: ignore[return-value]
@@ -135,7 +136,7 @@ def find_interpreter(store: Store, manifest: str, layers: Sequence[Layer]) -> In
         return Interpreter(**data) if data else None
     found: dict[str, str] = {}
     for la in layers:
-        with _open_layer(store, la) as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
+        with open_layer(store, la) as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
             for member in tar:
                 name = member.name.removeprefix("./")
                 m = _PY.match(name)

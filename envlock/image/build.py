@@ -185,6 +185,11 @@ def build_lock(
     # With conda's own python, /opt/env is a conda prefix and its interpreter is conda's;
     # otherwise it is a virtual environment on the base's interpreter, conda files added.
     conda_python = condamod.has_python(conda)
+    if plat.bytecode and conda_python:
+        raise UsageError(
+            "bytecode = true needs the base's Python, but this environment runs conda's python",
+            "drop bytecode from the spec's [image] table; conda's own packages carry their byte code",
+        )
     interpreter = (
         venv.Interpreter(f"{venv.PREFIX}/bin/python{plat.python}", plat.python)
         if conda_python
@@ -207,8 +212,9 @@ def build_lock(
     groups = _groups(wheels)
     # largest first, so the long ones start at once and the small ones fill the other cores
     package_layers = _build_layers(store, groups, interpreter, workers)
+    code_layers = _bytecode_layers(store, base, groups, workers, say) if plat.bytecode else []
     lock_layer = venv.store_entries(store, lock_layer_entries(lock), "envlock: lock")
-    ours = (*first, *package_layers, lock_layer)
+    ours = (*first, *package_layers, *code_layers, lock_layer)
 
     env = {"PATH": "/opt/env/bin:" + _base_path(base.config)}
     env["CONDA_PREFIX" if conda_python else "VIRTUAL_ENV"] = "/opt/env"
@@ -282,6 +288,46 @@ def _build_layers(
         for future in futures.values():
             future.result()  # raise the first failure
     return [venv.build_layer(store, wheels, interpreter, label) for label, wheels in groups]
+
+
+def _bytecode_layers(
+    store: Store,
+    base: basemod.BaseImage,
+    groups: list[tuple[str, list[tuple[Package, Path]]]],
+    workers: int,
+    say: Say,
+) -> list[Layer]:
+    """A byte-code layer per package layer, compiled by the base's interpreter; cached by
+    the package layer's inputs and the base."""
+    from envlock.image import bytecode
+
+    interp = base.interpreter
+    labels = [label.replace("envlock: pip ", "envlock: byte code ", 1) for label, _ in groups]
+    keys = [
+        bytecode.layer_key(venv.layer_key([p for p, _ in wheels], interp), base.digest, interp)
+        for _, wheels in groups
+    ]
+    layers = [venv.cached_by_key(store, key, label) for key, label in zip(keys, labels, strict=True)]
+    todo = [i for i, found in enumerate(layers) if found is None]
+    if todo:
+        files = [bytecode.sources(venv.wheel_entries(groups[i][1], interp), interp) for i in todo]
+        count = sum(len(f) for f in files)
+        say(f"Compiling {count} Python files to byte code with the base's {interp.path}")
+        streams = [basemod.open_layer(store, la) for la in base.layers]
+        try:
+            with bytecode.runtime(store, streams, interp) as rt:
+                tag, pycs = bytecode.compile_all(rt, [f for group in files for f in group], workers)
+        finally:
+            for stream in streams:
+                stream.close()
+        start = 0
+        for i, group in zip(todo, files, strict=True):
+            entries = bytecode.layer_entries(group, pycs[start : start + len(group)], tag)
+            start += len(group)
+            layer = venv.store_entries(store, entries, labels[i])
+            venv.cache_by_key(store, keys[i], layer)
+            layers[i] = layer
+    return [la for la in layers if la is not None]
 
 
 def _worker_init() -> None:

@@ -252,6 +252,15 @@ def cached(store: Store, wheels: Sequence[tuple[Package, Path]], interp: Interpr
     return _from_cache(store, store.root / "layers" / f"{layer_key([p for p, _ in wheels], interp)}.json", "")
 
 
+def cached_by_key(store: Store, key: str, created_by: str) -> Layer | None:
+    """A layer from the layer cache by its key, if its blob is still in the store."""
+    return _from_cache(store, store.root / "layers" / f"{key}.json", created_by)
+
+
+def cache_by_key(store: Store, key: str, layer: Layer) -> None:
+    _to_cache(store, store.root / "layers" / f"{key}.json", layer)
+
+
 def _from_cache(store: Store, cache: Path, created_by: str) -> Layer | None:
     if not cache.is_file():
         return None

@@ -32,11 +32,13 @@ def build_wheel(
     tag: str = "py3-none-any",
     entry_points: dict[str, str] | None = None,
     payload: int = 0,
+    modules: dict[str, str] | None = None,
 ) -> Path:
     """Write a minimal, valid, byte-reproducible wheel and return its path.
 
     ``entry_points`` maps console script names to ``module:function``; ``payload``
-    adds that many incompressible (but fixed) bytes, for tests that need a slow build.
+    adds that many incompressible (but fixed) bytes, for tests that need a slow build;
+    ``modules`` adds source files by their path in the package (``"sub/mod.py"``).
     """
     dist = name.replace("-", "_")
     info = f"{dist}-{version}.dist-info"
@@ -52,6 +54,8 @@ def build_wheel(
         files[f"{dist}/cli.py"] = "def main():\n    print('hello from " + name + "')\n"
         lines = "".join(f"{k} = {v}\n" for k, v in sorted(entry_points.items()))
         files[f"{info}/entry_points.txt"] = "[console_scripts]\n" + lines
+    for relative, text in (modules or {}).items():
+        files[f"{dist}/{relative}"] = text
     blobs: dict[str, bytes] = {}
     if payload:
         blobs[f"{dist}/payload.bin"] = _noise(payload, name)

@@ -100,6 +100,28 @@ def test_round_trip_keeps_optional_fields(platform_lock: Plat) -> None:
     assert lockmod.parse(lockmod.render(lock)) == lock
 
 
+def test_bytecode_round_trips_and_is_part_of_the_env_id(lock: Lock) -> None:
+    compiled = lockmod.make(SPEC_HASH, [replace(p, bytecode=True) for p in lock.platforms], META)
+
+    assert lockmod.parse(lockmod.render(compiled)) == compiled
+    assert "bytecode = true" in lockmod.render(compiled)
+    assert compiled.env_id != lock.env_id
+
+
+def test_a_lock_without_bytecode_says_nothing_of_it(lock: Lock) -> None:
+    """Locks written before the option existed keep their env ID and their bytes."""
+    assert "bytecode" not in lockmod.render(lock)
+    assert all("bytecode" not in p.identity() for p in lock.platforms)
+
+
+def test_a_bytecode_that_is_not_a_boolean_is_a_lock_error(lock: Lock) -> None:
+    text = lockmod.render(lock).replace(
+        'workdir = "/workspace"', 'workdir = "/workspace"\nbytecode = "yes"', 1
+    )
+    with pytest.raises(LockError, match="'bytecode' must be true or false"):
+        lockmod.parse(text)
+
+
 # --- env ID ----------------------------------------------------------------------------
 
 

@@ -273,6 +273,26 @@ def test_relative_workdir_is_rejected(tmp_path: Path) -> None:
     assert "must be an absolute path" in err.message
 
 
+def test_bytecode_is_off_by_default_and_out_of_the_canonical_form(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('python = "3.11"\n')
+    assert load(path).image.bytecode is False
+    assert "bytecode" not in load(path).canonical()["image"]
+
+
+def test_bytecode_true_is_part_of_the_canonical_form(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('python = "3.11"\n[image]\nbytecode = true\n')
+    assert load(path).image.bytecode is True
+    assert load(path).canonical()["image"]["bytecode"] is True
+
+
+def test_a_bytecode_that_is_not_a_boolean_is_rejected(tmp_path: Path) -> None:
+    path, err = spec_error(tmp_path, 'python = "3.11"\n[image]\nbytecode = "yes"\n')
+    assert line_of(err, path) == 3
+    assert "'image.bytecode' must be true or false" in err.message
+
+
 def test_spec_filename_with_a_dot_is_rejected(tmp_path: Path) -> None:
     (tmp_path / "specs").mkdir()
     path, err = spec_error(tmp_path, 'python = "3.11"\n', name="specs/a.b.toml")

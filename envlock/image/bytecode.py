@@ -1,0 +1,328 @@
+"""Byte code for an image's packages (PEP 552), compiled by the base image's own interpreter.
+
+Opt-in (``[image] bytecode = true``): a byte-code layer per package layer, holding
+``__pycache__/*.pyc`` for every ``.py`` file in ``site-packages``, as ``pip install``
+would compile them.  Three choices keep the bytes a function of the lock and the base:
+
+* **The base's interpreter compiles.**  Its ``python3.X``, standard library and shared
+  libraries are copied out of the base's layers and run through the base's own dynamic
+  loader: no container, no root, and never the host's Python, whose patch release
+  (and so its compiler) differs from machine to machine.
+* **marshal format 2.**  Formats 3 and 4 mark objects for back-references by their
+  *reference count*, which depends on what else the compiling process holds; format 2
+  has no back-references, so it depends on the code alone.  ``PYTHONHASHSEED=0`` fixes
+  the order of set constants.  Every Python 3 reads format 2.
+* **Checked hashes.**  The ``.pyc`` carries the source's hash, not its mtime (layers have
+  none); Python checks it on import, so a source edited in a running container is still
+  honoured rather than shadowed by stale byte code.
+
+Files that do not compile (templates, Python 2 leftovers) get no ``.pyc``, as with pip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import posixpath
+import re
+import shutil
+import struct
+import subprocess
+import tarfile
+import tempfile
+import threading
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from envlock.errors import CheckFailed, ToolMissing
+from envlock.image import layer as layermod
+from envlock.image.venv import Interpreter
+from envlock.store import Store, canonical_json
+
+FORMAT = "envlock-bytecode/1"
+MARSHAL_VERSION = 2
+FLAGS = 0b11  # PEP 552: hash-based, checked against the source on import
+
+# Run by the base's interpreter: read (path, source) frames on stdin, answer with .pyc
+# bytes (empty when the source does not compile).  Python 3.6+ syntax only.
+DRIVER = r"""
+import sys
+sys.path[:] = [p for p in sys.path if p]
+import importlib.util, marshal, struct, warnings
+warnings.simplefilter("ignore")
+rd, wr = sys.stdin.buffer, sys.stdout.buffer
+def take(n):
+    data = rd.read(n)
+    if len(data) != n:
+        raise SystemExit(0 if not data else 3)
+    return data
+head = sys.implementation.cache_tag.encode() + b" " + importlib.util.MAGIC_NUMBER.hex().encode()
+wr.write(struct.pack(">I", len(head)) + head)
+wr.flush()
+while True:
+    first = rd.read(4)
+    if not first:
+        break
+    path = take(struct.unpack(">I", first)[0]).decode("utf-8", "surrogateescape")
+    source = take(struct.unpack(">I", take(4))[0])
+    try:
+        code = compile(source, path, "exec", dont_inherit=True, optimize=0)
+    except Exception:
+        out = b""
+    else:
+        out = (importlib.util.MAGIC_NUMBER + struct.pack("<I", @FLAGS@)
+               + importlib.util.source_hash(source) + marshal.dumps(code, @MARSHAL@))
+    wr.write(struct.pack(">I", len(out)) + out)
+    wr.flush()
+""".replace("@FLAGS@", str(FLAGS)).replace("@MARSHAL@", str(MARSHAL_VERSION))
+
+_LIB_DIRS = ("lib", "lib64", "usr/lib", "usr/lib64", "usr/local/lib")
+_SHARED = re.compile(r"^(?:usr/)?(?:local/)?lib(?:64|32)?/(?:x86_64-linux-gnu/)?[^/]+\.so(?:\.[0-9.]+)?$")
+LOADER = "lib64/ld-linux-x86-64.so.2"
+
+
+def layer_key(package_layer_key: str, base_digest: str, interp: Interpreter) -> str:
+    """The byte code of one package layer, as compiled by one base's interpreter."""
+    data = {"format": FORMAT, "layer": package_layer_key, "base": base_digest, "interpreter": interp.path}
+    return hashlib.sha256(canonical_json(data)).hexdigest()
+
+
+def sources(entries: Sequence[layermod.Entry], interp: Interpreter) -> list[tuple[str, bytes]]:
+    """``(image path, source)`` for each ``.py`` file of a package layer in ``site-packages``."""
+    site = f"opt/env/lib/python{interp.version}/site-packages/"
+    out: list[tuple[str, bytes]] = []
+    archives: dict[Path, zipfile.ZipFile] = {}
+    try:
+        for e in sorted(entries, key=lambda e: e.path):
+            if e.kind != "file" or not e.path.startswith(site) or not e.path.endswith(".py"):
+                continue
+            if e.data is not None:
+                data = e.data
+            elif e.member and e.source is not None:
+                if e.source not in archives:
+                    archives[e.source] = zipfile.ZipFile(e.source)
+                data = archives[e.source].read(e.member)
+            else:
+                assert e.source is not None
+                data = e.source.read_bytes()
+            out.append(("/" + e.path, data))
+    finally:
+        for archive in archives.values():
+            archive.close()
+    return out
+
+
+def pyc_path(source_path: str, cache_tag: str) -> str:
+    """``a/b/mod.py`` -> ``a/b/__pycache__/mod.<tag>.pyc`` (what ``importlib`` looks for)."""
+    head, name = posixpath.split(source_path.strip("/"))
+    return f"{head}/__pycache__/{name[:-3]}.{cache_tag}.pyc"
+
+
+# -- the base's interpreter, outside the base ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Runtime:
+    root: Path  # the base's interpreter, libraries and standard library, copied out
+    interp: Interpreter
+
+    def command(self) -> list[str]:
+        loader = _inside(self.root, LOADER)
+        if loader is None:
+            raise CheckFailed(
+                f"the base has no dynamic loader at /{LOADER}, so its Python cannot compile byte code here",
+                "set bytecode = false, or use a glibc-based x86_64 base such as debian:bookworm",
+            )
+        python = _inside(self.root, self.interp.path)
+        if python is None:
+            raise CheckFailed(f"the base's interpreter {self.interp.path} could not be copied out of it")
+        libs = ":".join(str(self.root / d / sub) for d in _LIB_DIRS for sub in ("x86_64-linux-gnu", ""))
+        return [str(loader), "--library-path", libs, str(python), "-S", "-B", "-s", "-c", DRIVER]
+
+    def env(self) -> dict[str, str]:
+        home = self.interp.path.rsplit("/", 2)[0]  # /usr/bin/python3.11 -> /usr
+        return {"PYTHONHOME": str(self.root) + home, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+@contextlib.contextmanager
+def runtime(store: Store, layers: Sequence[IO[bytes]], interp: Interpreter) -> Iterator[Runtime]:
+    """Copy what the base's Python needs to run out of its layers (uncompressed tar
+    streams, bottom first) into the store's ``tmp/``; removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="runtime-", dir=store.tmp))
+    try:
+        version = interp.version
+        home = interp.path.rsplit("/", 2)[0].strip("/")
+        wanted = re.compile(
+            rf"^(?:{re.escape(interp.path.strip('/'))}|{re.escape(home)}/lib/python{re.escape(version)}/.*"
+            rf"|{re.escape(LOADER)})$"
+        )
+        for stream in layers:
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                for member in tar:
+                    name = member.name.removeprefix("./").rstrip("/")
+                    if member.isdir() or not (
+                        wanted.match(name) or _SHARED.match(name) or name in ("lib", "lib64", "lib32")
+                    ):
+                        continue
+                    if "/test/" in name and name.startswith(f"{home}/lib/python"):
+                        continue  # the standard library's own tests: a third of its size
+                    _extract(tar, member, root, name)
+        yield Runtime(root, interp)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path, name: str) -> None:
+    target = root / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+    if member.issym():
+        target.symlink_to(member.linkname)
+    elif member.islnk():
+        source = root / member.linkname.removeprefix("./")
+        if source.is_file():  # a hard link to a file that was not wanted is left out
+            os.link(source, target)
+    elif member.isfile():
+        fh = tar.extractfile(member)
+        assert fh is not None
+        with target.open("wb") as out:
+            shutil.copyfileobj(fh, out, 1 << 20)
+        target.chmod(0o755 if member.mode & 0o111 else 0o644)
+
+
+def _inside(root: Path, path: str, hops: int = 40) -> Path | None:
+    """``path`` as the base sees it, symlinks followed inside ``root`` (absolute ones too)."""
+    parts = [p for p in path.strip("/").split("/") if p]
+    current = root
+    while parts and hops > 0:
+        part = parts.pop(0)
+        candidate = current / part
+        if candidate.is_symlink():
+            hops -= 1
+            target = str(candidate.readlink())
+            rest = [p for p in target.split("/") if p]
+            current = root if target.startswith("/") else current
+            parts = rest + parts
+            continue
+        if part == "..":
+            current = current.parent if current != root else root
+            continue
+        current = candidate
+    return current if current.exists() and hops > 0 else None
+
+
+# -- compiling -------------------------------------------------------------------------------
+
+
+def compile_all(rt: Runtime, files: Sequence[tuple[str, bytes]], workers: int) -> tuple[str, list[bytes]]:
+    """Compile ``files`` on ``workers`` processes of the base's interpreter.
+
+    Returns the interpreter's cache tag and each file's ``.pyc`` (``b""`` when it does
+    not compile), in the order given.  Which process compiles which file does not
+    change a byte (format 2 has no back-references).
+    """
+    workers = max(1, min(workers, len(files)))
+    results: list[bytes] = [b""] * len(files)
+    tags: list[str] = [""] * workers
+    errors: list[BaseException] = []
+
+    def drive(k: int) -> None:
+        try:
+            tags[k] = _drive(rt, [(i, files[i]) for i in range(k, len(files), workers)], results)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=drive, args=(k,), name=f"envlock-compile-{k}") for k in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    if len(set(tags)) != 1:
+        raise CheckFailed(f"the base's interpreter reported different cache tags: {sorted(set(tags))}")
+    return tags[0], results
+
+
+def _drive(rt: Runtime, work: list[tuple[int, tuple[str, bytes]]], results: list[bytes]) -> str:
+    with tempfile.TemporaryFile() as errors:  # not a pipe: a chatty compiler must not block on it
+        return _drive_with(rt, work, results, errors)
+
+
+def _drive_with(
+    rt: Runtime, work: list[tuple[int, tuple[str, bytes]]], results: list[bytes], errors: IO[bytes]
+) -> str:
+    try:
+        proc = subprocess.Popen(
+            rt.command(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            env=rt.env(),
+            cwd=rt.root,
+        )
+    except OSError as exc:
+        raise ToolMissing(
+            f"cannot run the base's Python to compile byte code: {exc}",
+            "set bytecode = false in the spec's [image] table",
+        ) from None
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        tag = _frame(proc, rt, errors).decode().split()[0]
+        for i, (path, source) in work:
+            encoded = path.encode("utf-8", "surrogateescape")
+            proc.stdin.write(struct.pack(">I", len(encoded)) + encoded + struct.pack(">I", len(source)))
+            proc.stdin.write(source)
+            proc.stdin.flush()
+            results[i] = _frame(proc, rt, errors)
+        proc.stdin.close()
+        if proc.wait() != 0:
+            raise _failed(proc, rt, errors)
+        return tag
+    except BrokenPipeError:
+        raise _failed(proc, rt, errors) from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+
+def _frame(proc: subprocess.Popen[bytes], rt: Runtime, errors: IO[bytes]) -> bytes:
+    assert proc.stdout is not None
+    head = proc.stdout.read(4)
+    if len(head) != 4:
+        raise _failed(proc, rt, errors)
+    (size,) = struct.unpack(">I", head)
+    data = proc.stdout.read(size)
+    if len(data) != size:
+        raise _failed(proc, rt, errors)
+    return data
+
+
+def _failed(proc: subprocess.Popen[bytes], rt: Runtime, errors: IO[bytes]) -> CheckFailed:
+    proc.kill()
+    proc.wait()
+    errors.seek(0)
+    err = errors.read().decode(errors="replace").strip()
+    last = err.splitlines()[-1] if err else f"exit status {proc.returncode}"
+    return CheckFailed(
+        f"the base's Python ({rt.interp.path}) failed while compiling byte code: {last}",
+        "set bytecode = false in the spec's [image] table, or report the base and the package",
+    )
+
+
+def layer_entries(
+    files: Sequence[tuple[str, bytes]], pycs: Sequence[bytes], tag: str
+) -> list[layermod.Entry]:
+    pairs = zip(files, pycs, strict=True)
+    return [layermod.file(pyc_path(path, tag), pyc) for (path, _), pyc in pairs if pyc]

@@ -1,0 +1,53 @@
+"""bytecode: where .pyc files go, what their cache key covers, paths resolved inside a copied base."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from envlock.image import bytecode
+from envlock.image.venv import Interpreter
+
+INTERP = Interpreter("/usr/bin/python3.11", "3.11")
+
+
+def test_pyc_paths_are_where_importlib_looks() -> None:
+    assert (
+        bytecode.pyc_path("/opt/env/lib/python3.11/site-packages/pkg/mod.py", "cpython-311")
+        == "opt/env/lib/python3.11/site-packages/pkg/__pycache__/mod.cpython-311.pyc"
+    )
+
+
+def test_the_key_covers_the_packages_the_base_and_its_interpreter() -> None:
+    key = bytecode.layer_key("a" * 64, "sha256:" + "1" * 64, INTERP)
+    assert key != bytecode.layer_key("b" * 64, "sha256:" + "1" * 64, INTERP)
+    assert key != bytecode.layer_key("a" * 64, "sha256:" + "2" * 64, INTERP)
+    assert key != bytecode.layer_key(
+        "a" * 64, "sha256:" + "1" * 64, Interpreter("/usr/local/bin/python3.11", "3.11")
+    )
+
+
+def test_absolute_symlinks_resolve_inside_the_copy(tmp_path: Path) -> None:
+    (tmp_path / "usr/lib/x86_64-linux-gnu").mkdir(parents=True)
+    (tmp_path / "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2").write_bytes(b"\x7fELF")
+    (tmp_path / "usr/lib64").mkdir()
+    (tmp_path / "usr/lib64/ld-linux-x86-64.so.2").symlink_to("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+    (tmp_path / "lib").symlink_to("usr/lib")
+    (tmp_path / "lib64").symlink_to("usr/lib64")
+
+    found = bytecode._inside(tmp_path, "/lib64/ld-linux-x86-64.so.2")
+
+    assert found == tmp_path / "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+
+
+def test_a_symlink_loop_or_a_missing_file_resolves_to_nothing(tmp_path: Path) -> None:
+    (tmp_path / "a").symlink_to("/b")
+    (tmp_path / "b").symlink_to("/a")
+    assert bytecode._inside(tmp_path, "/a/python") is None
+    assert bytecode._inside(tmp_path, "/usr/bin/python3.11") is None
+
+
+def test_dot_dot_cannot_leave_the_copy(tmp_path: Path) -> None:
+    (tmp_path / "usr/bin").mkdir(parents=True)
+    (tmp_path / "usr/bin/python3").write_bytes(b"")
+    (tmp_path / "usr/bin/up").symlink_to("../../../../../usr/bin/python3")
+    assert bytecode._inside(tmp_path, "/usr/bin/up") == tmp_path / "usr/bin/python3"
