@@ -11,7 +11,9 @@ verified) and the same base image:
   * docker: `docker build --no-cache` of a Dockerfile that COPYs the same wheels into
     the image and `pip install`s them from that local wheelhouse (as in issue 3).
 
-Also measured: rebuild of an already-built lock, bytes shared by two environments that
+The envlock side is measured twice: as specs get it by default (no byte code in the
+image; Python compiles on first import) and with `bytecode = true` (every .py compiled,
+as pip does in the Dockerfile).  Also measured: rebuild of an already-built lock, bytes shared by two environments that
 differ in one small package, image sizes (as the engine reports them), and this
 machine's sha256 and unzip throughput.  Starts its own dockerd on a private socket
 unless DOCKER_HOST is set.  Writes bench/results/build.json and prints a table.
@@ -38,7 +40,7 @@ DEFAULT_TORCH = Path("/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x8
 PACKAGES = ["numpy", "pandas", "scipy", "scikit-learn"]
 
 
-def spec_text(torch: Path, extra: str = "") -> str:
+def spec_text(torch: Path, extra: str = "", bytecode: bool = False) -> str:
     version = torch.name.split("-")[1]
     pkgs = ", ".join(f'"{p}"' for p in [f"torch=={version}", *PACKAGES, *([extra] if extra else [])])
     return f"""python = "3.11"
@@ -48,7 +50,7 @@ find-links = ["{torch.parent}"]
 exclude-newer = "2026-11-01"
 [image]
 base = "debian:bookworm"
-"""
+""" + ("bytecode = true\n" if bytecode else "")
 
 
 def envlock(*args: str, cwd: Path, env: dict[str, str]) -> tuple[float, str]:
@@ -183,6 +185,24 @@ def main() -> None:
             int(docker("image", "inspect", "--format", "{{.Size}}", image_id, env=env)) / 1e6
         )
 
+        # the same with byte code compiled into the image (as pip in the Dockerfile does)
+        compiled = work / "specs/cpubc.toml"
+        compiled.write_text(spec_text(args.torch_wheel, bytecode=True))
+        envlock("lock", str(compiled), cwd=work, env=env)
+        bytecode_times = []
+        for _ in range(args.runs):
+            reset_store(store, keep)
+            took, compiled_id = envlock("build", str(compiled), "-q", cwd=work, env=env)
+            bytecode_times.append(took)
+        results["envlock_bytecode_build_s"] = round(statistics.median(bytecode_times), 2)
+        results["envlock_bytecode_build_samples"] = [round(t, 2) for t in bytecode_times]
+        print("envlock build, bytecode = true:", results["envlock_bytecode_build_samples"], flush=True)
+        envlock("build", str(compiled), "-q", "--load", cwd=work, env=env)
+        results["envlock_bytecode_image_MB"] = round(
+            int(docker("image", "inspect", "--format", "{{.Size}}", compiled_id, env=env)) / 1e6
+        )
+        envlock("build", str(spec), "-q", cwd=work, env=env)  # the plain image again, for the sharing test
+
         # docker build of the equivalent Dockerfile, same wheels, same base
         ctx = work / "ctx"
         (ctx / "wheels").mkdir(parents=True)
@@ -258,6 +278,8 @@ engine.load(s, load_image(s, "{base_manifest}"), ["{base_tag}"])
     speedup = float(results["docker_build_s"]) / float(results["envlock_build_s"])  # type: ignore[arg-type]
     smaller = 100 * (1 - float(results["envlock_image_MB"]) / float(results["docker_image_MB"]))  # type: ignore[arg-type]
     results["speedup_vs_docker"] = round(speedup, 1)
+    bc_speedup = float(results["docker_build_s"]) / float(results["envlock_bytecode_build_s"])  # type: ignore[arg-type]
+    results["bytecode_speedup_vs_docker"] = round(bc_speedup, 1)
     results["smaller_than_docker_pct"] = round(smaller, 1)
     out = HERE / "results"
     out.mkdir(exist_ok=True)
@@ -270,6 +292,9 @@ engine.load(s, load_image(s, "{base_manifest}"), ["{base_tag}"])
     e, d = r["envlock_build_s"], r["docker_build_s"]
     print(f"| build, warm artifacts | {e} s | {d} s | {speedup:.1f}x faster |")
     print(f"| image size | {r['envlock_image_MB']} MB | {r['docker_image_MB']} MB | {smaller:.0f}% smaller |")
+    b = r["envlock_bytecode_build_s"]
+    print(f"| build with bytecode = true | {b} s | {d} s | {bc_speedup:.1f}x faster |")
+    print(f"| image size with bytecode | {r['envlock_bytecode_image_MB']} MB | {r['docker_image_MB']} MB | |")
     ei, di = r["envlock_ids_distinct"], r["docker_ids_distinct"]
     print(f"| distinct IDs, {args.runs} builds | {ei} | {di} | |")
     print(f"| rebuild of a built lock | {results['envlock_rebuild_s']} s | | target < 0.5 s |")

@@ -113,9 +113,27 @@ class Client:
         req = urllib.request.Request(url)
         if creds:
             req.add_header("Authorization", f"Basic {creds}")
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            token = json.loads(resp.read())
-        self._auth = f"Bearer {token.get('token') or token.get('access_token')}"
+        login = f"docker login {self.ref.registry}"
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                token = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                what = "refused the credentials" if creds else "needs credentials"
+                where = f"token server {params['realm']}"
+                raise ServiceUnavailable(f"{self.ref.registry} {what} ({where})", login) from None
+            raise ServiceUnavailable(
+                f"the token server of {self.ref.registry} answered {exc.code} ({params['realm']})"
+            ) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as exc:
+            raise ServiceUnavailable(
+                f"cannot get a token for {self.ref.registry} from {params.get('realm', '?')}: "
+                f"{getattr(exc, 'reason', exc)}"
+            ) from None
+        value = token.get("token") or token.get("access_token") if isinstance(token, dict) else None
+        if not isinstance(value, str):
+            raise ServiceUnavailable(f"the token server of {self.ref.registry} sent no token")
+        self._auth = f"Bearer {value}"
 
     def request(
         self,
@@ -140,7 +158,18 @@ class Client:
                     continue
                 if exc.code in ok:
                     return exc
-                raise
+                if exc.code in (401, 403):
+                    what = "refused the credentials" if exc.code == 401 else "denied access"
+                    raise ServiceUnavailable(
+                        f"{self.ref.registry} {what} for {self.ref.repository} ({method} {exc.code})",
+                        f"docker login {self.ref.registry}",
+                    ) from None
+                if exc.code == 404:
+                    raise  # the callers say what was missing
+                raise ServiceUnavailable(
+                    f"{self.ref.registry} answered {exc.code} {exc.reason} to {method} {url}",
+                    "check the registry's logs; retry when it is healthy",
+                ) from None
             except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
                 raise ServiceUnavailable(
                     f"cannot reach registry {self.ref.registry}: {getattr(exc, 'reason', exc)}",

@@ -248,18 +248,20 @@ def start_dockerd(root: Path) -> tuple[subprocess.Popen[bytes], Dockerd]:
     return proc, Dockerd(host, root)
 
 
-def start_registry(root: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_registry(root: Path, auth: str = "") -> tuple[subprocess.Popen[bytes], str]:
+    """docker-registry on 127.0.0.1; ``auth`` is the YAML of its ``auth:`` section, if any."""
     port = free_port()
     config = root / "config.yml"
     config.write_text(
         "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
-        f"    rootdirectory: {root / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
+        f"    rootdirectory: {root / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n" + auth
     )
     log = (root / "registry.log").open("wb")
     proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
     address = f"127.0.0.1:{port}"
 
     def up() -> bool:
+        import urllib.error
         import urllib.request
 
         if proc.poll() is not None:
@@ -267,6 +269,8 @@ def start_registry(root: Path) -> tuple[subprocess.Popen[bytes], str]:
         try:
             with urllib.request.urlopen(f"http://{address}/v2/", timeout=2):
                 return True
+        except urllib.error.HTTPError as exc:
+            return exc.code == 401  # up, and asking for credentials
         except OSError:
             return False
 
