@@ -178,6 +178,45 @@ def run_envlock(*args: str, cwd: Path, env: dict[str, str] | None = None) -> sub
     )
 
 
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def hostile_env(tmp: Path) -> dict[str, str]:
+    """Another machine, as far as one process can tell: time zone, locale, temp dir, hash
+    seed and a clock years ahead (libfaketime)."""
+    (tmp / "tmp2").mkdir(parents=True, exist_ok=True)
+    return {
+        "TZ": "Pacific/Chatham",
+        "LC_ALL": "C",
+        "LANG": "C",
+        "TMPDIR": str(tmp / "tmp2"),
+        "PYTHONHASHSEED": "12345",
+        "LD_PRELOAD": FAKETIME_LIB,
+        "FAKETIME": "@2031-07-04 12:00:00",
+    }
+
+
+def hostile_build(spec: Path, tmp: Path) -> subprocess.CompletedProcess[str]:
+    """``envlock build`` under :func:`hostile_env` and umask 077, from another directory, into
+    another store (with a space in its path)."""
+    other = tmp / "elsewhere" / "deep dir"
+    other.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [
+            "sh",
+            "-c",
+            'umask 077 && exec "$0" -m envlock build "$1" --store "$2"',
+            sys.executable,
+            str(spec),
+            str(other / "store b"),
+        ],
+        cwd=other,
+        env={**os.environ, **hostile_env(tmp)},
+        capture_output=True,
+        text=True,
+    )
+
+
 def write_spec(directory: Path, name: str, body: str) -> Path:
     specs = directory / "specs"
     specs.mkdir(parents=True, exist_ok=True)

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import io
 import marshal
-import os
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-from support import Dockerd, build_wheel, docker, run_envlock, write_spec
+from support import Dockerd, build_wheel, docker, hostile_build, run_envlock, write_spec
 
 from envlock.image import base as basemod
 from envlock.image import bytecode
@@ -91,32 +89,7 @@ def test_byte_code_is_the_same_under_a_hostile_second_build(
     first = run_envlock("build", str(spec), "--store", str(tmp_path / "a"), cwd=tmp_path / "p")
     assert "Compiling 7 Python files to byte code with the base's /usr/bin/python3.11" in first.stderr
 
-    other = tmp_path / "elsewhere" / "deep dir"
-    other.mkdir(parents=True)
-    (tmp_path / "tmp2").mkdir()
-    hostile = {
-        "TZ": "Pacific/Chatham",
-        "LC_ALL": "C",
-        "LANG": "C",
-        "TMPDIR": str(tmp_path / "tmp2"),
-        "PYTHONHASHSEED": "12345",
-        "LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-        "FAKETIME": "@2031-07-04 12:00:00",
-    }
-    second = subprocess.run(
-        [
-            "sh",
-            "-c",
-            'umask 077 && exec "$0" -m envlock build "$1" --store "$2"',
-            sys.executable,
-            str(spec),
-            str(other / "store b"),
-        ],
-        cwd=other,
-        env={**os.environ, **hostile},
-        capture_output=True,
-        text=True,
-    )
+    second = hostile_build(spec, tmp_path)
     assert built_id(second) == built_id(first)
 
     files = image_files(tmp_path / "a", built_id(first))

@@ -11,7 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
-from support import Dockerd, build_wheel, docker, run_envlock, sha256_file, write_spec
+from support import (
+    Dockerd,
+    build_wheel,
+    docker,
+    hostile_build,
+    hostile_env,
+    run_envlock,
+    sha256_file,
+    write_spec,
+)
 
 from envlock import lock as lockmod
 
@@ -80,36 +89,14 @@ base = "debian:bookworm"
     assert run_envlock("lock", str(spec), cwd=tmp_path / "p").returncode == 0
     first = image_id(build(spec, tmp_path / "store-a"))
 
-    other = tmp_path / "elsewhere" / "deep dir"
-    other.mkdir(parents=True)
-    (tmp_path / "tmp2").mkdir()
-    hostile = {
-        "TZ": "Pacific/Chatham",
-        "LC_ALL": "C",
-        "LANG": "C",
-        "TMPDIR": str(tmp_path / "tmp2"),
-        "LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-        "FAKETIME": "@2031-07-04 12:00:00",
-    }
-    proc = subprocess.run(
-        [
-            "sh",
-            "-c",
-            'umask 077 && exec "$0" -m envlock build "$1" --store "$2"',
-            sys.executable,
-            str(spec),
-            str(other / "store b"),
-        ],
-        cwd=other,
-        env={**os.environ, **hostile},
-        capture_output=True,
-        text=True,
-    )
+    proc = hostile_build(spec, tmp_path)
     assert image_id(proc) == first
     # the clock really was faked for that build
     assert (
         "2031"
-        in subprocess.run(["date"], env={**os.environ, **hostile}, capture_output=True, text=True).stdout
+        in subprocess.run(
+            ["date"], env={**os.environ, **hostile_env(tmp_path)}, capture_output=True, text=True
+        ).stdout
     )
 
 

@@ -7,6 +7,7 @@ import base64
 import datetime
 import http.server
 import json
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -105,16 +106,14 @@ def test_basic_auth_push_and_pull_with_docker_config_credentials(
     assert built == pulled
 
 
+def pull_missing(tmp_path: Path, registry: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Pull an image that is not there: auth comes first."""
+    ref = f"{registry}/envlock/app@sha256:{'0' * 64}"
+    return run_envlock("pull", ref, "--store", str(tmp_path / "s"), cwd=tmp_path, env=env)
+
+
 def test_basic_auth_without_credentials_says_to_log_in(tmp_path: Path, basic_registry: str) -> None:
-    env = {"DOCKER_CONFIG": str(tmp_path / "empty")}
-    proc = run_envlock(
-        "pull",
-        f"{basic_registry}/envlock/app@sha256:{'0' * 64}",
-        "--store",
-        str(tmp_path / "s"),
-        cwd=tmp_path,
-        env=env,
-    )
+    proc = pull_missing(tmp_path, basic_registry, {"DOCKER_CONFIG": str(tmp_path / "empty")})
     assert proc.returncode == 3
     assert f"error: {basic_registry} needs credentials" in proc.stderr
     assert f"hint: docker login {basic_registry}" in proc.stderr
@@ -122,14 +121,8 @@ def test_basic_auth_without_credentials_says_to_log_in(tmp_path: Path, basic_reg
 
 
 def test_basic_auth_with_a_wrong_password_is_refused(tmp_path: Path, basic_registry: str) -> None:
-    env = docker_config(tmp_path / "docker", basic_registry, USER, "wrong")
-    proc = run_envlock(
-        "pull",
-        f"{basic_registry}/envlock/app@sha256:{'0' * 64}",
-        "--store",
-        str(tmp_path / "s"),
-        cwd=tmp_path,
-        env=env,
+    proc = pull_missing(
+        tmp_path, basic_registry, docker_config(tmp_path / "docker", basic_registry, USER, "wrong")
     )
     assert proc.returncode == 3
     assert f"error: {basic_registry} refused the credentials" in proc.stderr
@@ -253,15 +246,7 @@ def test_token_auth_with_a_wrong_password_is_refused_cleanly(
     tmp_path: Path, token_registry: tuple[str, TokenServer]
 ) -> None:
     address, _ = token_registry
-    env = docker_config(tmp_path / "docker", address, USER, "wrong")
-    proc = run_envlock(
-        "pull",
-        f"{address}/envlock/app@sha256:{'0' * 64}",
-        "--store",
-        str(tmp_path / "s"),
-        cwd=tmp_path,
-        env=env,
-    )
+    proc = pull_missing(tmp_path, address, docker_config(tmp_path / "docker", address, USER, "wrong"))
     assert proc.returncode == 3, proc.stderr
     assert "error:" in proc.stderr and address in proc.stderr
     assert "Traceback" not in proc.stderr
