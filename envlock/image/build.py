@@ -138,6 +138,11 @@ def build_lock(
             "re-create it with: envlock lock --upgrade SPEC",
         )
 
+    if plat.bytecode and condamod.has_python([p for p in plat.packages if p.manager == "conda"]):
+        raise UsageError(
+            "bytecode = true needs the base's Python, but this environment runs conda's python",
+            "drop bytecode from the spec's [image] table; conda's own packages carry their byte code",
+        )
     existing = store.find_env(lock.env_id, plat.name)
     if existing is not None:
         image = load_image(store, existing.manifest)
@@ -185,11 +190,6 @@ def build_lock(
     # With conda's own python, /opt/env is a conda prefix and its interpreter is conda's;
     # otherwise it is a virtual environment on the base's interpreter, conda files added.
     conda_python = condamod.has_python(conda)
-    if plat.bytecode and conda_python:
-        raise UsageError(
-            "bytecode = true needs the base's Python, but this environment runs conda's python",
-            "drop bytecode from the spec's [image] table; conda's own packages carry their byte code",
-        )
     interpreter = (
         venv.Interpreter(f"{venv.PREFIX}/bin/python{plat.python}", plat.python)
         if conda_python

@@ -51,3 +51,33 @@ def test_dot_dot_cannot_leave_the_copy(tmp_path: Path) -> None:
     (tmp_path / "usr/bin/python3").write_bytes(b"")
     (tmp_path / "usr/bin/up").symlink_to("../../../../../usr/bin/python3")
     assert bytecode._inside(tmp_path, "/usr/bin/up") == tmp_path / "usr/bin/python3"
+
+
+def test_byte_code_is_refused_for_an_environment_on_condas_python(tmp_path: Path) -> None:
+    import pytest
+
+    from envlock import lock as lockmod
+    from envlock.errors import UsageError
+    from envlock.image.build import build_lock
+    from envlock.lock import Package, PlatformLock
+    from envlock.store import Store
+
+    python = Package(
+        manager="conda",
+        name="python",
+        version="3.11.9",
+        url="file:///channel/linux-64/python-3.11.9-h1_0.conda",
+        sha256="a" * 64,
+        build="h1_0",
+        channel="file:///channel",
+        subdir="linux-64",
+        md5="b" * 32,
+    )
+    plat = PlatformLock(name="linux-64", python="3.11", packages=(python,), bytecode=True)
+    lock = lockmod.make("sha256:" + "0" * 64, [plat], {})
+    store = Store(tmp_path / "store")
+
+    with pytest.raises(UsageError, match="conda's python") as info:
+        build_lock(lock, tmp_path, "env", store=store)
+    assert info.value.hint is not None and "drop bytecode" in info.value.hint
+    assert list(store.blobs.iterdir()) == []
