@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -211,8 +212,10 @@ def build_lock(
         )
     groups = _groups(wheels)
     # largest first, so the long ones start at once and the small ones fill the other cores
-    package_layers = _build_layers(store, groups, interpreter, workers)
-    code_layers = _bytecode_layers(store, base, groups, workers, say) if plat.bytecode else []
+    if plat.bytecode:
+        package_layers, code_layers = _with_bytecode(store, base, groups, workers, say)
+    else:
+        package_layers, code_layers = _build_layers(store, groups, interpreter, workers), []
     lock_layer = venv.store_entries(store, lock_layer_entries(lock), "envlock: lock")
     ours = (*first, *package_layers, *code_layers, lock_layer)
 
@@ -290,12 +293,37 @@ def _build_layers(
     return [venv.build_layer(store, wheels, interpreter, label) for label, wheels in groups]
 
 
+def _with_bytecode(
+    store: Store,
+    base: basemod.BaseImage,
+    groups: list[tuple[str, list[tuple[Package, Path]]]],
+    workers: int,
+    say: Say,
+) -> tuple[list[Layer], list[Layer]]:
+    """Package layers and their byte code at once: the compiler is prepared (sources read,
+    the base's Python copied out) and runs while the package layers are written, so no core
+    waits for the other half."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    stop = threading.Event()
+    with ThreadPoolExecutor(1, thread_name_prefix="envlock-bytecode") as pool:
+        code = pool.submit(_bytecode_layers, store, base, groups, workers, say, stop)
+        try:
+            package_layers = _build_layers(store, groups, base.interpreter, workers)
+        except BaseException:
+            stop.set()  # compilers stop at their next file; this error is the one to report
+            raise
+        return package_layers, code.result()
+
+
 def _bytecode_layers(
     store: Store,
     base: basemod.BaseImage,
     groups: list[tuple[str, list[tuple[Package, Path]]]],
     workers: int,
     say: Say,
+    stop: threading.Event | None = None,
 ) -> list[Layer]:
     """A byte-code layer per package layer, compiled by the base's interpreter; cached by
     the package layer's inputs and the base."""
@@ -316,7 +344,7 @@ def _bytecode_layers(
         streams = [basemod.open_layer(store, la) for la in base.layers]
         try:
             with bytecode.runtime(store, streams, interp) as rt:
-                tag, pycs = bytecode.compile_all(rt, [f for group in files for f in group], workers)
+                tag, pycs = bytecode.compile_all(rt, [f for group in files for f in group], workers, stop)
         finally:
             for stream in streams:
                 stream.close()

@@ -220,7 +220,9 @@ def _inside(root: Path, path: str, hops: int = 40) -> Path | None:
 # -- compiling -------------------------------------------------------------------------------
 
 
-def compile_all(rt: Runtime, files: Sequence[tuple[str, bytes]], workers: int) -> tuple[str, list[bytes]]:
+def compile_all(
+    rt: Runtime, files: Sequence[tuple[str, bytes]], workers: int, stop: threading.Event | None = None
+) -> tuple[str, list[bytes]]:
     """Compile ``files`` on ``workers`` processes of the base's interpreter.
 
     Returns the interpreter's cache tag and each file's ``.pyc`` (``b""`` when it does
@@ -234,7 +236,7 @@ def compile_all(rt: Runtime, files: Sequence[tuple[str, bytes]], workers: int) -
 
     def drive(k: int) -> None:
         try:
-            tags[k] = _drive(rt, [(i, files[i]) for i in range(k, len(files), workers)], results)
+            tags[k] = _drive(rt, [(i, files[i]) for i in range(k, len(files), workers)], results, stop)
         except BaseException as exc:  # reported below
             errors.append(exc)
 
@@ -250,13 +252,16 @@ def compile_all(rt: Runtime, files: Sequence[tuple[str, bytes]], workers: int) -
     return tags[0], results
 
 
-def _drive(rt: Runtime, work: list[tuple[int, tuple[str, bytes]]], results: list[bytes]) -> str:
+Work = list[tuple[int, tuple[str, bytes]]]
+
+
+def _drive(rt: Runtime, work: Work, results: list[bytes], stop: threading.Event | None) -> str:
     with tempfile.TemporaryFile() as errors:  # not a pipe: a chatty compiler must not block on it
-        return _drive_with(rt, work, results, errors)
+        return _drive_with(rt, work, results, errors, stop)
 
 
 def _drive_with(
-    rt: Runtime, work: list[tuple[int, tuple[str, bytes]]], results: list[bytes], errors: IO[bytes]
+    rt: Runtime, work: Work, results: list[bytes], errors: IO[bytes], stop: threading.Event | None
 ) -> str:
     try:
         proc = subprocess.Popen(
@@ -276,6 +281,8 @@ def _drive_with(
     try:
         tag = _frame(proc, rt, errors).decode().split()[0]
         for i, (path, source) in work:
+            if stop is not None and stop.is_set():
+                raise CheckFailed("byte code compilation was stopped")
             encoded = path.encode("utf-8", "surrogateescape")
             proc.stdin.write(struct.pack(">I", len(encoded)) + encoded + struct.pack(">I", len(source)))
             proc.stdin.write(source)

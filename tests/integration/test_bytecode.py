@@ -10,7 +10,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from support import Dockerd, build_wheel, docker, hostile_build, run_envlock, write_spec
+from support import Dockerd, build_wheel, docker, hostile_build, run_envlock, sha256_file, write_spec
 
 from envlock.image import base as basemod
 from envlock.image import bytecode
@@ -146,3 +146,47 @@ def test_python_in_the_container_uses_the_byte_code(
     assert out.stdout.strip() == "greek shared label shared label:1:2"
     for module in ("__pycache__/sets", "deep/__pycache__/nested"):
         assert f"code object from '/{SITE}/envlock_fx_code/{module}.cpython-311.pyc'" in out.stderr
+
+
+def test_a_failing_package_layer_stops_the_compiler_and_leaves_nothing(
+    tmp_path: Path, code_wheels: Path, base_layout: Path
+) -> None:
+    """The store's copy of a locked wheel went bad on disk (the payload, not a source file)."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for w in code_wheels.glob("*.whl"):
+        (wheels / w.name).write_bytes(w.read_bytes())
+    good = build_wheel(wheels, "envlock-fx-broken", "1.0", payload=1 << 20)
+    spec = write_spec(
+        tmp_path,
+        "broken",
+        f"""python = "3.11"
+[pip]
+packages = ["envlock-fx-code", "envlock-fx-broken"]
+find-links = ["{wheels}"]
+no-index = true
+[image]
+base = "oci:{base_layout}"
+bytecode = true
+""",
+    )
+    assert run_envlock("lock", str(spec), cwd=tmp_path).returncode == 0
+    store = tmp_path / "store"
+    raw = bytearray(good.read_bytes())
+    at = raw.index(b"envlock_fx_broken/payload.bin") + len(b"envlock_fx_broken/payload.bin") + 1000
+    raw[at] ^= 0xFF  # a stored member: its CRC no longer matches
+    artifact = store / "artifacts/sha256" / sha256_file(good)
+    artifact.parent.mkdir(parents=True)
+    artifact.write_bytes(bytes(raw))
+
+    proc = run_envlock("build", str(spec), "--store", str(store), cwd=tmp_path)
+
+    assert proc.returncode == 1, proc.stderr
+    assert f"error: envlock-fx-broken 1.0: {artifact} is corrupt" in proc.stderr
+    assert "hint: run the build again: envlock fetches it anew" in proc.stderr
+    assert "Traceback" not in proc.stderr and "stopped" not in proc.stderr
+    assert not artifact.exists()  # the next build fetches it again
+    assert list((store / "tmp").iterdir()) == []
+    assert list((store / "envs").iterdir()) == []
+    again = run_envlock("build", str(spec), "--store", str(store), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
