@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
 from pathlib import Path
 
 from envlock.image import bytecode
@@ -81,3 +83,39 @@ def test_byte_code_is_refused_for_an_environment_on_condas_python(tmp_path: Path
         build_lock(lock, tmp_path, "env", store=store)
     assert info.value.hint is not None and "drop bytecode" in info.value.hint
     assert list(store.blobs.iterdir()) == []
+
+
+def _tar(members: list[tuple[str, str, bytes]]) -> io.BytesIO:
+    """(name, kind, data or link target) -> an uncompressed tar stream."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, kind, data in members:
+            info = tarfile.TarInfo(name)
+            if kind == "sym":
+                info.type, info.linkname = tarfile.SYMTYPE, data.decode()
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    out.seek(0)
+    return out
+
+
+def test_a_base_cannot_write_outside_the_runtime_copy(tmp_path: Path) -> None:
+    from envlock.store import Store
+
+    store = Store(tmp_path / "store")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    layer = _tar(
+        [
+            ("usr/lib/python3.11/os.py", "file", b"# stdlib\n"),
+            ("usr/lib/python3.11/../../../../outside/dotdot", "file", b"escaped"),
+            ("usr/lib/python3.11/evil", "sym", str(outside).encode()),
+            ("usr/lib/python3.11/evil/through-link", "file", b"escaped"),
+        ]
+    )
+    with bytecode.runtime(store, [layer], INTERP) as rt:
+        assert (rt.root / "usr/lib/python3.11/os.py").read_bytes() == b"# stdlib\n"
+    assert list(outside.iterdir()) == []
+    assert list(store.tmp.iterdir()) == []
