@@ -40,6 +40,7 @@ from typing import IO
 
 from envlock.errors import CheckFailed, ToolMissing
 from envlock.image import layer as layermod
+from envlock.image.extract import within
 from envlock.image.venv import Interpreter
 from envlock.store import Store, canonical_json
 
@@ -176,25 +177,8 @@ def runtime(store: Store, layers: Sequence[IO[bytes]], interp: Interpreter) -> I
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _within(root: Path, name: str) -> Path | None:
-    """``root/name``, unless a ``..`` or a symlinked directory on the way leads out of ``root``
-    (a base image is not trusted to stay inside the directory it is copied into)."""
-    parts = name.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        return None
-    real_root = os.path.realpath(root)
-    current = root
-    for part in parts[:-1]:
-        current = current / part
-        if current.is_symlink() or current.exists():
-            real = os.path.realpath(current)
-            if real != real_root and not real.startswith(real_root + os.sep):
-                return None
-    return root / name
-
-
 def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path, name: str) -> None:
-    target = _within(root, name)
+    target = within(root, name)
     if target is None:
         return
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -204,7 +188,7 @@ def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path, name: st
     if member.issym():
         target.symlink_to(member.linkname)
     elif member.islnk():
-        source = _within(root, member.linkname.removeprefix("./"))
+        source = within(root, member.linkname.removeprefix("./"))
         if source is not None and source.is_file() and not source.is_symlink():
             os.link(source, target)  # (a link to a file that was not wanted is left out)
     elif member.isfile():

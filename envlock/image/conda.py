@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from envlock.errors import CheckFailed
+from envlock.image.extract import within
 from envlock.image.model import Layer
 from envlock.image.venv import PREFIX, cached_layer
 from envlock.lock import Package
@@ -61,13 +62,20 @@ def _safe(name: str) -> str:
     return path.as_posix()
 
 
+def _member_target(dest: Path, name: str) -> Path:
+    """Where an archive member goes under ``dest``; never outside it, symlinks included."""
+    target = within(dest, _safe(name))
+    if target is None:
+        raise CheckFailed(f"conda package member {name!r} escapes the prefix", "the archive is malformed")
+    return target
+
+
 def _extract_tar(tar: tarfile.TarFile, dest: Path) -> None:
     """Regular files, directories and symlinks only; modes reduced to the exec bit."""
     for member in tar:
-        name = _safe(member.name)
-        if not name or name == ".":
+        if PurePosixPath(member.name).as_posix() in ("", "."):
             continue
-        target = dest / name
+        target = _member_target(dest, member.name)
         if member.isdir():
             target.mkdir(parents=True, exist_ok=True)
         elif member.issym():
@@ -75,7 +83,7 @@ def _extract_tar(tar: tarfile.TarFile, dest: Path) -> None:
             target.unlink(missing_ok=True)
             target.symlink_to(member.linkname)
         elif member.islnk():
-            source = dest / _safe(member.linkname)
+            source = _member_target(dest, member.linkname)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.unlink(missing_ok=True)
             shutil.copyfile(source, target)
@@ -187,7 +195,7 @@ def install_package(package: Package, archive: Path, prefix: Path, python: str, 
         source = pkg_dir / rel
         if not source.exists() and not source.is_symlink():
             continue
-        dest = prefix / _target(rel, noarch_python, python)
+        dest = _member_target(prefix, _target(rel, noarch_python, python))
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists() or dest.is_symlink():
             dest.unlink()

@@ -197,3 +197,29 @@ def test_check_conda_resolved() -> None:
     compat.check_conda_resolved(Framework("pytorch", "2.5", "12.4"), plan, "linux-64", {"pytorch": "2.5.1"})
     with pytest.raises(CheckFailed):
         compat.check_conda_resolved(Framework("pytorch", "2.5", "12.4"), plan, "linux-64", {"torch": "2.5.1"})
+
+
+def test_a_conda_archive_cannot_write_through_a_symlink_it_planted(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from envlock.errors import CheckFailed
+    from envlock.image import conda as condamod
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        link = tarfile.TarInfo("lib/escape")
+        link.type, link.linkname = tarfile.SYMTYPE, str(outside)
+        tar.addfile(link)
+        payload = tarfile.TarInfo("lib/escape/owned")
+        payload.size = 5
+        tar.addfile(payload, io.BytesIO(b"owned"))
+    data.seek(0)
+    dest = tmp_path / "pkg"
+    dest.mkdir()
+
+    with tarfile.open(fileobj=data, mode="r|") as tar, pytest.raises(CheckFailed, match="escapes the prefix"):
+        condamod._extract_tar(tar, dest)
+    assert list(outside.iterdir()) == []
