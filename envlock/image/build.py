@@ -303,7 +303,6 @@ def _with_bytecode(
     """Package layers and their byte code at once: the compiler is prepared (sources read,
     the base's Python copied out) and runs while the package layers are written, so no core
     waits for the other half."""
-    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     stop = threading.Event()

@@ -2,11 +2,11 @@
 
 Wheels are installed with the ``installer`` library (no pip, no container, no
 network): installer decides where every file goes, scripts get
-``#!/opt/env/bin/python``, and no byte code is written (see DESIGN notes in
-``bytecode``).  Nothing is unpacked to disk: each file is kept as a reference to its
-zip member and decompressed straight into a deterministic layer tar.  Big packages
-get a layer each so environments that share them share bytes; the rest share one
-layer.
+``#!/opt/env/bin/python``, and no byte code is written here (when a spec asks for
+it, ``envlock.image.bytecode`` adds it in layers of its own).  Nothing is unpacked
+to disk: each file is kept as a reference to its zip member and decompressed
+straight into a deterministic layer tar.  Big packages get a layer each so
+environments that share them share bytes; the rest share one layer.
 """
 
 from __future__ import annotations
@@ -238,14 +238,13 @@ def build_layer(
 ) -> Layer:
     """Install ``wheels`` and store the result as one layer; cached by its inputs."""
     key = layer_key([p for p, _ in wheels], interp)
-    cache = store.root / "layers" / f"{key}.json"
-    found = _from_cache(store, cache, created_by)
+    found = cached_by_key(store, key, created_by)
     if found is not None:
         return found
     for package, path in wheels:
         verify_artifact(package, path)
     layer = store_entries(store, wheel_entries(wheels, interp), created_by)
-    _to_cache(store, cache, layer)
+    cache_by_key(store, key, layer)
     return layer
 
 
@@ -272,19 +271,12 @@ def verify_artifact(package: Package, path: Path) -> None:
 
 def cached(store: Store, wheels: Sequence[tuple[Package, Path]], interp: Interpreter) -> Layer | None:
     """The layer of these wheels if the layer cache has it (and its blob), else ``None``."""
-    return _from_cache(store, store.root / "layers" / f"{layer_key([p for p, _ in wheels], interp)}.json", "")
+    return cached_by_key(store, layer_key([p for p, _ in wheels], interp), "")
 
 
 def cached_by_key(store: Store, key: str, created_by: str) -> Layer | None:
     """A layer from the layer cache by its key, if its blob is still in the store."""
-    return _from_cache(store, store.root / "layers" / f"{key}.json", created_by)
-
-
-def cache_by_key(store: Store, key: str, layer: Layer) -> None:
-    _to_cache(store, store.root / "layers" / f"{key}.json", layer)
-
-
-def _from_cache(store: Store, cache: Path, created_by: str) -> Layer | None:
+    cache = store.root / "layers" / f"{key}.json"
     if not cache.is_file():
         return None
     data = json.loads(cache.read_text())
@@ -293,8 +285,9 @@ def _from_cache(store: Store, cache: Path, created_by: str) -> Layer | None:
     return Layer(data["digest"], data["digest"], data["size"], LAYER_TAR, created_by)
 
 
-def _to_cache(store: Store, cache: Path, layer: Layer) -> None:
+def cache_by_key(store: Store, key: str, layer: Layer) -> None:
     """Written only once the layer's blob is in the store."""
+    cache = store.root / "layers" / f"{key}.json"
     cache.parent.mkdir(parents=True, exist_ok=True)
     store._write_small(cache, canonical_json({"digest": layer.digest, "size": layer.size}))
 
@@ -305,8 +298,7 @@ def cached_layer(store: Store, key: str, created_by: str, fill: Callable[[Path],
     The stage lives in the store's ``tmp/`` (never trusted, removed after); byte code
     files are left out.
     """
-    cache = store.root / "layers" / f"{key}.json"
-    found = _from_cache(store, cache, created_by)
+    found = cached_by_key(store, key, created_by)
     if found is not None:
         return found
     stage = Path(tempfile.mkdtemp(prefix="stage-", dir=store.tmp))
@@ -316,7 +308,7 @@ def cached_layer(store: Store, key: str, created_by: str, fill: Callable[[Path],
         layer = store_entries(store, entries, created_by)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    _to_cache(store, cache, layer)
+    cache_by_key(store, key, layer)
     return layer
 
 
