@@ -339,7 +339,8 @@ def _bytecode_layers(
     if todo:
         files = [bytecode.sources(venv.wheel_entries(groups[i][1], interp), interp) for i in todo]
         count = sum(len(f) for f in files)
-        say(f"Compiling {count} Python files to byte code with the base's {interp.path}")
+        files_word = "file" if count == 1 else "files"
+        say(f"Compiling {count} Python {files_word} to byte code with the base's {interp.path}")
         streams = [basemod.open_layer(store, la) for la in base.layers]
         try:
             with bytecode.runtime(store, streams, interp) as rt:

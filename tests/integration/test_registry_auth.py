@@ -250,3 +250,52 @@ def test_token_auth_with_a_wrong_password_is_refused_cleanly(
     assert proc.returncode == 3, proc.stderr
     assert "error:" in proc.stderr and address in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_base_behind_token_auth_builds_with_byte_code(
+    tmp_path: Path,
+    base_layout: Path,
+    token_registry: tuple[str, TokenServer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The base itself comes from the token-protected registry (gzip layers, as pushed), and
+    the byte-code compiler runs from those layers."""
+    from envlock.image import base as basemod
+    from envlock.image import registry
+    from envlock.image.build import load_image
+    from envlock.store import Store
+
+    address, _ = token_registry
+    env = docker_config(tmp_path / "docker", address, USER, PASSWORD)
+    monkeypatch.setenv("DOCKER_CONFIG", env["DOCKER_CONFIG"])
+    seed = Store(tmp_path / "seed")
+    base = basemod.resolve(seed, f"oci:{base_layout}", "3.11")
+    pushed_base = registry.push(seed, load_image(seed, base.manifest), f"{address}/envlock/base")
+
+    wheels = tmp_path / "wheels"
+    build_wheel(wheels, "envlock-fx-auth", "1.0")
+    spec = write_spec(
+        tmp_path,
+        "remote",
+        f"""python = "3.11"
+[pip]
+packages = ["envlock-fx-auth"]
+find-links = ["{wheels}"]
+no-index = true
+[image]
+base = "{pushed_base}"
+bytecode = true
+""",
+    )
+    assert run_envlock("lock", str(spec), cwd=tmp_path, env=env).returncode == 0
+    built = run_envlock("build", str(spec), "--store", str(tmp_path / "store"), cwd=tmp_path, env=env)
+
+    assert built.returncode == 0, built.stderr
+    assert "Compiling 1 Python file to byte code" in built.stderr
+    store = Store(tmp_path / "store")
+    entry = next(e for e in store.list_envs() if e.image_id == built.stdout.strip().splitlines()[-1])
+    image = load_image(store, entry.manifest)
+    labels = image.config["config"]["Labels"]
+    assert labels["org.opencontainers.image.base.name"] == pushed_base
+    assert labels["org.opencontainers.image.base.digest"] == pushed_base.split("@")[1]
+    assert image.layers[0].media_type.endswith("gzip")  # the base's layers, as the registry has them
