@@ -178,6 +178,19 @@ def run_envlock(*args: str, cwd: Path, env: dict[str, str] | None = None) -> sub
     )
 
 
+def locked_project(
+    root: Path, wheels: Path, packages: str, image: str, name: str = "app", env: dict[str, str] | None = None
+) -> Path:
+    """A spec of ``packages`` (TOML list items) from the local wheelhouse ``wheels``, with
+    ``image`` as the body of its [image] table, locked; returns the spec path."""
+    root.mkdir(parents=True, exist_ok=True)
+    body = f'python = "3.11"\n[pip]\npackages = [{packages}]\nfind-links = ["{wheels}"]\nno-index = true\n'
+    spec = write_spec(root, name, body + "[image]\n" + image)
+    proc = run_envlock("lock", str(spec), cwd=root, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return spec
+
+
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 

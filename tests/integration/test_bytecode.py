@@ -10,7 +10,15 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from support import Dockerd, build_wheel, docker, hostile_build, run_envlock, sha256_file, write_spec
+from support import (
+    Dockerd,
+    build_wheel,
+    docker,
+    hostile_build,
+    locked_project,
+    run_envlock,
+    sha256_file,
+)
 
 from envlock.image import base as basemod
 from envlock.image import bytecode
@@ -42,23 +50,14 @@ def code_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dest
 
 
-def project(root: Path, wheels: Path, base: Path) -> Path:
-    spec = write_spec(
-        root,
-        "code",
-        f"""python = "3.11"
-[pip]
-packages = ["envlock-fx-code", "envlock-fx-tool"]
-find-links = ["{wheels}"]
-no-index = true
-[image]
-base = "oci:{base}"
-bytecode = true
-""",
-    )
-    proc = run_envlock("lock", str(spec), cwd=root)
-    assert proc.returncode == 0, proc.stderr
-    return spec
+def project(
+    root: Path,
+    wheels: Path,
+    base: Path,
+    packages: str = '"envlock-fx-code", "envlock-fx-tool"',
+    name: str = "code",
+) -> Path:
+    return locked_project(root, wheels, packages, f'base = "oci:{base}"\nbytecode = true\n', name)
 
 
 def built_id(proc: subprocess.CompletedProcess[str]) -> str:
@@ -157,20 +156,7 @@ def test_a_failing_package_layer_stops_the_compiler_and_leaves_nothing(
     for w in code_wheels.glob("*.whl"):
         (wheels / w.name).write_bytes(w.read_bytes())
     good = build_wheel(wheels, "envlock-fx-broken", "1.0", payload=1 << 20)
-    spec = write_spec(
-        tmp_path,
-        "broken",
-        f"""python = "3.11"
-[pip]
-packages = ["envlock-fx-code", "envlock-fx-broken"]
-find-links = ["{wheels}"]
-no-index = true
-[image]
-base = "oci:{base_layout}"
-bytecode = true
-""",
-    )
-    assert run_envlock("lock", str(spec), cwd=tmp_path).returncode == 0
+    spec = project(tmp_path, wheels, base_layout, '"envlock-fx-code", "envlock-fx-broken"', "broken")
     store = tmp_path / "store"
     raw = bytearray(good.read_bytes())
     at = raw.index(b"envlock_fx_broken/payload.bin") + len(b"envlock_fx_broken/payload.bin") + 1000

@@ -17,6 +17,7 @@ from support import (
     docker,
     hostile_build,
     hostile_env,
+    locked_project,
     run_envlock,
     sha256_file,
     write_spec,
@@ -38,24 +39,8 @@ def image_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def project(root: Path, wheels: Path, base: Path, packages: str, name: str = "app") -> Path:
     """A spec locked against local wheels on the session's Debian base; returns the spec path."""
-    root.mkdir(parents=True, exist_ok=True)
-    spec = write_spec(
-        root,
-        name,
-        f"""python = "3.11"
-[pip]
-packages = [{packages}]
-find-links = ["{wheels}"]
-no-index = true
-[image]
-base = "oci:{base}"
-env = {{ APP_MODE = "test" }}
-workdir = "/work"
-""",
-    )
-    proc = run_envlock("lock", str(spec), cwd=root)
-    assert proc.returncode == 0, proc.stderr
-    return spec
+    image = f'base = "oci:{base}"\nenv = {{ APP_MODE = "test" }}\nworkdir = "/work"\n'
+    return locked_project(root, wheels, packages, image, name)
 
 
 def build(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from support import build_wheel, run_envlock, start_registry, write_spec
+from support import build_wheel, locked_project, run_envlock, start_registry
 
 USER, PASSWORD = "trainer", "s3cret-pass"
 SERVICE, ISSUER = "envlock-test-registry", "envlock-test-issuer"
@@ -31,25 +31,17 @@ def docker_config(root: Path, registry: str, user: str, password: str) -> dict[s
     return {"DOCKER_CONFIG": str(root)}
 
 
+def locked_spec(root: Path, name: str, image: str, env: dict[str, str] | None = None) -> Path:
+    """A locked spec of one tiny wheel; ``image`` is the body of its [image] table."""
+    build_wheel(root / "wheels", "envlock-fx-auth", "1.0")
+    return locked_project(root, root / "wheels", '"envlock-fx-auth"', image, name, env)
+
+
 @pytest.fixture(scope="module")
 def small_image(tmp_path_factory: pytest.TempPathFactory, base_layout: Path) -> tuple[Path, Path]:
     """A spec with one tiny wheel on the session's base, built into a store: (spec, store)."""
     root = tmp_path_factory.mktemp("auth-project")
-    wheels = root / "wheels"
-    build_wheel(wheels, "envlock-fx-auth", "1.0")
-    spec = write_spec(
-        root,
-        "app",
-        f"""python = "3.11"
-[pip]
-packages = ["envlock-fx-auth"]
-find-links = ["{wheels}"]
-no-index = true
-[image]
-base = "oci:{base_layout}"
-""",
-    )
-    assert run_envlock("lock", str(spec), cwd=root).returncode == 0
+    spec = locked_spec(root, "app", f'base = "oci:{base_layout}"\n')
     store = root / "store"
     assert run_envlock("build", str(spec), "--store", str(store), cwd=root).returncode == 0
     return spec, store
@@ -272,22 +264,7 @@ def test_a_base_behind_token_auth_builds_with_byte_code(
     base = basemod.resolve(seed, f"oci:{base_layout}", "3.11")
     pushed_base = registry.push(seed, load_image(seed, base.manifest), f"{address}/envlock/base")
 
-    wheels = tmp_path / "wheels"
-    build_wheel(wheels, "envlock-fx-auth", "1.0")
-    spec = write_spec(
-        tmp_path,
-        "remote",
-        f"""python = "3.11"
-[pip]
-packages = ["envlock-fx-auth"]
-find-links = ["{wheels}"]
-no-index = true
-[image]
-base = "{pushed_base}"
-bytecode = true
-""",
-    )
-    assert run_envlock("lock", str(spec), cwd=tmp_path, env=env).returncode == 0
+    spec = locked_spec(tmp_path, "remote", f'base = "{pushed_base}"\nbytecode = true\n', env)
     built = run_envlock("build", str(spec), "--store", str(tmp_path / "store"), cwd=tmp_path, env=env)
 
     assert built.returncode == 0, built.stderr
