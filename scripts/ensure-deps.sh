@@ -6,10 +6,11 @@
 #   skopeo, umoci    independent readers of envlock's OCI layouts
 #   faketime         the faked clock of the reproducibility test
 #   tmux             the real-terminal TUI test
+#   bubblewrap       the sandbox for code taken from outside (a base's interpreter, sdist builds)
 #   git, make, python3-venv
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(git make docker.io docker-registry mmdebstrap skopeo umoci uidmap faketime libfaketime tmux)
+pkgs=(git make docker.io docker-registry mmdebstrap skopeo umoci uidmap faketime libfaketime tmux bubblewrap)
 need=()
 for pkg in "${pkgs[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
