@@ -94,7 +94,7 @@ def _jobs(spec: Spec) -> list[_Job]:
     jobs = []
     for platform in spec.platforms:
         plan = (
-            _compat().plan(spec.framework, platform, spec.python)
+            _compat().plan(spec.framework, platform, spec.python, spec.pip.packages)
             if spec.framework and pip_framework
             else None
         )
