@@ -486,3 +486,26 @@ def rows(name: str) -> tuple[list[str], list[list[str]]]:
             ]
         )
     return headers, table
+
+
+def companion_rows(name: str) -> tuple[list[str], list[list[str]]]:
+    """Per release: the companions pinned with it and the CUDA runtime it asks for.
+
+    For ``envlock matrix NAME`` beside ``rows``; companions sharing one version are listed
+    once with it ("jaxlib, jax-cuda12-plugin 0.8.3"), a release without any shows "-"; a
+    release without a runtime range in the matrix shows ``==<cuda>.*`` (major.minor exactly).
+    """
+    info = framework(name)
+    table = []
+    for r in info.releases:
+        by_version: dict[str, list[str]] = {}
+        for companion in info.companions:
+            version = r.companion(companion)
+            if version:
+                by_version.setdefault(version, []).append(companion)
+        companions = ", ".join(f"{', '.join(names)} {v}" for v, names in by_version.items())
+        runtime = "; ".join(f"{variant}: {spec}" for variant, spec in r.cuda_runtime)
+        if not runtime and r.cuda:
+            runtime = "==<cuda>.*"  # no range in the matrix: the variant's major.minor exactly
+        table.append([r.version, companions or "-", runtime or "-"])
+    return ["release", "companions", "cuda runtime"], table

@@ -394,3 +394,16 @@ def test_every_runtime_range_is_a_valid_specifier_for_a_listed_variant() -> None
     rows = {r.version: r for r in compat.framework("tensorflow").releases}
     assert rows["2.20"].runtime_spec("12.5") == ">=12.5.82,<13"
     assert rows["2.19"].runtime_spec("12.5") == "==12.5.82"
+
+
+def test_companion_rows_show_pins_and_runtime_ranges() -> None:
+    headers, rows = compat.companion_rows("tensorflow")
+    assert headers == ["release", "companions", "cuda runtime"]
+    by_release = {r[0]: r for r in rows}
+    assert by_release["2.20"][1:] == ["tf-keras, tensorflow-text 2.20.1", "12.5: >=12.5.82,<13"]
+    assert by_release["2.12"][2] == "-"  # no CUDA build on PyPI
+    torch_rows = {r[0]: r for r in compat.companion_rows("pytorch")[1]}
+    assert torch_rows["2.9"][1:] == ["torchvision 0.24.1, torchaudio 2.9.1", "==<cuda>.*"]
+    assert torch_rows["2.15"][1] == "-"
+    jax_rows = {r[0]: r for r in compat.companion_rows("jax")[1]}
+    assert jax_rows["0.6"][1] == "jaxlib, jax-cuda12-plugin, jax-cuda12-pjrt 0.6.2"
