@@ -115,6 +115,7 @@ def _jobs(spec: Spec) -> list[_Job]:
             find_links=links,
             no_index=spec.pip.no_index,
             exclude_newer=spec.pip.exclude_newer,
+            constraints=plan.constraints if plan else (),  # companions pulled in by other packages
         )
         jobs.append(_Job(platform, request, plan, tuple(options)))
     return jobs

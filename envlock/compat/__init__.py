@@ -78,7 +78,9 @@ class Plan:
     """What resolving a framework for one platform needs.
 
     ``requirements`` holds the framework's requirement and one pin per companion the spec
-    lists (``torchvision==0.24.*``), so companions come from the same release and index.
+    lists (``torchvision==0.24.*``), so companions come from the same release and index;
+    ``constraints`` pins every companion the releases have, for one that another package
+    pulls in (constraints install nothing by themselves).
     """
 
     requirements: tuple[str, ...]
@@ -86,6 +88,7 @@ class Plan:
     cuda: str
     releases: tuple[Release, ...]
     runtime: str | None  # CUDA version prefix the resolved nvidia-cuda-runtime must carry
+    constraints: tuple[str, ...] = ()
 
 
 def _read(name: str) -> dict[str, Any]:
@@ -239,6 +242,7 @@ def plan(fw: Framework, subdir: str, python: str, packages: Sequence[str] = ()) 
         cuda=fw.cuda,
         releases=usable,
         runtime=runtime,
+        constraints=companion_constraints(info, usable),
     )
 
 
@@ -312,11 +316,26 @@ def companion_pins(
                 f"{info.name} {releases[-1].version} pairs with {name} {fits}: "
                 f"change or drop the pin (see: envlock matrix {info.name})",
             )
-        if len({_series(v) for v in known}) == 1:
-            pins.append(f"{name}=={_series(known[0])}.*")
-        else:
-            pins.append(f"{name}>={_series(known[0])},<{_next_series(known[-1])}")
+        pins.append(_pin(name, known))
     return tuple(pins)
+
+
+def _pin(name: str, newest: Sequence[str]) -> str:
+    """``name==0.24.*`` for one release series, ``name>=0.19,<0.21`` for several."""
+    if len({_series(v) for v in newest}) == 1:
+        return f"{name}=={_series(newest[0])}.*"
+    return f"{name}>={_series(newest[0])},<{_next_series(newest[-1])}"
+
+
+def companion_constraints(info: FrameworkInfo, releases: tuple[Release, ...]) -> tuple[str, ...]:
+    """A pin for every companion that all of ``releases`` have (for the resolver's
+    ``--constraint``: it binds a companion only if something requires it)."""
+    out = []
+    for name in info.companions:
+        newest = [r.companion(name) for r in releases]
+        if releases and all(newest):
+            out.append(_pin(name, [v for v in newest if v]))
+    return tuple(out)
 
 
 # torch <= 2.10 pins nvidia-cuda-runtime-cuNN; torch >= 2.11 pins cuda-toolkit[cudart]

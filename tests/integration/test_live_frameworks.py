@@ -82,3 +82,16 @@ def test_companion_pinned_to_another_release_is_exit_2_before_resolving(tmp_path
         "(see: envlock matrix pytorch)",
     ]
     assert not spec.with_suffix(".lock").exists()
+
+
+@pytest.mark.live
+def test_a_companion_pulled_in_by_another_package_is_held_to_the_release(tmp_path: Path) -> None:
+    # nothing in the spec names torchaudio: a package requires it without a pin
+    from support import build_wheel
+
+    wheels = tmp_path / "wheels"
+    build_wheel(wheels, "envlock-fx-speech", "1.0", ("torchaudio",))
+    spec = framework_spec(tmp_path, "pytorch", "2.9", "12.8", '"envlock-fx-speech"')
+    spec.write_text(spec.read_text() + f'find-links = ["{wheels}"]\n')
+    versions, _ = timed_lock(spec)
+    assert versions["torchaudio"] == "2.9.1"

@@ -407,3 +407,16 @@ def test_companion_rows_show_pins_and_runtime_ranges() -> None:
     assert torch_rows["2.15"][1] == "-"
     jax_rows = {r[0]: r for r in compat.companion_rows("jax")[1]}
     assert jax_rows["0.6"][1] == "jaxlib, jax-cuda12-plugin, jax-cuda12-pjrt 0.6.2"
+
+
+def test_every_companion_of_the_release_is_a_constraint() -> None:
+    # a package that requires torchaudio without a pin must not drift either
+    plan = compat.plan(torch("2.9", "12.8"), "linux-64", "3.11")
+    assert plan.requirements == ("torch==2.9.*",)
+    assert plan.constraints == ("torchvision==0.24.*", "torchaudio==2.9.*")
+    # a release without torchaudio constrains only what it has
+    assert compat.plan(torch("2.12", "13.0"), "linux-64", "3.12").constraints == ("torchvision==0.27.*",)
+    assert compat.plan(torch(">=2.4,<2.6", "12.4"), "linux-64", "3.11").constraints == (
+        "torchvision>=0.19,<0.21",
+        "torchaudio>=2.4,<2.6",
+    )
