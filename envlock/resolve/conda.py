@@ -179,7 +179,13 @@ def _listed_paths(archive: Path, url: str) -> list[str]:
                     continue
                 data = fh.read()
                 if member.name == "info/paths.json":
-                    return [str(e.get("_path", "")) for e in json.loads(data).get("paths", [])]
+                    listed = json.loads(data)
+                    entries = listed.get("paths") if isinstance(listed, dict) else None
+                    if not isinstance(entries, list):
+                        return []
+                    return [
+                        e["_path"] for e in entries if isinstance(e, dict) and isinstance(e.get("_path"), str)
+                    ]
                 files = data.decode("utf-8", "replace").splitlines()
         return files or []
 

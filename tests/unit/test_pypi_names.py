@@ -99,3 +99,33 @@ def test_python_dists_reads_the_archive_of_a_local_channel(tmp_path: Path) -> No
     assert conda.python_dists("odd-name", archive.as_uri(), sha) == ("real-name",)
     # a remote URL whose archive is not at hand: the map decides
     assert conda.python_dists("python-tzdata", "https://example.invalid/x.tar.bz2", sha) == ("tzdata",)
+
+
+@pytest.mark.parametrize(
+    "paths_json",
+    [b"[1, 2]", b'{"paths": 3}', b'{"paths": [7, {"_path": 9}, {"x": 1}]}', b"not json", b"\xff\xfe"],
+)
+def test_a_malformed_paths_json_lists_nothing_and_never_raises(tmp_path: Path, paths_json: bytes) -> None:
+    import hashlib
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:bz2") as tar:
+        info = tarfile.TarInfo("info/paths.json")
+        info.size = len(paths_json)
+        tar.addfile(info, io.BytesIO(paths_json))
+    archive = tmp_path / "python-tzdata-1-0.tar.bz2"
+    archive.write_bytes(buf.getvalue())
+    sha = hashlib.sha256(buf.getvalue()).hexdigest()
+    # falls back to the name map
+    assert conda.python_dists("python-tzdata", archive.as_uri(), sha) == ("tzdata",)
+
+
+def test_an_archive_that_is_not_one_lists_nothing(tmp_path: Path) -> None:
+    import hashlib
+
+    archive = tmp_path / "python-tzdata-1-0.conda"
+    archive.write_bytes(b"PK\x03\x04 not a zip")
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert conda.python_dists("python-tzdata", archive.as_uri(), sha) == ("tzdata",)
