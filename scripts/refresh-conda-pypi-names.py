@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,17 +31,12 @@ OUTPUT = Path(__file__).resolve().parent.parent / "envlock" / "compat" / "conda-
 
 def canonical(name: str) -> str:
     """PEP 503 normalised name (lower case, runs of -_. as one -)."""
-    import re
-
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def download(version: str, dest: Path) -> Path:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--quiet"]
-        + ["--dest", str(dest), f"conda-pypi=={version}"],
-        check=True,
-    )
+    pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--quiet"]
+    subprocess.run([*pip, "--dest", str(dest), f"conda-pypi=={version}"], check=True)
     (wheel,) = dest.glob("conda_pypi-*.whl")
     return wheel
 
