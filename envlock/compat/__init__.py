@@ -309,11 +309,11 @@ def companion_pins(
             )
         known = [v for v in newest if v]
         if req.url is None and req.specifier and not any(_admits(req, v) for v in known):
-            fits = " or ".join(f"{_series(v)}.* (newest {v})" for v in known)
+            chosen = ", ".join(r.version for r in releases)
+            fits = " or ".join(dict.fromkeys(f"{_series(v)}.* (newest {v})" for v in known))
             raise CompatError(
-                f"{text.strip()} in [pip].packages does not fit {info.name} "
-                f"{', '.join(r.version for r in releases)}",
-                f"{info.name} {releases[-1].version} pairs with {name} {fits}: "
+                f"{text.strip()} in [pip].packages does not fit {info.name} {chosen}",
+                f"{info.name} {chosen} {'pairs' if len(releases) == 1 else 'pair'} with {name} {fits}: "
                 f"change or drop the pin (see: envlock matrix {info.name})",
             )
         pins.append(_pin(name, known))

@@ -420,3 +420,12 @@ def test_every_companion_of_the_release_is_a_constraint() -> None:
         "torchvision>=0.19,<0.21",
         "torchaudio>=2.4,<2.6",
     )
+
+
+def test_a_companion_pin_outside_several_releases_names_each_compatible_series() -> None:
+    with pytest.raises(CompatError) as info:
+        compat.plan(torch(">=2.4,<2.6", "12.4"), "linux-64", "3.11", ["torchvision==0.22.1"])
+    assert info.value.hint == (
+        "pytorch 2.4, 2.5 pair with torchvision 0.19.* (newest 0.19.1) or 0.20.* (newest 0.20.1): "
+        "change or drop the pin (see: envlock matrix pytorch)"
+    )
