@@ -148,14 +148,20 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         if name not in ("pytorch", "tensorflow", "jax", "cuda"):
             raise UsageError(f"unknown matrix {name!r}", "choose one of: pytorch, tensorflow, jax, cuda")
         headers, rows = compat.rows(name)
+        extra_headers, extra = compat.companion_rows(name) if name != "cuda" else ([], [])
         if args.json:
             import json
 
-            print(json.dumps([dict(zip(headers, r, strict=True)) for r in rows], indent=2))
+            records = [dict(zip(headers, r, strict=True)) for r in rows]
+            for record, more in zip(records, extra, strict=False):
+                record.update(zip(extra_headers[1:], more[1:], strict=True))
+            print(json.dumps(records, indent=2))
             continue
         if len(names) > 1:
             print(("\n" if i else "") + name)
         print(table(headers, rows))
+        if extra:
+            print("\n" + table(extra_headers, extra))
     return 0
 
 

@@ -94,7 +94,7 @@ def _jobs(spec: Spec) -> list[_Job]:
     jobs = []
     for platform in spec.platforms:
         plan = (
-            _compat().plan(spec.framework, platform, spec.python)
+            _compat().plan(spec.framework, platform, spec.python, spec.pip.packages)
             if spec.framework and pip_framework
             else None
         )
@@ -115,6 +115,7 @@ def _jobs(spec: Spec) -> list[_Job]:
             find_links=links,
             no_index=spec.pip.no_index,
             exclude_newer=spec.pip.exclude_newer,
+            constraints=plan.constraints if plan else (),  # companions pulled in by other packages
         )
         jobs.append(_Job(platform, request, plan, tuple(options)))
     return jobs

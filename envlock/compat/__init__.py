@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -22,6 +23,16 @@ from envlock.spec import FRAMEWORKS, Framework
 
 @dataclass(frozen=True)
 class Release:
+    """One release series of a framework, as its row in ``envlock/compat/NAME.toml`` says.
+
+    ``companions``: (pip name, newest version) of each companion package built for this
+    release (torchvision, tf-keras, jaxlib, ...), from the companions' own wheel metadata.
+    ``cuda_runtime``: (CUDA variant, PEP 440 specifier) of what the release itself asks of the
+    CUDA runtime wheel (``nvidia-cuda-runtime*`` / ``cuda-toolkit``) for that variant, e.g.
+    ("12.5", ">=12.5.82,<13") for TensorFlow 2.20; a variant without one must match
+    ``major.minor`` exactly.
+    """
+
     version: str  # minor series, e.g. "2.5"
     latest: str
     python: tuple[str, ...]
@@ -30,6 +41,17 @@ class Release:
     pypi_default: str | None
     cudnn: str | None
     source: str
+    companions: tuple[tuple[str, str], ...] = ()
+    cuda_runtime: tuple[tuple[str, str], ...] = ()
+
+    def companion(self, name: str) -> str | None:
+        """The newest version of companion ``name`` built for this release, or ``None``."""
+        return dict(self.companions).get(name)
+
+    def runtime_spec(self, cuda: str) -> str | None:
+        """The specifier the release puts on the CUDA runtime for variant ``cuda``, if any."""
+        table = dict(self.cuda_runtime)
+        return table.get(cuda) or table.get(cuda.split(".")[0])
 
 
 @dataclass(frozen=True)
@@ -53,13 +75,20 @@ class CudaInfo:
 
 @dataclass(frozen=True)
 class Plan:
-    """What resolving a framework for one platform needs."""
+    """What resolving a framework for one platform needs.
+
+    ``requirements`` holds the framework's requirement and one pin per companion the spec
+    lists (``torchvision==0.24.*``), so companions come from the same release and index;
+    ``constraints`` pins every companion the releases have, for one that another package
+    pulls in (constraints install nothing by themselves).
+    """
 
     requirements: tuple[str, ...]
     priority_indexes: tuple[str, ...]
     cuda: str
     releases: tuple[Release, ...]
     runtime: str | None  # CUDA version prefix the resolved nvidia-cuda-runtime must carry
+    constraints: tuple[str, ...] = ()
 
 
 def _read(name: str) -> dict[str, Any]:
@@ -86,16 +115,21 @@ def framework(name: str) -> FrameworkInfo:
             pypi_default=r.get("pypi-default"),
             cudnn=r.get("cudnn"),
             source=r["source"],
+            companions=tuple(sorted(r.get("companions", {}).items())),
+            cuda_runtime=tuple(sorted(r.get("cuda-runtime", {}).items())),
         )
         for r in data["releases"]
     )
+    companions = list(data.get("companions", ()))
+    for r in releases:
+        companions += [n for n, _ in r.companions if n not in companions]
     return FrameworkInfo(
         name=data["framework"],
         pip_name=data["pip-name"],
         releases=tuple(sorted(releases, key=lambda r: _key(r.version))),
         variant_index=data.get("variant-index"),
         cuda_extra=data.get("cuda-extra"),
-        companions=tuple(data.get("companions", ())),
+        companions=tuple(companions),
         source=data["source"],
     )
 
@@ -144,8 +178,14 @@ def _variants(release: Release) -> str:
     return ", ".join([*release.cuda, *(["cpu"] if release.cpu else [])]) or "none"
 
 
-def plan(fw: Framework, subdir: str, python: str) -> Plan:
-    """Check the combination and say how to resolve it, or raise ``CompatError``."""
+def plan(fw: Framework, subdir: str, python: str, packages: Sequence[str] = ()) -> Plan:
+    """Check the combination and say how to resolve it, or raise ``CompatError``.
+
+    ``packages`` are the spec's pip requirement strings: each companion among them
+    (torchvision, tf-keras, jaxlib, ...) gets a pin to the release the matrix pairs with
+    the framework, and one the user pinned to another release is a ``CompatError`` (exit 2)
+    naming the compatible version.
+    """
     info = framework(fw.name)
     known = ", ".join(r.version for r in info.releases)
     chosen, specifier = _matching_releases(info, fw.version)
@@ -197,12 +237,105 @@ def plan(fw: Framework, subdir: str, python: str) -> Plan:
         requirement = f"{name}{extra}{specifier}"
         runtime = None if fw.cuda == "cpu" else major + "."
     return Plan(
-        requirements=(requirement,),
+        requirements=(requirement, *companion_pins(info, usable, packages)),
         priority_indexes=indexes,
         cuda=fw.cuda,
         releases=usable,
         runtime=runtime,
+        constraints=companion_constraints(info, usable),
     )
+
+
+def _next_series(version: str) -> str:
+    """The release series after ``version``'s: "0.24.1" -> "0.25"."""
+    major, minor = _key(version)[:2]
+    return f"{major}.{minor + 1}"
+
+
+def _series(version: str) -> str:
+    return ".".join(str(x) for x in _key(version)[:2])
+
+
+def _admits(requirement: Any, newest: str) -> bool:
+    """Whether a user's requirement admits some version of ``newest``'s release series.
+
+    The candidates are the series' patch releases up to ``newest`` (and ``newest`` itself,
+    for four-part versions such as jax 0.12.0.1); local versions (``+cu128``) are ignored
+    as PEP 440 says for a public specifier.
+    """
+    series = _series(newest)
+    patch = _key(newest)[2] if len(_key(newest)) > 2 else 0
+    public = {f"{series}.{i}" for i in range(patch + 1)} | {newest}
+    locals_ = {s.version.split("+", 1)[1] for s in requirement.specifier if "+" in s.version}
+    candidates = public | {f"{c}+{tag}" for c in public for tag in locals_}
+    return any(requirement.specifier.contains(c, prereleases=True) for c in candidates)
+
+
+def companion_pins(
+    info: FrameworkInfo, releases: tuple[Release, ...], packages: Sequence[str]
+) -> tuple[str, ...]:
+    """One pin per companion that ``packages`` (the spec's pip requirements) lists.
+
+    A single release gives ``name==series.*`` (the framework's own requirement picks the
+    patch and the index its local version); several give ``name>=first,<after-last``.
+    Raises ``CompatError`` when a listed companion has no release the matrix pairs with
+    every selected framework release, or when the user's own specifier excludes it.
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    pins: list[str] = []
+    seen: set[str] = set()
+    for text in packages:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue  # the strict spec check reports it with its line
+        name = canonicalize_name(req.name)
+        if name not in info.companions or name in seen:
+            continue
+        seen.add(name)
+        newest = [r.companion(name) for r in releases]
+        have = [r.version for r in info.releases if r.companion(name)]
+        if not all(newest):
+            versions = [r.version for r in info.releases]
+            if len(have) > 2 and versions[versions.index(have[0]) :][: len(have)] == have:
+                have = [f"{have[0]} to {have[-1]}"]
+            missing = ", ".join(r.version for r, v in zip(releases, newest, strict=True) if not v)
+            raise CompatError(
+                f"{info.name} {missing} has no {name} release that the compat matrix pairs with it",
+                f"{name} is known for {info.name} {', '.join(have) or 'no release'}: pick one of those "
+                f"or drop {name} (see: envlock matrix {info.name})",
+            )
+        known = [v for v in newest if v]
+        if req.url is None and req.specifier and not any(_admits(req, v) for v in known):
+            chosen = ", ".join(r.version for r in releases)
+            fits = " or ".join(dict.fromkeys(f"{_series(v)}.* (newest {v})" for v in known))
+            raise CompatError(
+                f"{text.strip()} in [pip].packages does not fit {info.name} {chosen}",
+                f"{info.name} {chosen} {'pairs' if len(releases) == 1 else 'pair'} with {name} {fits}: "
+                f"change or drop the pin (see: envlock matrix {info.name})",
+            )
+        pins.append(_pin(name, known))
+    return tuple(pins)
+
+
+def _pin(name: str, newest: Sequence[str]) -> str:
+    """``name==0.24.*`` for one release series, ``name>=0.19,<0.21`` for several."""
+    if len({_series(v) for v in newest}) == 1:
+        return f"{name}=={_series(newest[0])}.*"
+    return f"{name}>={_series(newest[0])},<{_next_series(newest[-1])}"
+
+
+def companion_constraints(info: FrameworkInfo, releases: tuple[Release, ...]) -> tuple[str, ...]:
+    """A pin for every companion that all of ``releases`` have (for the resolver's
+    ``--constraint``: it binds a companion only if something requires it)."""
+    out = []
+    for name in info.companions:
+        newest = [r.companion(name) for r in releases]
+        if releases and all(newest):
+            out.append(_pin(name, [v for v in newest if v]))
+    return tuple(out)
 
 
 # torch <= 2.10 pins nvidia-cuda-runtime-cuNN; torch >= 2.11 pins cuda-toolkit[cudart]
@@ -237,14 +370,28 @@ def check_resolved(fw: Framework, p: Plan, subdir: str, packages: dict[str, str]
             "a package pulls in CUDA wheels: pin its CPU variant or set framework.cuda",
         )
     if p.runtime:
-        prefix = p.runtime if p.runtime.endswith(".") else p.runtime + "."
+        series = _series(got.split("+")[0])
+        release = next(r for r in p.releases if r.version == series)
+        ranged = release.runtime_spec(fw.cuda)
         for name, version in runtimes.items():
-            if not version.startswith(prefix):
+            if not _runtime_fits(version, p.runtime, ranged):
+                asked = f"the {ranged} that {fw.name} {series} asks for" if ranged else f"the CUDA {fw.cuda}"
                 raise CheckFailed(
                     f"{info.pip_name} {got} for {subdir} resolved {name} {version}, "
-                    f"not the CUDA {fw.cuda} that the spec asks for",
+                    f"not {asked} (spec: CUDA {fw.cuda})",
                     f"choose the CUDA variant that release ships (see: envlock matrix {fw.name})",
                 )
+
+
+def _runtime_fits(version: str, runtime: str, ranged: str | None) -> bool:
+    """A resolved CUDA runtime wheel fits the release's own specifier when the matrix has one
+    (TensorFlow 2.20: ``>=12.5.82,<13``), else it carries the spec's CUDA ``major.minor``."""
+    if ranged is None:
+        prefix = runtime if runtime.endswith(".") else runtime + "."
+        return version.startswith(prefix)
+    from packaging.specifiers import SpecifierSet
+
+    return SpecifierSet(ranged).contains(version.split("+")[0], prereleases=True)
 
 
 @dataclass(frozen=True)
@@ -358,3 +505,26 @@ def rows(name: str) -> tuple[list[str], list[list[str]]]:
             ]
         )
     return headers, table
+
+
+def companion_rows(name: str) -> tuple[list[str], list[list[str]]]:
+    """Per release: the companions pinned with it and the CUDA runtime it asks for.
+
+    For ``envlock matrix NAME`` beside ``rows``; companions sharing one version are listed
+    once with it ("jaxlib, jax-cuda12-plugin 0.8.3"), a release without any shows "-"; a
+    release without a runtime range in the matrix shows ``==<cuda>.*`` (major.minor exactly).
+    """
+    info = framework(name)
+    table = []
+    for r in info.releases:
+        by_version: dict[str, list[str]] = {}
+        for companion in info.companions:
+            version = r.companion(companion)
+            if version:
+                by_version.setdefault(version, []).append(companion)
+        companions = ", ".join(f"{', '.join(names)} {v}" for v, names in by_version.items())
+        runtime = "; ".join(f"{variant}: {spec}" for variant, spec in r.cuda_runtime)
+        if not runtime and r.cuda:
+            runtime = "==<cuda>.*"  # no range in the matrix: the variant's major.minor exactly
+        table.append([r.version, companions or "-", runtime or "-"])
+    return ["release", "companions", "cuda runtime"], table

@@ -15,26 +15,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from envlock.errors import ResolutionError, ServiceUnavailable
+from envlock.errors import CheckFailed, ResolutionError, ServiceUnavailable
 from envlock.lock import Package
 from envlock.spec import redact
 
 DEFAULT_CHANNEL_HOST = "https://conda.anaconda.org"
-
-# conda names whose Python distribution is called differently on PyPI; any other conda
-# package that is a Python package (noarch: python, or depends on python) keeps its name.
-PYPI_NAMES: Mapping[str, str] = {
-    "pytorch": "torch",
-    "pytorch-cpu": "torch",
-    "pytorch-gpu": "torch",
-    "msgpack-python": "msgpack",
-    "matplotlib-base": "matplotlib",
-    "tensorflow-base": "tensorflow",
-    "py-opencv": "opencv-python",
-    "pyqt": "pyqt5",
-    "jaxlib": "jaxlib",
-    "typing_extensions": "typing-extensions",
-}
 
 # glibc of the C library in bases envlock knows; others get the manylinux2014-era default
 GLIBC_BY_BASE = {
@@ -115,8 +100,111 @@ def version() -> str:
     return f"py-rattler {get_rattler_version()}"
 
 
-def pypi_name(conda_name: str) -> str:
-    return PYPI_NAMES.get(conda_name, conda_name)
+def python_dists(name: str, url: str, sha256: str | None) -> tuple[str, ...]:
+    """The PyPI distributions a conda package installs.
+
+    Its own ``*.dist-info`` names when the archive is at hand (a ``file://`` channel, or
+    the store's copy by sha256), else the name map (``envlock.compat.pypi_names``).
+    Raises ``CheckFailed`` when a local channel's file does not have the channel's sha256.
+    """
+    from envlock.compat import pypi_names
+
+    archive = _archive_at_hand(url, sha256)
+    if archive is not None:
+        found = pypi_names.dist_names(_listed_paths(archive, url))
+        if found:
+            return found
+    return pypi_names.pypi_names(name)
+
+
+def _archive_at_hand(url: str, sha256: str | None) -> Path | None:
+    """A local copy of the archive whose sha256 is the one the channel gives, or ``None``."""
+    from urllib.parse import unquote, urlparse
+
+    from envlock.store import default_home
+
+    if not sha256:
+        return None
+    candidates = []
+    if url.startswith("file://"):
+        candidates.append((Path(unquote(urlparse(url).path)), True))
+    artifacts = default_home() / "artifacts" / "sha256"  # the layout of envlock.store.Store
+    if artifacts.is_dir():
+        candidates.append((artifacts / sha256, False))
+    for path, local_channel in candidates:
+        if not path.is_file():
+            continue
+        if _sha256(path) == sha256:
+            return path
+        if local_channel:
+            raise CheckFailed(
+                f"conda package {redact(url)} does not have the sha256 its channel lists ({sha256})",
+                "re-index the channel (rattler-index, conda index) or restore the file",
+            )
+    return None
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_INFO_LIMIT = 64 << 20  # bytes of info/paths.json read at most
+
+
+def _listed_paths(archive: Path, url: str) -> list[str]:
+    """The paths a conda archive installs, from ``info/paths.json`` or ``info/files``.
+
+    Reads only the info part (``info-*.tar.zst`` of a ``.conda``; a ``.tar.bz2`` is read as a
+    stream up to its info files).  An archive that cannot be read lists nothing (the build
+    checks it again before installing anything).
+    """
+    import json
+    import tarfile
+    import zipfile
+
+    def from_tar(tar: tarfile.TarFile) -> list[str]:
+        files: list[str] | None = None
+        for member in tar:
+            if member.name in ("info/paths.json", "info/files") and member.isfile():
+                if member.size > _INFO_LIMIT:
+                    return []
+                fh = tar.extractfile(member)
+                if fh is None:
+                    continue
+                data = fh.read()
+                if member.name == "info/paths.json":
+                    listed = json.loads(data)
+                    entries = listed.get("paths") if isinstance(listed, dict) else None
+                    if not isinstance(entries, list):
+                        return []
+                    return [
+                        e["_path"] for e in entries if isinstance(e, dict) and isinstance(e.get("_path"), str)
+                    ]
+                files = data.decode("utf-8", "replace").splitlines()
+        return files or []
+
+    try:
+        if url.endswith(".conda"):
+            import zstandard
+
+            with zipfile.ZipFile(archive) as zf:
+                inner = [m for m in zf.namelist() if m.startswith("info-") and m.endswith(".tar.zst")]
+                if len(inner) != 1:
+                    return []
+                with zf.open(inner[0]) as raw:
+                    reader = zstandard.ZstdDecompressor().stream_reader(raw)
+                    with tarfile.open(fileobj=reader, mode="r|") as tar:
+                        return from_tar(tar)
+        with tarfile.open(archive, mode="r|bz2") as tar:
+            return from_tar(tar)
+    except (OSError, EOFError, ValueError, tarfile.TarError, zipfile.BadZipFile, UnicodeDecodeError):
+        return []
 
 
 def solve_all(requests: Sequence[CondaRequest], cache_dir: Path | None = None) -> list[Solution]:
@@ -153,6 +241,8 @@ async def _solve(gateway: Any, req: CondaRequest) -> Solution:
 
 
 def _solution(records: Sequence[Any], req: CondaRequest) -> Solution:
+    from envlock.compat import pypi_names
+
     packages = []
     python_names: dict[str, str] = {}
     has_python = False
@@ -181,8 +271,9 @@ def _solution(records: Sequence[Any], req: CondaRequest) -> Solution:
         )
         if name == "python":
             has_python = True
-        elif r.noarch.python or name in PYPI_NAMES or any(_dep_name(d) == "python" for d in depends):
-            python_names[pypi_name(name)] = str(r.version)
+        elif r.noarch.python or pypi_names.known(name) or any(_dep_name(d) == "python" for d in depends):
+            for dist in python_dists(name, r.url, r.sha256.hex()):
+                python_names[dist] = str(r.version)
     packages.sort()
     return Solution(req.platform, tuple(packages), python_names, has_python)
 
@@ -320,6 +411,8 @@ def solve_with_conda_lock(requests: Sequence[CondaRequest], binary: str) -> list
 
     import yaml  # type: ignore[import-untyped]  # conda-lock's own dependency
 
+    from envlock.compat import pypi_names
+
     if not requests:
         return []
     platforms = [r.platform for r in requests]
@@ -392,9 +485,12 @@ def solve_with_conda_lock(requests: Sequence[CondaRequest], binary: str) -> list
                 )
             )
             if item["name"] != "python" and (
-                subdir == "noarch" or "python" in item.get("dependencies", {}) or item["name"] in PYPI_NAMES
+                subdir == "noarch"
+                or "python" in item.get("dependencies", {})
+                or pypi_names.known(item["name"])
             ):
-                python_names[pypi_name(item["name"])] = str(item["version"])
+                for dist in python_dists(item["name"], url, item["hash"]["sha256"]):
+                    python_names[dist] = str(item["version"])
         has_python = any(p.name == "python" for p in packages)
         solutions.append(Solution(req.platform, tuple(sorted(packages)), python_names, has_python))
     return solutions

@@ -210,3 +210,15 @@ def test_lock_hook_on_fresh_locks_changes_nothing_and_exits_0(project, capsys: C
     names = [str(project.lock_path), str(project.pylock_path), "README.md"]
     assert main(["lock", "--hook", *names]) == 0
     assert capsys.readouterr() == ("", "")
+
+
+def test_matrix_shows_companions_in_the_table_and_the_json(capsys: Capsys) -> None:
+    import json
+
+    assert main(["matrix", "pytorch"]) == 0
+    out = capsys.readouterr().out
+    assert any(line.split()[:3] == ["2.9", "torchvision", "0.24.1,"] for line in out.splitlines())
+    assert main(["matrix", "tensorflow", "--json"]) == 0
+    rows = {r["release"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["2.20"]["cuda runtime"] == "12.5: >=12.5.82,<13"
+    assert rows["2.20"]["companions"] == "tf-keras, tensorflow-text 2.20.1"
