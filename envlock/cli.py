@@ -47,6 +47,18 @@ def _default_specs() -> list[Path]:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    if args.source is not None:
+        from envlock.init import import_spec
+
+        imported = import_spec(
+            args.name, Path(args.source), Path(args.dir), extras=tuple(args.extra), force=args.force
+        )
+        for warning in imported.warnings:
+            _say(f"warning: {warning}")
+        spec = imported.spec
+        _say(f"Wrote {spec} from {args.source} ({imported.kind}); lock it with: envlock lock {spec}")
+        print(imported.spec)
+        return 0
     from envlock.init import setup
 
     done = setup(
@@ -462,6 +474,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", default="cpu", help="pytorch-cuda | tensorflow | jax | cpu (default: cpu)")
     p.add_argument("--dir", default="specs", help="directory for the spec (default: specs)")
     p.add_argument("--force", action="store_true", help="overwrite an existing spec")
+    p.add_argument(
+        "--from",
+        dest="source",
+        metavar="FILE",
+        help="import requirements.txt/.in, pyproject.toml, environment.yml, conda-lock.yml, "
+        "pylock.toml, uv.lock, cog.yaml or an MLflow model directory",
+    )
+    p.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="with --from pyproject.toml: an optional-dependencies group to include (repeatable; 'all')",
+    )
     p.add_argument(
         "--pre-commit",
         action="store_true",
