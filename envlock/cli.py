@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from envlock import __version__
-from envlock.errors import EXIT_BAD_INPUT, EnvlockError, UsageError
+from envlock.errors import EXIT_BAD_INPUT, EXIT_UNAVAILABLE, EnvlockError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,7 +51,12 @@ def cmd_init(args: argparse.Namespace) -> int:
         from envlock.init import import_spec
 
         imported = import_spec(
-            args.name, Path(args.source), Path(args.dir), extras=tuple(args.extra), force=args.force
+            args.name,
+            Path(args.source),
+            Path(args.dir),
+            extras=tuple(args.extra),
+            force=args.force,
+            exclude_newer=None if args.exclude_newer == "none" else args.exclude_newer,
         )
         for warning in imported.warnings:
             _say(f"warning: {warning}")
@@ -448,15 +453,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    try:
-        from envlock.tui.app import make_app
-    except ImportError as exc:
-        from envlock.errors import ToolMissing
+    from envlock.tui.app import make_app
 
-        raise ToolMissing(
-            f"envlock tui needs textual ({exc.name} is not installed)",
-            "install it with: pip install 'envlock[tui]'",
-        ) from None
     app = make_app(Path(), diff=tuple(args.diff) if args.diff else None)
     app.run()
     if app.exit_after_paint and app.painted_at is not None:
@@ -487,6 +485,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="GROUP",
         help="with --from pyproject.toml: an optional-dependencies group to include (repeatable; 'all')",
+    )
+    p.add_argument(
+        "--exclude-newer",
+        default="now",
+        metavar="DATE",
+        help="with --from: [pip] exclude-newer of the new spec (default: now; 'none' for none)",
     )
     p.add_argument(
         "--pre-commit",
@@ -654,6 +658,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.hint:
             _say(f"hint: {exc.hint}")
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        # a dependency imported lazily by this command is missing: a broken install
+        missing = (exc.name or str(exc)).split(".")[0]
+        _say(f"error: envlock needs the Python module '{missing}', which is not installed")
+        _say("hint: repair the install: pip install --force-reinstall envlock")
+        return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         _say("error: interrupted; nothing was written")
         return 130

@@ -94,11 +94,13 @@ def import_spec(
     *,
     extras: tuple[str, ...] = (),
     force: bool = False,
-    today: dt.date | None = None,
+    exclude_newer: str | None = "now",
 ) -> Imported:
     """``envlock init [NAME] --from FILE``: write ``DIRECTORY/NAME.toml`` from an existing
     environment file (see :mod:`envlock.importers` for the formats).  NAME defaults to the
     source's own name (file stem, or the directory of an MLflow model / pyproject).
+    ``exclude_newer`` is written into ``[pip]``: ``"now"`` (the current UTC second), a date or
+    time as the spec takes it, or None for none.
 
     The spec is validated before it is written; nothing is written on any error.
 
@@ -118,8 +120,9 @@ def import_spec(
         name = re.sub(r"[^A-Za-z0-9_-]+", "-", stem.split(".")[0]).strip("-_") or "env"
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", name):
         raise UsageError(f"invalid environment name {name!r}", "use letters, digits, '-' and '_'")
-    day = (today or dt.datetime.now(dt.UTC).date()).isoformat()
-    text = importers.render(name, found, day)
+    if exclude_newer == "now":
+        exclude_newer = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = importers.render(name, found, exclude_newer)
     python = found.python or "3.11"
     base = _BASE_FOR_PYTHON.get(python)
     if base is None:

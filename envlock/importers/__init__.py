@@ -142,10 +142,11 @@ def load(path: Path, *, kind: str | None = None, extras: tuple[str, ...] = ()) -
     return found
 
 
-def render(name: str, found: Imported, today: str) -> str:
+def render(name: str, found: Imported, exclude_newer: str | None) -> str:
     """The spec text for ``found``: commented with its source, canonical key order.
 
-    ``today`` (YYYY-MM-DD) becomes ``exclude-newer`` so that a re-lock gives the same answer.
+    ``exclude_newer`` (an RFC 3339 time, or None for none) is written so that a re-lock of a
+    spec with ranges gives the same answer.
     """
     from envlock.tomlwrite import quote
 
@@ -180,7 +181,8 @@ def render(name: str, found: Imported, today: str) -> str:
         lines.append(f"find-links = {strings(found.find_links)}")
     if found.no_index:
         lines.append("no-index = true")
-    lines.append(f"exclude-newer = {quote(today)}")
+    if exclude_newer:
+        lines.append(f"exclude-newer = {quote(exclude_newer)}")
     if found.hashes:
         lines.append("")
         lines.append("[pip.require-hashes]  # from the source file; checked against the lock")

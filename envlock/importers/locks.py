@@ -19,6 +19,22 @@ def _index_of(found: Imported, url: Any) -> None:
         found.indexes.append(url.rstrip("/"))
 
 
+_PYPI_FILES = "https://files.pythonhosted.org/"
+
+
+def _warn_without_index(found: Imported, package: dict[str, Any]) -> None:
+    """A PEP 751 package with no ``index`` whose files are not on PyPI: the spec cannot know
+    where to look (uv writes no ``index`` for ``--index-url``), so say so, naming the host."""
+    if "index" in package:
+        return
+    urls = [f.get("url") for f in package.get("wheels") or [] if isinstance(f, dict)]
+    hosts = {
+        u.split("/")[2] for u in urls if isinstance(u, str) and "://" in u and not u.startswith(_PYPI_FILES)
+    }
+    for host in sorted(hosts):
+        found.warn(f"files from {host} without an index: set [pip] index-url to that host's index")
+
+
 def load_pylock(path: Path) -> Imported:
     """Read a PEP 751 lock: ``[[packages]]`` with ``name``, ``version``, optional ``marker``,
     ``index`` and ``wheels``/``sdist`` hashes (https://peps.python.org/pep-0751/).
@@ -48,6 +64,7 @@ def load_pylock(path: Path) -> Imported:
         requirement = f"{name}=={version}" + (f"; {marker}" if isinstance(marker, str) else "")
         found.packages.append(requirement)
         _index_of(found, package.get("index"))
+        _warn_without_index(found, package)
         files = [*(package.get("wheels") or []), *([package["sdist"]] if "sdist" in package else [])]
         for file in files:
             digest = file.get("hashes", {}).get("sha256") if isinstance(file, dict) else None
