@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # typed for callers; loaded lazily at run time by __getattr__
-    from envlock.api import lock, rebuild, record
+    from envlock.api import rebuild, record
     from envlock.errors import EnvlockError
 
 __version__ = "0.1.0"
