@@ -8,7 +8,7 @@ from pathlib import Path
 
 from envlock.errors import SpecError
 from envlock.importers import Imported
-from envlock.importers.text import read_yaml
+from envlock.importers.text import read_yaml, truthy
 
 
 def load_cog(path: Path) -> Imported:
@@ -38,7 +38,7 @@ def load_cog(path: Path) -> Imported:
     system = build.get("system_packages") or []
     if isinstance(system, list):
         found.system = [str(s) for s in system]
-    if build.get("gpu"):
+    if truthy(build.get("gpu")):
         cuda = build.get("cuda")
         found.cuda_hint = str(cuda) if cuda is not None else "gpu"
     if build.get("run"):

@@ -33,7 +33,9 @@ def read_text(path: Path) -> str:
 
 
 def read_yaml(path: Path) -> Any:
-    """Parse a YAML file with PyYAML's safe loader (C-accelerated when available).
+    """Parse a YAML file with PyYAML's base loader (C-accelerated when available): every
+    scalar stays a string, so ``python_version: 3.10`` is ``"3.10"`` (not the float 3.1) and
+    versions such as ``1.10`` keep their digits; no tags are constructed.
 
     Raises:
         SpecError: unreadable file or invalid YAML, naming the file and line.
@@ -41,7 +43,7 @@ def read_yaml(path: Path) -> Any:
     import yaml  # type: ignore[import-untyped]
 
     text = read_text(path)
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
     try:
         return yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
@@ -68,6 +70,11 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise SpecError(f"{path}: invalid TOML: {exc}") from None
     except RecursionError:
         raise SpecError(f"{path}: invalid TOML: nested too deeply") from None
+
+
+def truthy(value: Any) -> bool:
+    """A YAML 1.1 boolean read as a string by :func:`read_yaml` (``true``, ``yes``, ``on``)."""
+    return isinstance(value, str) and value.lower() in ("true", "yes", "on", "y")
 
 
 def canonical_name(name: str) -> str:

@@ -232,7 +232,7 @@ def test_cog_yaml(tmp_path: Path) -> None:
     found = imported(
         tmp_path,
         "cog.yaml",
-        "build:\n  gpu: true\n  cuda: '11.8'\n  python_version: '3.10'\n"
+        "build:\n  gpu: true\n  cuda: 11.8\n  python_version: 3.10\n"
         "  python_packages: ['torch==2.4.1']\n  python_requirements: requirements.txt\n"
         "  system_packages: [libgl1]\n  run: ['echo hi']\npredict: predict.py:Predictor\n",
     )
