@@ -17,9 +17,9 @@ if TYPE_CHECKING:  # typed for callers; loaded lazily at run time by __getattr__
 
 __version__ = "0.1.0"
 
-__all__ = ["EnvlockError", "__version__", "lock", "rebuild", "record"]
+__all__ = ["EnvlockError", "__version__", "rebuild", "record"]
 
-_API = ("lock", "record", "rebuild")
+_API = ("record", "rebuild")  # "lock" too, once the lock-file module is renamed
 
 
 def __getattr__(name: str) -> Any:
