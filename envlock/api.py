@@ -58,17 +58,26 @@ def record(
     push: str | None = None,
     store: PathLike | None = None,
     cwd: PathLike | None = None,
+    mlflow_run: str | None = None,
     say: Say | None = None,
 ) -> Recorded:
     """Record a trained model (a file or directory) on the repository's HEAD (``envlock
     record``): builds the spec's image if needed, adds the record to the git note.
 
+    ``mlflow_run`` (default: ``MLFLOW_RUN_ID`` when set) is an MLflow run to tag with the
+    record and to log the lock to; it is checked before anything is recorded.
+
     Raises:
-        CheckFailed (exit 1): an uncommitted tree without ``allow_dirty``; UsageError (2).
+        CheckFailed (exit 1): an uncommitted tree without ``allow_dirty``; UsageError (2);
+        ServiceUnavailable / ToolMissing (3): MLflow unreachable or its client not installed.
     """
+    from envlock import mlflow_handoff
     from envlock.record import record as record_model
 
-    return record_model(
+    run = mlflow_handoff.run_id_from(mlflow_run)
+    if run is not None:
+        mlflow_handoff.check_run(run)
+    done = record_model(
         Path(model),
         name=name,
         spec_path=Path(spec),
@@ -79,6 +88,12 @@ def record(
         say=say,
         cwd=Path(cwd) if cwd is not None else None,
     )
+    if run is not None:
+        from envlock.record import repo_root
+
+        root = repo_root(Path(cwd) if cwd is not None else Path.cwd())
+        mlflow_handoff.tag_run(run, done.record, root / done.record["lock"])
+    return done
 
 
 def rebuild(
@@ -90,7 +105,8 @@ def rebuild(
     say: Say | None = None,
 ) -> Rebuilt:
     """Bring back the exact image of a recorded model (``envlock rebuild``): ``ref`` is
-    ``NAME``, ``NAME@REV`` or a record ID.  The result's ``image_id`` equals the recorded one.
+    ``NAME``, ``NAME@REV``, a record ID, or ``mlflow:RUN_ID`` (the record the run was tagged
+    with).  The result's ``image_id`` equals the recorded one.
 
     Raises:
         CheckFailed (exit 1): the rebuilt image differs (the message names the layer).

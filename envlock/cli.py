@@ -309,16 +309,17 @@ def _referenced(specs: list[str]) -> tuple[set[str], set[str]]:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from envlock.record import record
+    from envlock.api import record
 
     done = record(
-        Path(args.model),
+        args.model,
         name=args.name,
-        spec_path=Path(args.spec),
+        spec=args.spec,
         command=args.command_line or "",
         allow_dirty=args.allow_dirty,
-        store=_store(args),
+        store=getattr(args, "store", None),
         push=args.push,
+        mlflow_run=args.mlflow_run,
         say=_say,
     )
     rec = done.record
@@ -591,6 +592,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-dirty", action="store_true", help="record even if the tree has changes")
     p.add_argument("--push", metavar="REG/REPO", help="also push the image and record its digest")
     p.add_argument("--store", help="store directory")
+    p.add_argument(
+        "--mlflow-run",
+        metavar="RUN_ID",
+        help="tag this MLflow run with the record and log the lock to it (default: $MLFLOW_RUN_ID)",
+    )
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("models", help="list recorded models")
@@ -603,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("rebuild", help="bring back the exact image of a recorded model")
-    p.add_argument("model", help="NAME, NAME@REV or a record ID")
+    p.add_argument("model", help="NAME, NAME@REV, a record ID, or mlflow:RUN_ID")
     p.add_argument("command", nargs="*", help="with --run or --k8s-job: the command, after --")
     p.add_argument("--worktree", help="check the recorded commit out here (git worktree)")
     p.add_argument("--run", action="store_true", help="run the command in the image, worktree mounted")
