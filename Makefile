@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint bench clean deps
+.PHONY: demo test unit integration lint precommit bench clean deps
 
 ## deps: the Debian packages the demo and the tests use (docker.io, mmdebstrap, ...)
 deps:
@@ -21,7 +21,7 @@ demo: deps $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 ## test: lint, type-check and run the whole suite (unit + integration, nothing skipped)
-test: deps lint $(STAMP)
+test: deps lint precommit $(STAMP)
 	$(BIN)/pytest -p no:cacheprovider tests
 
 unit: $(STAMP)
@@ -34,6 +34,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check envlock tests bench
 	$(BIN)/ruff format --check envlock tests bench
 	$(BIN)/mypy envlock
+
+## precommit: the repository's own pre-commit hooks (envlock-verify over specs/), as a user runs them
+precommit: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pre-commit run --all-files --show-diff-on-failure
 
 ## bench: run every benchmark in bench/ and print the ratios
 bench: $(STAMP)

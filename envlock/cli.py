@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from envlock import __version__
-from envlock.errors import EXIT_BAD_INPUT, EnvlockError, UsageError
+from envlock.errors import EXIT_BAD_INPUT, EXIT_UNAVAILABLE, EnvlockError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,6 +47,23 @@ def _default_specs() -> list[Path]:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    if args.source is not None:
+        from envlock.init import import_spec
+
+        imported = import_spec(
+            args.name,
+            Path(args.source),
+            Path(args.dir),
+            extras=tuple(args.extra),
+            force=args.force,
+            exclude_newer=None if args.exclude_newer == "none" else args.exclude_newer,
+        )
+        for warning in imported.warnings:
+            _say(f"warning: {warning}")
+        spec = imported.spec
+        _say(f"Wrote {spec} from {args.source} ({imported.kind}); lock it with: envlock lock {spec}")
+        print(imported.spec)
+        return 0
     from envlock.init import setup
 
     done = setup(
@@ -298,16 +315,17 @@ def _referenced(specs: list[str]) -> tuple[set[str], set[str]]:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from envlock.record import record
+    from envlock.api import record
 
     done = record(
-        Path(args.model),
+        args.model,
         name=args.name,
-        spec_path=Path(args.spec),
+        spec=args.spec,
         command=args.command_line or "",
         allow_dirty=args.allow_dirty,
-        store=_store(args),
+        store=getattr(args, "store", None),
         push=args.push,
+        mlflow_run=args.mlflow_run,
         say=_say,
     )
     rec = done.record
@@ -442,15 +460,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    try:
-        from envlock.tui.app import make_app
-    except ImportError as exc:
-        from envlock.errors import ToolMissing
+    from envlock.tui.app import make_app
 
-        raise ToolMissing(
-            f"envlock tui needs textual ({exc.name} is not installed)",
-            "install it with: pip install 'envlock[tui]'",
-        ) from None
     app = make_app(Path(), diff=tuple(args.diff) if args.diff else None)
     app.run()
     if app.exit_after_paint and app.painted_at is not None:
@@ -468,6 +479,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", default="cpu", help="pytorch-cuda | tensorflow | jax | cpu (default: cpu)")
     p.add_argument("--dir", default="specs", help="directory for the spec (default: specs)")
     p.add_argument("--force", action="store_true", help="overwrite an existing spec")
+    p.add_argument(
+        "--from",
+        dest="source",
+        metavar="FILE",
+        help="import requirements.txt/.in, pyproject.toml, environment.yml, conda-lock.yml, "
+        "pylock.toml, uv.lock, cog.yaml or an MLflow model directory",
+    )
+    p.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        help="with --from pyproject.toml: an optional-dependencies group to include (repeatable; 'all')",
+    )
+    p.add_argument(
+        "--exclude-newer",
+        default="now",
+        metavar="DATE",
+        help="with --from: [pip] exclude-newer of the new spec (default: now; 'none' for none)",
+    )
     p.add_argument(
         "--pre-commit",
         action="store_true",
@@ -567,6 +598,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-dirty", action="store_true", help="record even if the tree has changes")
     p.add_argument("--push", metavar="REG/REPO", help="also push the image and record its digest")
     p.add_argument("--store", help="store directory")
+    p.add_argument(
+        "--mlflow-run",
+        metavar="RUN_ID",
+        help="tag this MLflow run with the record and log the lock to it (default: $MLFLOW_RUN_ID)",
+    )
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("models", help="list recorded models")
@@ -579,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("rebuild", help="bring back the exact image of a recorded model")
-    p.add_argument("model", help="NAME, NAME@REV or a record ID")
+    p.add_argument("model", help="NAME, NAME@REV, a record ID, or mlflow:RUN_ID")
     p.add_argument("command", nargs="*", help="with --run or --k8s-job: the command, after --")
     p.add_argument("--worktree", help="check the recorded commit out here (git worktree)")
     p.add_argument("--run", action="store_true", help="run the command in the image, worktree mounted")
@@ -634,6 +670,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.hint:
             _say(f"hint: {exc.hint}")
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        # a dependency imported lazily by this command is missing: a broken install
+        missing = (exc.name or str(exc)).split(".")[0]
+        _say(f"error: envlock needs the Python module '{missing}', which is not installed")
+        _say("hint: repair the install: pip install --force-reinstall envlock")
+        return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         _say("error: interrupted; nothing was written")
         return 130

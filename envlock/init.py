@@ -72,3 +72,71 @@ def setup(
     if config is not None and text is not None:
         write_files({config: text})
     return Setup(spec, config, text is not None)
+
+
+_BASE_FOR_PYTHON = {"3.9": "debian:bullseye", "3.11": "debian:bookworm", "3.13": "debian:trixie"}
+
+
+@dataclass(frozen=True)
+class Imported:
+    """What ``envlock init --from`` wrote: the spec, the source's format, and one line for
+    each thing that could not be carried over."""
+
+    spec: Path
+    kind: str
+    warnings: tuple[str, ...]
+
+
+def import_spec(
+    name: str | None,
+    source: Path,
+    directory: Path,
+    *,
+    extras: tuple[str, ...] = (),
+    force: bool = False,
+    exclude_newer: str | None = "now",
+) -> Imported:
+    """``envlock init [NAME] --from FILE``: write ``DIRECTORY/NAME.toml`` from an existing
+    environment file (see :mod:`envlock.importers` for the formats).  NAME defaults to the
+    source's own name (file stem, or the directory of an MLflow model / pyproject).
+    ``exclude_newer`` is written into ``[pip]``: ``"now"`` (the current UTC second), a date or
+    time as the spec takes it, or None for none.
+
+    The spec is validated before it is written; nothing is written on any error.
+
+    Raises:
+        SpecError: unreadable or malformed source (exit 2).
+        UsageError: the spec exists (without ``force``) or the name is invalid.
+    """
+    from envlock import importers
+
+    found = importers.load(source, extras=extras)
+    if name is None and found.name:
+        name = re.sub(r"[^A-Za-z0-9_-]+", "-", found.name).strip("-_") or None
+    if name is None:
+        stem = source.resolve().name if source.is_dir() else source.stem
+        if stem.lower() in ("requirements", "pyproject", "environment", "uv", "pylock", "cog", "mlmodel"):
+            stem = source.resolve().parent.name
+        name = re.sub(r"[^A-Za-z0-9_-]+", "-", stem.split(".")[0]).strip("-_") or "env"
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", name):
+        raise UsageError(f"invalid environment name {name!r}", "use letters, digits, '-' and '_'")
+    if exclude_newer == "now":
+        exclude_newer = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = importers.render(name, found, exclude_newer)
+    python = found.python or "3.11"
+    base = _BASE_FOR_PYTHON.get(python)
+    if base is None:
+        text = text.replace(
+            'base = "debian:bookworm"\n',
+            f"# no Debian suite ships Python {python}: name a base image that has it\n"
+            'base = "debian:bookworm"\n',
+        )
+        found.warn(f"Python {python}: set [image] base to an image that ships it (bookworm has 3.11)")
+    else:
+        text = text.replace('base = "debian:bookworm"\n', f'base = "{base}"\n')
+    path = directory / f"{name}.toml"
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists", "pass --force to overwrite it")
+    parse(text, path)
+    write_files({path: text})
+    return Imported(path, found.kind, tuple(found.warnings))

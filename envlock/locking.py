@@ -18,7 +18,7 @@ from typing import Any
 
 from envlock import __version__, export
 from envlock import lock as lockmod
-from envlock.errors import ResolutionError, UsageError
+from envlock.errors import CheckFailed, ResolutionError, UsageError
 from envlock.lock import Lock, Package, PlatformLock
 from envlock.spec import Spec, load
 
@@ -305,6 +305,28 @@ def _unchanged(files: dict[Path, str]) -> bool:
     return True
 
 
+def check_required_hashes(spec: Spec, platforms: list[PlatformLock]) -> None:
+    """Every locked pip package named in ``[pip.require-hashes]`` must have one of its digests.
+
+    Raises:
+        CheckFailed: (exit 1) naming each package whose locked file has another hash.
+    """
+    allowed = dict(spec.pip.require_hashes)
+    if not allowed:
+        return
+    problems = []
+    for platform in platforms:
+        for package in platform.packages:
+            digests = allowed.get(package.name)
+            if package.manager == "pip" and digests and f"sha256:{package.sha256}" not in digests:
+                problems.append(f"{package.name} {package.version} ({platform.name})")
+    if problems:
+        raise CheckFailed(
+            f"locked files whose sha256 the spec's require-hashes does not allow: {', '.join(problems)}",
+            "the source file pinned other files: check the index, or update [pip.require-hashes]",
+        )
+
+
 def lock_spec(
     spec_path: Path,
     *,
@@ -409,6 +431,7 @@ def lock_spec(
             )
         )
 
+    check_required_hashes(spec, platforms)
     meta = {"envlock": __version__, "resolver": engine_version, "resolved-at": _resolved_at()}
     new = lockmod.make(spec.spec_hash, platforms, meta)
     new, text = _keep_timestamp(new, path)

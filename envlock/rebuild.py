@@ -106,6 +106,10 @@ def rebuild(
 ) -> Rebuilt:
     say = say or (lambda _m: None)
     root = repo_root(cwd)
+    if ref.startswith("mlflow:"):
+        from envlock.mlflow_handoff import record_of_run
+
+        ref = record_of_run(ref.removeprefix("mlflow:"))
     rec = find(ref, root)
     lock = lock_at_commit(root, rec)
     if worktree is not None:

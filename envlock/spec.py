@@ -44,6 +44,9 @@ class PipSection:
     find_links: tuple[str, ...] = ()
     no_index: bool = False
     exclude_newer: str | None = None
+    # distribution name (PEP 503 normalised) -> the sha256 digests allowed for it: hashes an
+    # imported requirements file or lock carried, checked against the lock after resolving
+    require_hashes: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ class Spec:
         }
         if self.image.bytecode:  # only when set: specs without it keep their hash
             data["image"]["bytecode"] = True
+        if self.pip.require_hashes:  # likewise
+            data["pip"]["require-hashes"] = {name: list(d) for name, d in self.pip.require_hashes}
         if self.framework is not None:
             data["framework"] = {
                 "name": self.framework.name,
@@ -343,7 +348,7 @@ def _date(c: _Checker, value: Any, keypath: tuple[str, ...]) -> str:
 
 
 def _pip(c: _Checker, raw: Any, strict: bool) -> PipSection:
-    keys = ("packages", "index-url", "indexes", "find-links", "no-index", "exclude-newer")
+    keys = ("packages", "index-url", "indexes", "find-links", "no-index", "exclude-newer", "require-hashes")
     pip = c.table(raw, ("pip",), keys)
     packages = c.strings(pip, ("pip", "packages"))
     if strict:
@@ -364,6 +369,7 @@ def _pip(c: _Checker, raw: Any, strict: bool) -> PipSection:
         _date(c, pip["exclude-newer"], ("pip", "exclude-newer")) if "exclude-newer" in pip else None
     )
     return PipSection(
+        require_hashes=_require_hashes(c, pip.get("require-hashes", {})),
         packages=packages,
         index_url=index_url,
         indexes=indexes,
@@ -371,6 +377,25 @@ def _pip(c: _Checker, raw: Any, strict: bool) -> PipSection:
         no_index=no_index,
         exclude_newer=exclude_newer,
     )
+
+
+_SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _require_hashes(c: _Checker, raw: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``[pip.require-hashes]``: distribution name -> list of ``sha256:<hex>`` digests."""
+    keypath = ("pip", "require-hashes")
+    if not isinstance(raw, dict):
+        raise c.fail(keypath, "'pip.require-hashes' must be a table of name = [digests]")
+    out: dict[str, tuple[str, ...]] = {}
+    for name, digests in raw.items():
+        if not isinstance(digests, list) or not all(isinstance(d, str) and _SHA256.match(d) for d in digests):
+            raise c.fail(
+                (*keypath, name),
+                f"'pip.require-hashes.{name}' must be a list of sha256:<64 hex> digests",
+            )
+        out[re.sub(r"[-_.]+", "-", name).lower()] = tuple(sorted(set(digests)))
+    return tuple(sorted(out.items()))
 
 
 def _conda(c: _Checker, raw: Any) -> CondaSection:

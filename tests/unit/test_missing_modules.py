@@ -1,0 +1,52 @@
+"""A dependency that a command imports lazily and that is missing (a broken install) is one
+`error:` line naming the module and how to repair, exit 3, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BLOCK = """
+import sys
+sys.modules[sys.argv[1]] = None  # any import of it now raises ModuleNotFoundError
+from envlock.cli import main
+raise SystemExit(main(sys.argv[2:]))
+"""
+
+
+def _files(root: Path) -> None:
+    (root / "environment.yml").write_text("dependencies: [python=3.11]\n")
+    (root / "requirements.txt").write_text("six==1.16.0\n")
+    (root / "specs").mkdir()
+    (root / "specs" / "geo.toml").write_text(
+        'python = "3.11"\n[conda]\nchannels = ["file:///nonexistent"]\npackages = ["x"]\n'
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "argv"),
+    [
+        ("textual", ["tui"]),
+        ("yaml", ["init", "env", "--from", "environment.yml"]),
+        ("packaging", ["init", "req", "--from", "requirements.txt"]),
+        ("rattler", ["lock", "specs/geo.toml"]),
+    ],
+)
+def test_missing_module_is_one_error_line(tmp_path: Path, module: str, argv: list[str]) -> None:
+    _files(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCK, module, *argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert f"error: envlock needs the Python module '{module}', which is not installed" in lines
+    assert lines[-1].startswith("hint: ")
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "specs" / "env.toml").exists() and not (tmp_path / "specs" / "req.toml").exists()
