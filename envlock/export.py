@@ -40,7 +40,8 @@ def requirements(lock: Lock, platform: str, lock_name: str) -> str:
     for p in sorted(plat.packages):
         if p.manager == "pip":
             lines.append(f"{p.name}=={p.version} \\")
-            lines.append(f"    --hash=sha256:{p.sha256}")
+            digests = [p.sha256, *sorted(set(p.other_hashes) - {p.sha256})]
+            lines.append(" \\\n".join(f"    --hash=sha256:{d}" for d in digests))
     return "\n".join(lines) + "\n"
 
 

@@ -48,6 +48,11 @@ class Package:
     # conda: the record's dependencies, for the conda-lock.yml export.  Not part of the env
     # ID: they are read from the package whose sha256 already is.
     depends: tuple[str, ...] = ()
+    # pip: the sha256 of the other files of this version that install on the target (the
+    # index listed them).  The image uses the locked file; the requirements export lists these
+    # too, so pip may pick any of them (as pip-compile's and uv's --generate-hashes do).  Not
+    # part of the env ID.
+    other_hashes: tuple[str, ...] = ()
 
     def identity(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -74,6 +79,8 @@ class Package:
                 data[key] = value
         if self.manager == "conda":
             data["depends"] = list(self.depends)
+        if self.other_hashes:
+            data["other-hashes"] = list(self.other_hashes)
         return data
 
     @property
@@ -239,6 +246,14 @@ def parse(text: str, path: Path | str = "<lock>") -> Lock:
             depends = pk.get("depends", [])
             if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
                 raise LockError(f"{kw}: 'depends' must be a list of strings", _RELOCK)
+            others = pk.get("other-hashes", [])
+            hex_only = (
+                all(isinstance(h, str) and _SHA256.match(h) for h in others)
+                if isinstance(others, list)
+                else False
+            )
+            if not hex_only:
+                raise LockError(f"{kw}: 'other-hashes' must be a list of sha256 hex digests", _RELOCK)
             packages.append(
                 Package(
                     manager=_req(pk, "manager", str, kw),
@@ -252,6 +267,7 @@ def parse(text: str, path: Path | str = "<lock>") -> Lock:
                     subdir=pk.get("subdir"),
                     md5=pk.get("md5"),
                     depends=tuple(depends),
+                    other_hashes=tuple(others),
                 )
             )
         platforms.append(

@@ -36,8 +36,11 @@ def from_pylock(data: Mapping[str, Any], platform: str, python: str, base: Path)
             rank = wheel_rank(filename, platform, python)
             if rank is not None:
                 ranked.append((rank, filename, wheel))
+        others: tuple[str, ...] = ()
         if ranked:
             art = min(ranked, key=lambda r: (r[0], r[1]))[2]
+            digests = {str(w.get("hashes", {}).get("sha256", "")) for _, _, w in ranked if w is not art}
+            others = tuple(sorted(d for d in digests if d))
         elif "sdist" in pkg:
             art = pkg["sdist"]
         else:
@@ -58,6 +61,7 @@ def from_pylock(data: Mapping[str, Any], platform: str, python: str, base: Path)
                 url=_location(art, base),
                 sha256=sha256,
                 size=size if isinstance(size, int) else None,
+                other_hashes=others,
             )
         )
     return chosen

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -127,3 +128,29 @@ exclude-newer = "{CUTOFF}"
         p.name: p.version for p in lb.platforms[0].packages
     }
     assert la.env_id == lb.env_id
+
+
+def test_requirements_export_installs_with_pip_download_on_several_platform_tags(tmp_path: Path) -> None:
+    """Platform teams fill a wheelhouse with `pip download --platform ... --require-hashes -r`.
+    pip may pick another file of the pinned version than the one the image uses (here
+    charset-normalizer: a cp311 manylinux wheel and a py3-none-any wheel); the export lists the
+    hash of every file of the version that installs on the target, so pip's pick verifies."""
+    spec = write_spec(
+        tmp_path,
+        "wh",
+        'python = "3.11"\n[pip]\npackages = ["charset-normalizer==3.4.0"]\nexclude-newer = "2026-11-01"\n',
+    )
+    proc = run_envlock("lock", str(spec), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    exported = spec.with_name("wh.linux-64.requirements.txt")
+    assert exported.read_text().count("--hash=sha256:") >= 2
+    for tag in ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64"):
+        dest = tmp_path / f"wheels-{tag}"
+        pip = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+             "--platform", tag, "--python-version", "3.11", "--implementation", "cp",
+             "--require-hashes", "-r", str(exported), "-d", str(dest)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert pip.returncode == 0, f"{tag}: {pip.stderr}"
+        assert len(list(dest.glob("charset_normalizer-3.4.0-*.whl"))) == 1
