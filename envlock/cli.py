@@ -35,6 +35,10 @@ def _say(message: str) -> None:
     sys.stderr.flush()
 
 
+def _warn(message: str) -> None:
+    _say(f"warning: {message}")
+
+
 def _default_specs() -> list[Path]:
     from envlock.spec import discover
 
@@ -305,32 +309,32 @@ def cmd_record(args: argparse.Namespace) -> int:
         say=_say,
     )
     rec = done.record
-    if rec["dirty"]:
-        _say(f"warning: recorded a dirty tree ({', '.join(rec['dirty_paths'][:5])})")
-    _say(f"Recorded {rec['name']} ({rec['id']}) on {rec['commit'][:12]}: env {rec['env_id'][:19]}…")
-    print(rec["id"])
+    if rec.dirty:
+        _say(f"warning: recorded a dirty tree ({', '.join(rec.dirty_paths[:5])})")
+    _say(f"Recorded {rec.name} ({rec.id}) on {rec.commit[:12]}: env {rec.env_id[:19]}…")
+    print(rec.id)
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     from envlock.output import table
-    from envlock.record import all_records, created_at
+    from envlock.record import all_records
 
-    records = all_records(Path.cwd())
+    records = all_records(Path.cwd(), _warn)
     if args.json:
         import json
 
-        print(json.dumps(records, indent=2, sort_keys=True))
+        print(json.dumps([r.to_json() for r in records], indent=2, sort_keys=True))
         return 0
     rows = [
         [
-            str(r.get("name")),
-            str(r.get("id")),
-            str(r.get("commit", ""))[:10] + ("*" if r.get("dirty") else ""),
-            created_at(r),
-            str(r.get("env_id", ""))[7:19],
-            str(r.get("image_id", ""))[7:19],
-            str(r.get("model", {}).get("sha256", ""))[:12],
+            r.name,
+            r.id,
+            r.commit[:10] + ("*" if r.dirty else ""),
+            r.created_at,
+            r.env_id[7:19],
+            r.image_id[7:19],
+            r.model.sha256[:12],
         ]
         for r in records
     ]
@@ -343,15 +347,15 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     from envlock.record import check_model, find
 
-    rec = find(args.model, Path.cwd())
-    print(json.dumps(rec, indent=2, sort_keys=True))
+    rec = find(args.model, Path.cwd(), _warn)
+    print(json.dumps(rec.to_json(), indent=2, sort_keys=True))
     if args.check:
         problems = check_model(rec, Path.cwd())
         for line in problems:
             _say(f"error: {line}")
         if problems:
             return 1
-        _say(f"{rec['model']['path']}: sha256 matches the record")
+        _say(f"{rec.model.path}: sha256 matches the record")
     return 0
 
 
@@ -367,10 +371,10 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     source = {"store": "found in the store", "registry": "pulled from the registry", "built": "rebuilt"}[
         done.how
     ]
-    _say(f"{rec['name']} ({rec['id']}): image {done.image_id[:19]}… {source}, matches the record")
+    _say(f"{rec.name} ({rec.id}): image {done.image_id[:19]}… {source}, matches the record")
     command = list(args.command)
     if args.k8s_job:
-        reference = rec.get("registry")
+        reference = rec.registry
         if args.push:
             from envlock.image import registry
 
@@ -385,9 +389,11 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     if args.run:
         from envlock import engine
 
-        name = f"envlock/{rec['name']}:{rec['id']}"
+        name = f"envlock/{rec.name.lower()}:{rec.id}"
         engine.load(store, done.image, [name], _say)
-        run_command = command or __import__("shlex").split(rec.get("command") or "")
+        from envlock.rebuild import split_command
+
+        run_command = command or split_command(rec.command)
         if not run_command:
             raise UsageError("the record has no command", "give one after --")
         workdir = done.image.config["config"].get("WorkingDir") or "/workspace"
