@@ -9,6 +9,7 @@ Heavy modules are imported inside the command that needs them.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -130,6 +131,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from envlock.errors import CheckFailed
     from envlock.spec import load
 
+    if args.output:
+        from envlock.boundary import check_output
+
+        check_output(Path(args.output), "-o FILE", make_parents=False)
     spec = load(args.spec)
     current = lock.read(spec.path.with_suffix(".lock"))
     if current.spec_hash != spec.spec_hash:
@@ -461,6 +466,11 @@ def cmd_tui(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="envlock", description="Reproducible machine-learning environments.")
     parser.add_argument("--version", action="version", version=f"envlock {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an internal error (also ENVLOCK_DEBUG=1); any position",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("init", help="write specs/NAME.toml from a template")
@@ -619,6 +629,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in raw:  # everything after -- is the command to run, verbatim
         cut = raw.index("--")
         raw, tail = raw[:cut], raw[cut + 1 :]
+    debug = "--debug" in raw or os.environ.get("ENVLOCK_DEBUG", "") not in ("", "0")
+    raw = [a for a in raw if a != "--debug"]
     args = parser.parse_args(raw)
     if tail is not None:
         if not hasattr(args, "command") or not isinstance(args.command, list):
@@ -639,6 +651,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug: one line, the traceback only on request
+        if debug:
+            raise
+        from envlock.boundary import internal_error
+
+        error = internal_error(exc)
+        _say(f"error: {error.message}")
+        _say(f"hint: {error.hint}")
+        return error.exit_code
 
 
 if __name__ == "__main__":
