@@ -192,3 +192,33 @@ def test_toml_too_deep_or_too_large(
     Path("spec.lock").write_text(f"version = 1\n{body}\n")
     code, _, err = run(capsys, "diff", "spec.lock", "spec.lock")
     assert code == 2 and "spec.lock" in one_error(err), err
+
+
+# -- the store: an env ID whose image's files are damaged -------------------------------------
+
+
+def test_an_env_id_whose_stored_image_is_damaged(
+    tmp_path: Path, capsys: Capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from envlock.store import EnvEntry, Store
+
+    monkeypatch.setenv("ENVLOCK_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    store = Store()
+    layer = store.put_blob(b"not a tar archive at all")
+    config = store.put_blob(json.dumps({"rootfs": {"diff_ids": [layer]}, "history": []}).encode())
+    manifest = store.put_blob(
+        json.dumps(
+            {"config": {"digest": config}, "layers": [{"digest": layer, "size": 1, "mediaType": "x"}]}
+        ).encode()
+    )
+    env_id = "sha256:" + "5" * 64
+    store.record_env(EnvEntry(env_id, manifest, config, "vision"))
+    code, _, err = run(capsys, "diff", env_id[:20], env_id[:20])
+    assert code == 1
+    assert one_error(err).startswith(
+        f"error: the store's image {config[:19]}… of env {env_id[:19]}… cannot be read"
+    )
+    assert "hint: check the store: envlock store fsck" in err
