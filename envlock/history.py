@@ -132,9 +132,10 @@ def lock_at(path: Path, rev: str) -> Lock:
     try:
         commit = resolve_commit(cwd, rev)
     except UsageError as exc:
+        hint = exc.hint if "git repository" in exc.message else None
         raise UsageError(
             f"{path}@{rev[:80]}: {exc.message}",
-            exc.hint or f"list the revisions that have it: git log --oneline -- {path}",
+            hint or f"list the revisions that have it: git log --oneline -- {path}",
         ) from None
     (blob,) = _cat(cwd, [f"{commit}:{rel}"])
     if blob is None:
