@@ -641,10 +641,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         return int(args.func(args))
-    except EnvlockError as exc:
-        _say(f"error: {exc.message}")
+    except EnvlockError as exc:  # one line each, whatever text from outside the message holds
+        _say("error: " + " ".join(exc.message.splitlines()))
         if exc.hint:
-            _say(f"hint: {exc.hint}")
+            _say("hint: " + " ".join(exc.hint.splitlines()))
         return exc.exit_code
     except KeyboardInterrupt:
         _say("error: interrupted; nothing was written")
