@@ -641,10 +641,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         return int(args.func(args))
-    except EnvlockError as exc:  # one line each, whatever text from outside the message holds
+    except EnvlockError as exc:  # one error line, whatever text from outside the message holds
         _say("error: " + " ".join(exc.message.splitlines()))
-        if exc.hint:
-            _say("hint: " + " ".join(exc.hint.splitlines()))
+        if exc.hint:  # envlock's own words; may show a block to paste (init --pre-commit)
+            _say(f"hint: {exc.hint}")
         return exc.exit_code
     except KeyboardInterrupt:
         _say("error: interrupted; nothing was written")

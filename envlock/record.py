@@ -214,7 +214,12 @@ def record(
     note_of(root, head)  # someone else's note on HEAD: refuse now, before building
     model_abs = (cwd or Path.cwd()) / model if not model.is_absolute() else model
     say(f"Hashing {model}")
-    model_info = hash_model(model_abs)
+    try:
+        model_info = hash_model(model_abs)
+    except OSError as exc:
+        from envlock.boundary import os_error
+
+        raise os_error(exc, exc.filename or model, "model") from None
     try:
         model_rel = model_abs.absolute().relative_to(root).as_posix()
     except ValueError:

@@ -87,12 +87,16 @@ def parse(ref: str) -> Reference:
 def _credentials(registry: str) -> str | None:
     config = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "config.json"
     try:
-        auths = json.loads(config.read_text()).get("auths", {})
-    except (OSError, ValueError):
+        data = json.loads(config.read_text("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    auths = data.get("auths") if isinstance(data, dict) else None
+    if not isinstance(auths, dict):
         return None
     for key in (registry, f"https://{registry}", f"http://{registry}", f"https://{registry}/v1/"):
-        if key in auths and auths[key].get("auth"):
-            return str(auths[key]["auth"])
+        entry = auths.get(key)
+        if isinstance(entry, dict) and isinstance(entry.get("auth"), str) and entry["auth"]:
+            return str(entry["auth"])
     return None
 
 

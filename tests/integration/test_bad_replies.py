@@ -266,3 +266,17 @@ def test_fetch_of_a_404_names_the_url_redacted(server: Server, tmp_path: Path) -
     with pytest.raises(ServiceUnavailable) as caught:
         fetch.fetch_one(Store(tmp_path / "store"), wheel(url, b"x"), tmp_path)
     assert caught.value.message == f"demo: http://{server.host}/files/gone.whl?token=*** answered HTTP 404"
+
+
+@pytest.mark.parametrize("config", ['{"auths": []}', '{"auths": {"HOST": "x"}}', "[1]", "{"])
+def test_a_docker_config_of_another_shape_means_no_credentials(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: str
+) -> None:
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker/config.json").write_text(config.replace("HOST", server.host))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    ref = digest(b"m")
+    server.serve("GET", f"/v2/repo/app/manifests/{ref}", 401, b"", **{"WWW-Authenticate": 'Basic realm="r"'})
+    error = pull_error(tmp_path, f"{server.host}/repo/app@{ref}")
+    assert isinstance(error, ServiceUnavailable)
+    assert error.message == f"{server.host} needs credentials"
