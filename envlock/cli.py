@@ -9,6 +9,7 @@ Heavy modules are imported inside the command that needs them.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +34,10 @@ def _out(chunk: bytes) -> None:
 def _say(message: str) -> None:
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
+
+
+def _warn(message: str) -> None:
+    _say(f"warning: {message}")
 
 
 def _default_specs() -> list[Path]:
@@ -143,6 +148,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from envlock.errors import CheckFailed
     from envlock.spec import load
 
+    if args.output:
+        from envlock.boundary import check_output
+
+        check_output(Path(args.output), "-o FILE", make_parents=False)
     spec = load(args.spec)
     current = lock.read(spec.path.with_suffix(".lock"))
     if current.spec_hash != spec.spec_hash:
@@ -329,32 +338,32 @@ def cmd_record(args: argparse.Namespace) -> int:
         say=_say,
     )
     rec = done.record
-    if rec["dirty"]:
-        _say(f"warning: recorded a dirty tree ({', '.join(rec['dirty_paths'][:5])})")
-    _say(f"Recorded {rec['name']} ({rec['id']}) on {rec['commit'][:12]}: env {rec['env_id'][:19]}…")
-    print(rec["id"])
+    if rec.dirty:
+        _say(f"warning: recorded a dirty tree ({', '.join(rec.dirty_paths[:5])})")
+    _say(f"Recorded {rec.name} ({rec.id}) on {rec.commit[:12]}: env {rec.env_id[:19]}…")
+    print(rec.id)
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     from envlock.output import table
-    from envlock.record import all_records, created_at
+    from envlock.record import all_records
 
-    records = all_records(Path.cwd())
+    records = all_records(Path.cwd(), _warn)
     if args.json:
         import json
 
-        print(json.dumps(records, indent=2, sort_keys=True))
+        print(json.dumps([r.to_json() for r in records], indent=2, sort_keys=True))
         return 0
     rows = [
         [
-            str(r.get("name")),
-            str(r.get("id")),
-            str(r.get("commit", ""))[:10] + ("*" if r.get("dirty") else ""),
-            created_at(r),
-            str(r.get("env_id", ""))[7:19],
-            str(r.get("image_id", ""))[7:19],
-            str(r.get("model", {}).get("sha256", ""))[:12],
+            r.name,
+            r.id,
+            r.commit[:10] + ("*" if r.dirty else ""),
+            r.created_at,
+            r.env_id[7:19],
+            r.image_id[7:19],
+            r.model.sha256[:12],
         ]
         for r in records
     ]
@@ -367,15 +376,15 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     from envlock.record import check_model, find
 
-    rec = find(args.model, Path.cwd())
-    print(json.dumps(rec, indent=2, sort_keys=True))
+    rec = find(args.model, Path.cwd(), _warn)
+    print(json.dumps(rec.to_json(), indent=2, sort_keys=True))
     if args.check:
         problems = check_model(rec, Path.cwd())
         for line in problems:
             _say(f"error: {line}")
         if problems:
             return 1
-        _say(f"{rec['model']['path']}: sha256 matches the record")
+        _say(f"{rec.model.path}: sha256 matches the record")
     return 0
 
 
@@ -391,10 +400,10 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     source = {"store": "found in the store", "registry": "pulled from the registry", "built": "rebuilt"}[
         done.how
     ]
-    _say(f"{rec['name']} ({rec['id']}): image {done.image_id[:19]}… {source}, matches the record")
+    _say(f"{rec.name} ({rec.id}): image {done.image_id[:19]}… {source}, matches the record")
     command = list(args.command)
     if args.k8s_job:
-        reference = rec.get("registry")
+        reference = rec.registry
         if args.push:
             from envlock.image import registry
 
@@ -409,9 +418,11 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     if args.run:
         from envlock import engine
 
-        name = f"envlock/{rec['name']}:{rec['id']}"
+        name = f"envlock/{rec.name.lower()}:{rec.id}"
         engine.load(store, done.image, [name], _say)
-        run_command = command or __import__("shlex").split(rec.get("command") or "")
+        from envlock.rebuild import split_command
+
+        run_command = command or split_command(rec.command)
         if not run_command:
             raise UsageError("the record has no command", "give one after --")
         workdir = done.image.config["config"].get("WorkingDir") or "/workspace"
@@ -472,6 +483,11 @@ def cmd_tui(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="envlock", description="Reproducible machine-learning environments.")
     parser.add_argument("--version", action="version", version=f"envlock {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an internal error (also ENVLOCK_DEBUG=1); any position",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("init", help="write specs/NAME.toml from a template")
@@ -655,6 +671,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in raw:  # everything after -- is the command to run, verbatim
         cut = raw.index("--")
         raw, tail = raw[:cut], raw[cut + 1 :]
+    debug = "--debug" in raw or os.environ.get("ENVLOCK_DEBUG", "") not in ("", "0")
+    raw = [a for a in raw if a != "--debug"]
     args = parser.parse_args(raw)
     if tail is not None:
         if not hasattr(args, "command") or not isinstance(args.command, list):
@@ -665,9 +683,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         return int(args.func(args))
-    except EnvlockError as exc:
-        _say(f"error: {exc.message}")
-        if exc.hint:
+    except EnvlockError as exc:  # one error line, whatever text from outside the message holds
+        _say("error: " + " ".join(exc.message.splitlines()))
+        if exc.hint:  # envlock's own words; may show a block to paste (init --pre-commit)
             _say(f"hint: {exc.hint}")
         return exc.exit_code
     except ModuleNotFoundError as exc:
@@ -681,6 +699,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug: one line, the traceback only on request
+        if debug:
+            raise
+        from envlock.boundary import internal_error
+
+        error = internal_error(exc)
+        _say(f"error: {error.message}")
+        _say(f"hint: {error.hint}")
+        return error.exit_code
 
 
 if __name__ == "__main__":

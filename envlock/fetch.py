@@ -9,6 +9,7 @@ backoff; HTTP 4xx are not.
 
 from __future__ import annotations
 
+import http.client
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
 
+from envlock.boundary import redact_text
 from envlock.errors import CheckFailed, ServiceUnavailable
 from envlock.lock import Package
 from envlock.store import CHUNK, Store
@@ -74,6 +76,9 @@ def fetch_one(store: Store, package: Package, lock_dir: Path, progress: Progress
                     done += len(chunk)
                     if progress:
                         progress(package, done, total)
+                missing = getattr(stream, "length", None)  # Content-Length not delivered
+                if isinstance(missing, int) and missing > 0:
+                    raise http.client.IncompleteRead(b"", missing)
             actual = writer.hash.hexdigest()
             if actual != package.sha256:
                 writer.abort()
@@ -88,9 +93,11 @@ def fetch_one(store: Store, package: Package, lock_dir: Path, progress: Progress
         except urllib.error.HTTPError as exc:
             writer.abort()
             if 400 <= exc.code < 500:
-                raise ServiceUnavailable(f"{package.name}: {url} answered HTTP {exc.code}") from None
+                raise ServiceUnavailable(
+                    f"{package.name}: {redact_text(url)} answered HTTP {exc.code}"
+                ) from None
             error: Exception = exc
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
             writer.abort()
             if isinstance(exc, CheckFailed):
                 raise
@@ -102,7 +109,9 @@ def fetch_one(store: Store, package: Package, lock_dir: Path, progress: Progress
             time.sleep(delay)
             delay *= 2
     raise ServiceUnavailable(
-        f"cannot download {package.name} from {url}: {error}", "check the network and retry"
+        f"cannot download {package.name} from {redact_text(url)}: "
+        f"{type(error).__name__}: {redact_text(str(error))[:200]}",
+        "check the network and retry",
     )
 
 

@@ -49,7 +49,7 @@ def fresh_lock(spec: Spec) -> Lock | None:
     try:
         text = path.read_text("utf-8")
         current = lockmod.parse(text, path)
-    except (OSError, lockmod.LockError):
+    except (OSError, UnicodeDecodeError, lockmod.LockError):
         return None
     if current.spec_hash != spec.spec_hash or lockmod.problems(current):
         return None
@@ -61,7 +61,7 @@ def fresh_lock(spec: Spec) -> Lock | None:
         try:
             if file.read_text("utf-8") != content:
                 return None
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             return None
     return current
 
@@ -278,7 +278,7 @@ def _keep_timestamp(new: Lock, path: Path) -> tuple[Lock, str]:
     now = new.meta.get("resolved-at", "")
     try:
         old = path.read_text("utf-8")
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         old = ""
     stamp = re.search(r'^resolved-at = "([^"]+)"$', old, re.M)
     if stamp is None or stamp.group(1) == now:
@@ -300,7 +300,7 @@ def _unchanged(files: dict[Path, str]) -> bool:
         try:
             if file.read_text("utf-8") != content:
                 return False
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             return False
     return True
 

@@ -192,17 +192,13 @@ def _kind(value: Any) -> str:
 
 def load(path: str | Path, *, strict: bool = True) -> Spec:
     """Read and validate a spec file; raise ``SpecError`` naming file and line."""
+    from envlock.boundary import read_text
+
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise SpecError(f"{p}: no such spec file", "create one with: envlock init NAME") from None
-    except OSError as exc:
-        raise SpecError(f"{p}: cannot read: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SpecError(f"{p}: not UTF-8 text") from None
+    if not p.exists() and not p.is_symlink():
+        raise SpecError(f"{p}: no such spec file", "create one with: envlock init NAME")
+
+    text = read_text(p, "spec", None, SpecError)  # a directory, unreadable, binary, not UTF-8
     return parse(text, p, strict=strict)
 
 
@@ -218,6 +214,12 @@ def parse(text: str, path: Path, *, strict: bool = True) -> Spec:
         where = f"{path}:{m.group(1)}:{m.group(2)}" if m else str(path)
         reason = msg[: m.start()].strip() if m else msg
         raise SpecError(f"{where}: invalid TOML: {reason}") from None
+    except (RecursionError, ValueError) as exc:
+        from envlock.boundary import toml_failure
+
+        line, why = toml_failure(exc, text)
+        where = f"{path}:{line}" if line else str(path)
+        raise SpecError(f"{where}: invalid TOML: {why}") from None
     c = _Checker(path, text)
     top = c.table(data, (), ("name", "python", "platforms", "framework", "pip", "conda", "image"))
 
@@ -344,7 +346,11 @@ def _date(c: _Checker, value: Any, keypath: tuple[str, ...]) -> str:
             stamp = stamp.replace(tzinfo=dt.UTC)
     else:
         raise c.fail(keypath, f"'exclude-newer' must be a date, not {_kind(value)}")
-    return stamp.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        utc = stamp.astimezone(dt.UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise c.fail(keypath, f"date {value!s} is out of range", "use a date between 0001 and 9999") from None
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _pip(c: _Checker, raw: Any, strict: bool) -> PipSection:

@@ -9,6 +9,7 @@ blob and manifest is verified against its digest before it enters the store.
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import os
 import re
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envlock.boundary import redact_text
+from envlock.digest import parse_digest
 from envlock.errors import CheckFailed, ServiceUnavailable, UsageError
 from envlock.image.model import (
     DOCKER_LIST,
@@ -84,12 +87,16 @@ def parse(ref: str) -> Reference:
 def _credentials(registry: str) -> str | None:
     config = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "config.json"
     try:
-        auths = json.loads(config.read_text()).get("auths", {})
-    except (OSError, ValueError):
+        data = json.loads(config.read_text("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    auths = data.get("auths") if isinstance(data, dict) else None
+    if not isinstance(auths, dict):
         return None
     for key in (registry, f"https://{registry}", f"http://{registry}", f"https://{registry}/v1/"):
-        if key in auths and auths[key].get("auth"):
-            return str(auths[key]["auth"])
+        entry = auths.get(key)
+        if isinstance(entry, dict) and isinstance(entry.get("auth"), str) and entry["auth"]:
+            return str(entry["auth"])
     return None
 
 
@@ -108,8 +115,16 @@ class Client:
             self._auth = f"Basic {creds}"
             return
         params = dict(re.findall(r'(\w+)="([^"]*)"', header))
+        realm = params.get("realm", "")
+        if not header.lower().startswith("bearer") or not realm.startswith(("https://", "http://")):
+            raise ServiceUnavailable(
+                f"{self.ref.registry} sent an authentication challenge envlock cannot answer: "
+                f"{redact_text(header)[:120]!r}",
+                "a registry asks for Basic auth or a Bearer token with an http(s) realm "
+                "(distribution spec, token authentication)",
+            )
         query = {"service": params.get("service", ""), "scope": scope}
-        url = params["realm"] + "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v})
+        url = realm + "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v})
         req = urllib.request.Request(url)
         if creds:
             req.add_header("Authorization", f"Basic {creds}")
@@ -120,15 +135,21 @@ class Client:
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403):
                 what = "refused the credentials" if creds else "needs credentials"
-                where = f"token server {params['realm']}"
+                where = f"token server {redact_text(realm)}"
                 raise ServiceUnavailable(f"{self.ref.registry} {what} ({where})", login) from None
             raise ServiceUnavailable(
-                f"the token server of {self.ref.registry} answered {exc.code} ({params['realm']})"
+                f"the token server of {self.ref.registry} answered {exc.code} ({redact_text(realm)})"
             ) from None
-        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as exc:
+        except (
+            urllib.error.URLError,
+            http.client.HTTPException,
+            OSError,
+            ValueError,
+            RecursionError,
+        ) as exc:
             raise ServiceUnavailable(
-                f"cannot get a token for {self.ref.registry} from {params.get('realm', '?')}: "
-                f"{getattr(exc, 'reason', exc)}"
+                f"cannot get a token for {self.ref.registry} from {redact_text(realm)}: "
+                f"{redact_text(str(getattr(exc, 'reason', exc)))[:200]}"
             ) from None
         value = token.get("token") or token.get("access_token") if isinstance(token, dict) else None
         if not isinstance(value, str):
@@ -167,12 +188,14 @@ class Client:
                 if exc.code == 404:
                     raise  # the callers say what was missing
                 raise ServiceUnavailable(
-                    f"{self.ref.registry} answered {exc.code} {exc.reason} to {method} {url}",
+                    f"{self.ref.registry} answered {exc.code} {str(exc.reason)[:120]} to {method} "
+                    f"{redact_text(url)}",
                     "check the registry's logs; retry when it is healthy",
                 ) from None
-            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
                 raise ServiceUnavailable(
-                    f"cannot reach registry {self.ref.registry}: {getattr(exc, 'reason', exc)}",
+                    f"cannot reach registry {self.ref.registry} ({method} {redact_text(url)}): "
+                    f"{redact_text(str(getattr(exc, 'reason', exc)))[:200]}",
                     "start the registry or check the reference",
                 ) from None
             return resp
@@ -188,15 +211,41 @@ class Client:
             if exc.code == 404:
                 raise CheckFailed(f"{self.ref} is not in the registry (404)") from None
             raise
+        url = self.ref.url(f"manifests/{reference}")
         with resp:
-            return resp.read(), resp.headers.get("Content-Type", "")
+            return _read(resp, url, MAX_MANIFEST), resp.headers.get("Content-Type", "")
 
     def blob_into(self, store: Store, digest: str) -> None:
+        """Stream the blob ``digest`` into the store, verified.
+
+        Raises:
+            CheckFailed: the registry has no such blob (404) or sent other bytes.
+            ServiceUnavailable: the connection broke or the body was cut short.
+        """
         if store.has_blob(digest):
             return
-        resp = self.request("GET", self.ref.url(f"blobs/{digest}"))
+        url = self.ref.url(f"blobs/{digest}")
+        try:
+            resp = self.request("GET", url)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise CheckFailed(
+                    f"{self.ref.registry} has no blob {digest} in {self.ref.repository} "
+                    f"(404 for {redact_text(url)})",
+                    "the image was pushed incompletely or garbage-collected; push it again",
+                ) from None
+            raise
         with resp:
-            store.put_blob_stream(resp, expected=digest)
+            try:
+                store.put_blob_stream(resp, expected=digest)
+            except CheckFailed as exc:
+                _check_complete(resp, url)  # a body cut short is the connection, not forgery
+                raise CheckFailed(f"{redact_text(url)}: {exc.message}", exc.hint) from None
+            except (http.client.HTTPException, OSError) as exc:
+                raise ServiceUnavailable(
+                    f"{redact_text(url)}: the reply broke off ({type(exc).__name__}: {str(exc)[:120]})",
+                    "retry; if it persists, check the registry",
+                ) from None
 
     # -- push --------------------------------------------------------------------------
     def has_blob(self, digest: str) -> bool:
@@ -211,9 +260,15 @@ class Client:
     def upload(self, digest: str, path: Path) -> None:
         if self.has_blob(digest):
             return
-        resp = self.request("POST", self.ref.url("blobs/uploads/"), data=b"", push=True)
-        location = resp.headers["Location"]
+        url = self.ref.url("blobs/uploads/")
+        resp = self.request("POST", url, data=b"", push=True)
+        location = resp.headers.get("Location")
         resp.close()
+        if not location or any(c in location for c in "\r\n "):
+            raise ServiceUnavailable(
+                f"{self.ref.registry} answered POST {redact_text(url)} without a usable Location header",
+                "the distribution API gives the upload URL in Location; check the registry",
+            )
         if location.startswith("/"):
             location = f"{self.ref.scheme}://{self.ref.registry}{location}"
         sep = "&" if "?" in location else "?"
@@ -253,7 +308,7 @@ def pull(store: Store, reference: str, say: Say | None = None) -> str:
     data, _ = client.manifest(ref.digest)
     if digest_of(data) != ref.digest:
         raise CheckFailed(f"{ref}: the registry sent a manifest with digest {digest_of(data)}")
-    manifest = json.loads(data)
+    manifest = parse_manifest(data, str(ref))
     digest = ref.digest
     if "manifests" in manifest:
         from envlock.image.base import pick_platform
@@ -263,7 +318,9 @@ def pull(store: Store, reference: str, say: Say | None = None) -> str:
         data, _ = client.manifest(digest)
         if digest_of(data) != digest:
             raise CheckFailed(f"{ref}: platform manifest does not match {digest}")
-        manifest = json.loads(data)
+        manifest = parse_manifest(data, f"{ref.registry}/{ref.repository}@{digest}")
+        if "manifests" in manifest:
+            raise CheckFailed(f"{ref}: the platform manifest {digest} is another index")
     if say:
         total = sum(la["size"] for la in manifest["layers"])
         say(f"Pulling {ref} ({len(manifest['layers'])} layers, {total / 1e6:.1f} MB)")
@@ -272,6 +329,77 @@ def pull(store: Store, reference: str, say: Say | None = None) -> str:
         client.blob_into(store, la["digest"])
     store.put_blob(data)
     return digest
+
+
+MAX_MANIFEST = 4 << 20  # bytes; the distribution spec lets registries refuse manifests over 4 MiB
+
+
+def _read(resp: Any, url: str, limit: int) -> bytes:
+    """The whole (small) body of ``resp``; a cut-short or oversized reply is an error naming ``url``."""
+    try:
+        data: bytes = resp.read(limit + 1)
+    except (http.client.HTTPException, OSError) as exc:
+        raise ServiceUnavailable(
+            f"{redact_text(url)}: the reply broke off ({type(exc).__name__}: {str(exc)[:120]})",
+            "retry; if it persists, check the registry",
+        ) from None
+    if len(data) > limit:
+        raise CheckFailed(f"{redact_text(url)}: the reply is larger than {limit} bytes")
+    _check_complete(resp, url)
+    return data
+
+
+def _check_complete(resp: Any, url: str) -> None:
+    """Raise when ``resp`` announced more bytes (``Content-Length``) than it delivered."""
+    missing = getattr(resp, "length", None)
+    if isinstance(missing, int) and missing > 0:
+        raise ServiceUnavailable(
+            f"{redact_text(url)}: the reply broke off ({missing} announced bytes never came)",
+            "retry; if it persists, check the registry",
+        )
+
+
+def parse_manifest(data: bytes, source: str) -> dict[str, Any]:
+    """Check that ``data`` is an image manifest or index envlock can use.
+
+    An index needs ``manifests``: a list of objects with a ``digest``; a manifest needs
+    ``config.digest`` and a non-empty ``layers`` list of objects with a ``digest`` and an
+    integer ``size`` (OCI image spec, "Image Manifest" and "Image Index").  Digests go
+    through ``envlock.digest.parse_digest``.
+
+    Raises:
+        CheckFailed: (exit 1) naming ``source`` and what is wrong.
+    """
+    try:
+        manifest = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise CheckFailed(f"{source}: the manifest is not JSON ({str(exc)[:80]})") from None
+    if not isinstance(manifest, dict):
+        raise CheckFailed(f"{source}: the manifest is not a JSON object")
+    if "manifests" in manifest:
+        entries = manifest["manifests"]
+        if not isinstance(entries, list) or not all(isinstance(m, dict) for m in entries):
+            raise CheckFailed(f"{source}: the index's 'manifests' is not a list of objects")
+        for i, m in enumerate(entries):
+            parse_digest(m.get("digest"), source=f"{source}: manifests[{i}].digest")
+            if not isinstance(m.get("platform", {}), dict):
+                raise CheckFailed(f"{source}: manifests[{i}].platform is not an object")
+        return manifest
+    config = manifest.get("config")
+    if not isinstance(config, dict):
+        raise CheckFailed(f"{source}: the manifest has no 'config' object")
+    parse_digest(config.get("digest"), source=f"{source}: config.digest")
+    layers = manifest.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise CheckFailed(f"{source}: the manifest has no layers")
+    for i, la in enumerate(layers):
+        if not isinstance(la, dict):
+            raise CheckFailed(f"{source}: layers[{i}] is not an object")
+        parse_digest(la.get("digest"), source=f"{source}: layers[{i}].digest")
+        size = la.get("size")
+        if type(size) is not int or size < 0:
+            raise CheckFailed(f"{source}: layers[{i}].size is not a byte count")
+    return manifest
 
 
 def compressed(store: Store, layer: Layer) -> Layer:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from envlock import lock as lockmod
-from envlock.errors import LockError
+from envlock.errors import LockError, UsageError
 from envlock.lock import Lock, Package, PlatformLock
 
 SPEC_HASH = "sha256:" + "5" * 64
@@ -293,7 +293,7 @@ def test_write_files_keeps_old_contents_when_staging_fails(tmp_path: Path) -> No
     lock_file.write_text("old lock\n")
     (tmp_path / "blocker").write_text("a file where a directory should be\n")
 
-    with pytest.raises(OSError):
+    with pytest.raises(UsageError):  # the OSError, as one line naming the path
         lockmod.write_files({lock_file: "new lock\n", tmp_path / "blocker" / "pylock.vision.toml": "new\n"})
 
     assert lock_file.read_text() == "old lock\n"
@@ -306,7 +306,7 @@ def test_write_files_failing_target_first_keeps_everything(tmp_path: Path) -> No
     lock_file = tmp_path / "vision.lock"
     lock_file.write_text("old lock\n")
 
-    with pytest.raises(OSError):
+    with pytest.raises(UsageError):  # the OSError, as one line naming the path
         lockmod.write_files({export: "new export\n", lock_file: "new lock\n"})
 
     assert lock_file.read_text() == "old lock\n"
@@ -321,7 +321,7 @@ def test_write_files_failing_rename_midway_keeps_previous_contents(tmp_path: Pat
     export = tmp_path / "vision.linux-64.requirements.txt"
     export.mkdir()  # a directory cannot be replaced by a file
 
-    with pytest.raises(OSError):
+    with pytest.raises(UsageError):  # the OSError, as one line naming the path
         lockmod.write_files({lock_file: "new lock\n", export: "new export\n"})
 
     assert not [n for n in listing(tmp_path) if n.endswith(".tmp")]
@@ -334,7 +334,7 @@ def test_write_files_failing_rename_midway_leaves_no_temp_files(tmp_path: Path) 
     export = tmp_path / "vision.linux-64.requirements.txt"
     export.mkdir()
 
-    with pytest.raises(OSError):
+    with pytest.raises(UsageError):  # the OSError, as one line naming the path
         lockmod.write_files({lock_file: "new lock\n", export: "new export\n"})
 
     # each file is whole: either its old or its new content, never a mix, and no litter
@@ -362,7 +362,7 @@ def test_write_files_rolls_back_files_already_replaced_when_a_later_one_fails(
     bad = tmp_path / "vision.linux-64.requirements.txt"
     bad.mkdir()  # the second rename fails after the first one succeeded
 
-    with pytest.raises(OSError):
+    with pytest.raises(UsageError):  # the OSError, as one line naming the path
         lockmod.write_files({lock_file: "new lock\n", good: "new pylock\n", bad: "x\n"})
 
     assert good.read_text() == "old pylock\n"
