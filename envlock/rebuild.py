@@ -33,6 +33,7 @@ class Rebuilt:
     image: Image
     how: str  # "store" | "registry" | "built"
     worktree: Path | None
+    lock: lockmod.Lock | None = None  # the lock at the recorded commit (for envlock doctor's checks)
 
     @property
     def image_id(self) -> str:
@@ -115,7 +116,7 @@ def rebuild(
 
     existing = store.find_env(lock.env_id, platform)
     if existing is not None and existing.image_id == wanted:
-        return Rebuilt(rec, load_image(store, existing.manifest), "store", worktree)
+        return Rebuilt(rec, load_image(store, existing.manifest), "store", worktree, lock)
     if rec.get("registry"):
         from envlock.errors import ServiceUnavailable
         from envlock.image import registry
@@ -124,7 +125,7 @@ def rebuild(
             digest = registry.pull(store, rec["registry"], say)
             image = load_image(store, digest)
             if image.image_id == wanted:
-                return Rebuilt(rec, image, "registry", worktree)
+                return Rebuilt(rec, image, "registry", worktree, lock)
         except (ServiceUnavailable, CheckFailed) as exc:
             say(f"could not pull {rec['registry']} ({exc.message}); rebuilding from the lock")
     lock_dir = (worktree or root) / Path(rec["lock"]).parent
@@ -138,7 +139,7 @@ def rebuild(
             "pull the recorded image from its registry if it was pushed (envlock record --push), "
             "or rebuild on a store that still has the base",
         )
-    return Rebuilt(rec, result.image, "built", worktree)
+    return Rebuilt(rec, result.image, "built", worktree, lock)
 
 
 def add_worktree(root: Path, path: Path, commit: str, say: Say) -> None:
@@ -165,8 +166,45 @@ def retrain_command(rec: dict[str, Any], image_id: str, worktree: Path | None, e
     ).rstrip()
 
 
-def k8s_job(rec: dict[str, Any], image: Image, reference: str, command: list[str]) -> str:
-    """A batch/v1 Job running the record's command in its image, pinned by digest."""
+_LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)$")
+_LABEL_KEY = re.compile(r"^(?:[a-z0-9.-]{1,253}/)?[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+
+
+def placement(gpu_products: list[str], node_selector: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``--gpu-product`` values and ``--node-selector KEY=VALUE`` pairs, checked against the
+    Kubernetes label syntax ("Labels and Selectors", kubernetes.io/docs/concepts/overview/
+    working-with-objects/labels/#syntax-and-character-set); ``UsageError`` names a bad one.
+    GPU products are matched on GPU Feature Discovery's ``nvidia.com/gpu.product`` node label."""
+    for product in gpu_products:
+        if not _LABEL_VALUE.match(product):
+            raise UsageError(
+                f"--gpu-product {product!r} is not a Kubernetes label value",
+                "use the node's nvidia.com/gpu.product label, e.g. NVIDIA-H100-80GB-HBM3",
+            )
+    selector: dict[str, str] = {}
+    for pair in node_selector:
+        key, sep, value = pair.partition("=")
+        if not sep or not _LABEL_KEY.match(key) or (value and not _LABEL_VALUE.match(value)):
+            raise UsageError(
+                f"--node-selector {pair!r} is not KEY=VALUE with a Kubernetes label key and value"
+            )
+        selector[key] = value
+    return sorted(set(gpu_products)), dict(sorted(selector.items()))
+
+
+def k8s_job(
+    rec: dict[str, Any],
+    image: Image,
+    reference: str,
+    command: list[str],
+    gpu_products: list[str] | None = None,
+    node_selector: list[str] | None = None,
+) -> str:
+    """A batch/v1 Job running the record's command in its image, pinned by digest.
+
+    ``gpu_products`` become a required node affinity on ``nvidia.com/gpu.product`` (any of
+    them), ``node_selector`` (``KEY=VALUE``) the pod's ``nodeSelector``.
+    """
     from importlib import resources
 
     import jinja2
@@ -177,6 +215,7 @@ def k8s_job(rec: dict[str, Any], image: Image, reference: str, command: list[str
     cuda = labels.get("dev.envlock.cuda", "cpu") != "cpu"
     label_name = re.sub(r"[^A-Za-z0-9_.-]", "-", rec["name"])[:63].strip("-_.") or "model"
     job_name = re.sub(r"[^a-z0-9-]", "-", f"retrain-{rec['name']}-{rec['id']}".lower())[:63].strip("-")
+    products, selector = placement(gpu_products or [], node_selector or [])
     source = resources.files("envlock").joinpath("templates", "k8s-job.yaml.j2").read_text("utf-8")
     template = jinja2.Environment(autoescape=False, keep_trailing_newline=True).from_string(source)
     return template.render(
@@ -189,4 +228,6 @@ def k8s_job(rec: dict[str, Any], image: Image, reference: str, command: list[str
         workdir=image.config.get("config", {}).get("WorkingDir") or "/workspace",
         command=command or shlex.split(rec.get("command") or "python"),
         gpus=1 if cuda else 0,
+        gpu_products=products,
+        node_selector=selector,
     )
