@@ -136,6 +136,8 @@ def _container(window: _Forward, at: int) -> tuple[list[tuple[int, int]], int] |
             return None
         entries.append((kind, arch))
         offset += entry_header + payload
+    if window.get(end - 1, 1) is None:  # cut short: not a container after all
+        return None
     return entries, end
 
 
