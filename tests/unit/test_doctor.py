@@ -18,7 +18,6 @@ from envlock.gpuarch import BuildArchs, parse_capability
 from envlock.hostfacts import Engine, Gpu, Host, parse_smi_csv
 from envlock.lock import Package, PlatformLock
 
-
 # -- environments as locks hold them -----------------------------------------------------
 
 
