@@ -1,17 +1,20 @@
 """GPU architectures read from the CUDA fat binaries inside a locked wheel, without cuobjdump.
 
 nvcc embeds device code in host libraries as fat binaries: a container header (magic
-``0xBA55ED50``, version 1, header size 16, size of the entries that follow) and entries, each
-with its own header: kind (1 = PTX, 2 = ELF/cubin), header size, padded payload size, and
-the target architecture (``10 * major + minor``) at byte 28.  Payloads may be compressed;
-only the headers are read.  The layout is the one CUDA's ``fatbinary_section.h`` declares for
-the container and that ``cuobjdump --list-elf/--list-ptx`` prints per entry; it is checked here
-against every header (version, sizes, kinds) so that a stray magic number in other data is
-skipped, not believed.
+``0xBA55ED50``, version 1, header size 16, size of the entries that follow: ``fatBinaryHeader``
+and ``FATBIN_MAGIC`` in the CUDA toolkit's ``fatbinary.h``) and entries, each with its own
+header: kind (1 = PTX, 2 = ELF/cubin) at byte 0, header size at 4, padded payload size at 8,
+and the target architecture (``10 * major + minor``) at byte 28.  NVIDIA does not publish the
+entry header; these offsets are the ones every entry of NVIDIA's own wheels has
+(nvidia-cuda-cupti-cu12 12.9.79: sm_50..sm_121; torch 2.9.1+cu128: exactly PyTorch's
+TORCH_CUDA_ARCH_LIST for CUDA 12.8), and every header is checked (version, sizes, kinds, the
+container ending where it says) so that a stray magic number in other data is skipped, not
+believed.  Payloads may be compressed; only the headers are read.
 
 Wheels are read member by member as a forward-only stream (a deflated member cannot seek
-back), and the whole wheel is re-hashed in a second thread against the lock's sha256: the
-store is not trusted.  Results are cached in the store by that sha256 (``archs/HEX.json``).
+back), the first ``SAMPLE`` containers of each library, and the whole wheel is re-hashed in a
+second thread against the lock's sha256: the store is not trusted.  Results are cached in the
+store by that sha256 (``archs/HEX.json``).
 """
 
 from __future__ import annotations
@@ -38,10 +41,14 @@ MAGIC = struct.pack("<I", 0xBA55ED50)
 CHUNK = 8 << 20
 CACHE_SCHEMA = "envlock.archs/v1"
 KIND_PTX, KIND_ELF = 1, 2
+# containers read per library: the first ones already hold the build's arch list (libtorch_cuda.so
+# of torch 2.9.1+cu128: 393 of its 397 containers carry exactly sm_70..sm_120), and reading all of
+# them means inflating ~1 GB where the first 16 lie in its first ~100 MB
+SAMPLE = 16
 
 # locked wheel name -> the members that hold the framework's own kernels
 CARRIERS: dict[str, re.Pattern[str]] = {
-    "torch": re.compile(r"^torch/lib/libtorch_cuda[^/]*\.so$"),
+    "torch": re.compile(r"^torch/lib/libtorch_cuda(_cu|_cpp)?\.so$"),  # not _linalg: vendored MAGMA
     "jax-cuda12-plugin": re.compile(r"^jax_cuda12_plugin/[^/]*\.so$"),
     "jax-cuda13-plugin": re.compile(r"^jax_cuda13_plugin/[^/]*\.so$"),
 }
@@ -49,11 +56,21 @@ CARRIERS: dict[str, re.Pattern[str]] = {
 
 @dataclass(frozen=True)
 class Scan:
-    """What one binary holds: SASS and PTX capabilities (as ``10 * major + minor``) and containers."""
+    """What one binary holds: per architecture (``10 * major + minor``), how many containers carry
+    SASS or PTX for it, out of ``containers``."""
 
-    sass: frozenset[int]
-    ptx: frozenset[int]
+    sass: dict[int, int]
+    ptx: dict[int, int]
     containers: int
+
+    def common(self) -> tuple[list[int], list[int]]:
+        """The architectures that at least half of the containers carry: the build's own target
+        list (``TORCH_CUDA_ARCH_LIST``), not the odd kernel a vendored library adds."""
+        floor = max(1, (self.containers + 1) // 2)
+        return (
+            sorted(a for a, n in self.sass.items() if n >= floor),
+            sorted(a for a, n in self.ptx.items() if n >= floor),
+        )
 
 
 class _Forward:
@@ -61,13 +78,14 @@ class _Forward:
 
     def __init__(self, fh: IO[bytes]) -> None:
         self.fh = fh
-        self.buf = bytearray()
-        self.start = 0  # absolute offset of buf[0]
+        self.buf = b""
+        self.pos = 0  # index in buf of the window's first byte
+        self.start = 0  # absolute offset of buf[pos]
         self.eof = False
 
     @property
     def end(self) -> int:
-        return self.start + len(self.buf)
+        return self.start + len(self.buf) - self.pos
 
     def _more(self) -> bool:
         if self.eof:
@@ -76,15 +94,16 @@ class _Forward:
         if not chunk:
             self.eof = True
             return False
-        self.buf += chunk
+        self.buf = self.buf[self.pos :] + chunk
+        self.pos = 0
         return True
 
     def skip_to(self, offset: int) -> None:
         if offset <= self.end:
-            del self.buf[: offset - self.start]
+            self.pos += offset - self.start
         else:
             missing = offset - self.end
-            self.buf.clear()
+            self.buf, self.pos = b"", 0
             while missing > 0 and not self.eof:
                 got = self.fh.read(min(missing, CHUNK))
                 if not got:
@@ -95,18 +114,17 @@ class _Forward:
 
     def get(self, offset: int, size: int) -> bytes | None:
         self.skip_to(offset)
-        while len(self.buf) < size:
+        while len(self.buf) - self.pos < size:
             if not self._more():
                 return None
-        return bytes(self.buf[:size])
+        return self.buf[self.pos : self.pos + size]
 
     def find(self, needle: bytes) -> int | None:
         while True:
-            i = self.buf.find(needle)
+            i = self.buf.find(needle, self.pos)
             if i >= 0:
-                return self.start + i
-            keep = len(needle) - 1
-            self.skip_to(max(self.start, self.end - keep))
+                return self.start + (i - self.pos)
+            self.skip_to(max(self.start, self.end - (len(needle) - 1)))
             if not self._more():
                 return None
 
@@ -141,14 +159,14 @@ def _container(window: _Forward, at: int) -> tuple[list[tuple[int, int]], int] |
     return entries, end
 
 
-def scan(fh: IO[bytes]) -> Scan:
-    """Every fat-binary container in a binary stream, read forward once."""
+def scan(fh: IO[bytes], limit: int | None = None) -> Scan:
+    """The fat-binary containers in a binary stream, read forward once; stops after ``limit``."""
     window = _Forward(fh)
-    sass: set[int] = set()
-    ptx: set[int] = set()
+    sass: dict[int, int] = {}
+    ptx: dict[int, int] = {}
     containers = 0
     position = 0
-    while True:
+    while limit is None or containers < limit:
         window.skip_to(position)
         at = window.find(MAGIC)
         if at is None:
@@ -159,17 +177,17 @@ def scan(fh: IO[bytes]) -> Scan:
             continue
         entries, position = parsed
         containers += 1
-        for kind, arch in entries:
-            if not 10 <= arch <= 1000:
-                continue
-            (ptx if kind == KIND_PTX else sass if kind == KIND_ELF else set()).add(arch)
-    return Scan(frozenset(sass), frozenset(ptx), containers)
+        for kind in (KIND_ELF, KIND_PTX):
+            counts = sass if kind == KIND_ELF else ptx
+            for arch in {a for k, a in entries if k == kind and 10 <= a <= 1000}:
+                counts[arch] = counts.get(arch, 0) + 1
+    return Scan(sass, ptx, containers)
 
 
-def scan_wheel(path: Path, members: re.Pattern[str]) -> tuple[Scan, list[str]]:
-    """Scan the members of a wheel (a zip) whose names match ``members``; their union."""
-    sass: set[int] = set()
-    ptx: set[int] = set()
+def scan_wheel(path: Path, members: re.Pattern[str], limit: int | None = None) -> tuple[Scan, list[str]]:
+    """Scan the members of a wheel (a zip) whose names match ``members``, ``limit`` containers each."""
+    sass: dict[int, int] = {}
+    ptx: dict[int, int] = {}
     containers = 0
     names = []
     try:
@@ -179,13 +197,14 @@ def scan_wheel(path: Path, members: re.Pattern[str]) -> tuple[Scan, list[str]]:
                     continue
                 names.append(info.filename)
                 with zf.open(info) as fh:
-                    found = scan(fh)
-                sass |= found.sass
-                ptx |= found.ptx
+                    found = scan(fh, limit)
+                for into, counts in ((sass, found.sass), (ptx, found.ptx)):
+                    for arch, n in counts.items():
+                        into[arch] = into.get(arch, 0) + n
                 containers += found.containers
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
         raise CheckFailed(f"{path}: cannot read the wheel: {exc}", "run: envlock store fsck") from None
-    return Scan(frozenset(sass), frozenset(ptx), containers), names
+    return Scan(sass, ptx, containers), names
 
 
 def _sha256(path: Path, out: dict[str, str]) -> None:
@@ -199,13 +218,15 @@ def _sha256(path: Path, out: dict[str, str]) -> None:
         out["error"] = str(exc)
 
 
-def read_verified(path: Path, sha256: str, members: re.Pattern[str]) -> tuple[Scan, list[str]]:
+def read_verified(
+    path: Path, sha256: str, members: re.Pattern[str], limit: int | None = None
+) -> tuple[Scan, list[str]]:
     """``scan_wheel`` while the file is re-hashed in another thread; a mismatch is ``CheckFailed``."""
     result: dict[str, str] = {}
     hasher = threading.Thread(target=_sha256, args=(path, result), daemon=True)
     hasher.start()
     try:
-        found = scan_wheel(path, members)
+        found = scan_wheel(path, members, limit)
     finally:
         hasher.join()
     if result.get("sha256") != sha256:
@@ -273,15 +294,16 @@ def archs_of(store: Any, package: Package, members: re.Pattern[str]) -> BuildArc
         path = store.artifact_path(sha)
         if not path.is_file():
             return None
-        found, names = read_verified(path, sha, members)
+        found, names = read_verified(path, sha, members, SAMPLE)
+        sass, ptx = found.common()
         cached = {
             "schema": CACHE_SCHEMA,
             "sha256": sha,
             "file": package.filename,
             "members": names,
             "containers": found.containers,
-            "sass": sorted(found.sass),
-            "ptx": sorted(found.ptx),
+            "sass": sass,
+            "ptx": ptx,
         }
         with contextlib.suppress(OSError):  # a read-only store still answers, uncached
             _write_cache(store, sha, cached)
