@@ -268,10 +268,13 @@ def _preflight(lock: Any, label: str, store: Any, platform: str, skip: bool) -> 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from envlock import doctor
-    from envlock.store import Store, default_home
 
-    home = Path(args.store) if args.store else default_home()
-    store = Store(home) if args.target and home.is_dir() else None
+    store = None
+    if args.target:  # architectures are read from the store's wheels; doctor never creates a store
+        from envlock.store import Store, default_home
+
+        home = Path(args.store) if args.store else default_home()
+        store = Store(home) if home.is_dir() else None
     report = doctor.diagnose(
         args.target,
         root=Path(),

@@ -24,13 +24,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envlock import gpuarch
 from envlock.errors import UsageError
 from envlock.gpuarch import BuildArchs, Capability
-from envlock.hostfacts import Gpu, Host
-from envlock.lock import Lock, Package, PlatformLock
+
+if TYPE_CHECKING:
+    from envlock.hostfacts import Gpu, Host
+    from envlock.lock import Lock, Package, PlatformLock
 
 SCHEMA = "envlock.doctor/v1"
 FORWARD_COMPAT_DOC = "https://docs.nvidia.com/deploy/cuda-compatibility/forward-compatibility.html"
@@ -459,17 +461,22 @@ def environment(
     The architectures are read from the locked framework wheel when the store has it (cached
     by the wheel's sha256), else taken from the matrix.
     """
-    from envlock import envref
+    if target.endswith(".lock") and (root / target).is_file():  # the common case, without envref's imports
+        from envlock import lock as lockmod
 
-    ref = envref.resolve(target, root)
-    facts = env_facts(ref.lock, ref.label, platform=platform)
+        lock, label = lockmod.read(root / target), target
+    else:
+        from envlock import envref
+
+        ref = envref.resolve(target, root)
+        lock, label = ref.lock, ref.label
+    facts = env_facts(lock, label, platform=platform)
     if store is not None and facts.cuda != "cpu":
         from envlock import fatbin
 
-        plat = _pick_platform(ref.lock, platform)
-        read = fatbin.locked_archs(store, plat)
+        read = fatbin.locked_archs(store, _pick_platform(lock, platform))
         if read is not None:
-            facts = env_facts(ref.lock, ref.label, platform=platform, archs=read)
+            facts = env_facts(lock, label, platform=platform, archs=read)
     return facts
 
 

@@ -19,7 +19,6 @@ import re
 import tomllib
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 
 from envlock.errors import UsageError
 
@@ -112,6 +111,8 @@ class ArchRow:
 @cache
 def matrix() -> tuple[ArchRow, ...]:
     """Every row of ``envlock/compat/archs.toml``."""
+    from importlib import resources
+
     text = resources.files("envlock.compat").joinpath("archs.toml").read_text("utf-8")
     data = tomllib.loads(text)
     rows = []
