@@ -46,11 +46,10 @@ KIND_PTX, KIND_ELF = 1, 2
 # them means inflating ~1 GB where the first 16 lie in its first ~100 MB
 SAMPLE = 16
 
-# locked wheel name -> the members that hold the framework's own kernels
+# locked wheel name -> the members that hold the framework's own kernels.  Not JAX: XLA compiles
+# its kernels for the GPU at run time, so the sm_XX in jaxlib's plugins say little about it.
 CARRIERS: dict[str, re.Pattern[str]] = {
     "torch": re.compile(r"^torch/lib/libtorch_cuda(_cu|_cpp)?\.so$"),  # not _linalg: vendored MAGMA
-    "jax-cuda12-plugin": re.compile(r"^jax_cuda12_plugin/[^/]*\.so$"),
-    "jax-cuda13-plugin": re.compile(r"^jax_cuda13_plugin/[^/]*\.so$"),
 }
 
 

@@ -346,3 +346,28 @@ def test_k8s_job_gpu_products_and_node_selector() -> None:
     assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
     with pytest.raises(UsageError, match="label value"):
         k8s_job(rec, image, "r@sha256:" + "1" * 64, [], gpu_products=["H100 80GB"])
+
+
+def test_doctor_imports_nothing_heavy(tmp_path: Path) -> None:
+    """doctor answers in < 150 ms: no docker SDK, no HTTP client, no rich/textual, no NVML here."""
+    import json
+    import subprocess
+    import sys
+
+    wrapper = (
+        "import json, sys\nfrom envlock.cli import main\ncode = main(sys.argv[1:])\n"
+        "print(json.dumps({'code': code, 'modules': sorted(sys.modules)}))\n"
+    )
+    lock = tmp_path / "vision.lock"
+    lockmod.write_files({lock: lockmod.render(torch_lock("2.9.1", "12.8"))})
+    proc = subprocess.run(
+        [sys.executable, "-c", wrapper, "doctor", lock.name],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+        env={**__import__("os").environ, "DOCKER_HOST": f"unix://{tmp_path}/none.sock"},
+    )  # fmt: skip
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["code"] == 0
+    heavy = ("docker", "http", "rich", "textual", "packaging", "envlock.spec", "envlock.envref")
+    if not Path("/proc/driver/nvidia/version").exists():
+        heavy += ("pynvml",)
+    assert [m for m in result["modules"] if m.split(".")[0] in heavy or m in heavy] == []
