@@ -20,15 +20,9 @@ store by that sha256 (``archs/HEX.json``).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import os
 import re
 import struct
-import tempfile
-import threading
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -185,6 +179,9 @@ def scan(fh: IO[bytes], limit: int | None = None) -> Scan:
 
 def scan_wheel(path: Path, members: re.Pattern[str], limit: int | None = None) -> tuple[Scan, list[str]]:
     """Scan the members of a wheel (a zip) whose names match ``members``, ``limit`` containers each."""
+    import zipfile
+    import zlib
+
     sass: dict[int, int] = {}
     ptx: dict[int, int] = {}
     containers = 0
@@ -207,6 +204,8 @@ def scan_wheel(path: Path, members: re.Pattern[str], limit: int | None = None) -
 
 
 def _sha256(path: Path, out: dict[str, str]) -> None:
+    import hashlib
+
     h = hashlib.sha256()
     try:
         with path.open("rb") as fh:
@@ -221,6 +220,8 @@ def read_verified(
     path: Path, sha256: str, members: re.Pattern[str], limit: int | None = None
 ) -> tuple[Scan, list[str]]:
     """``scan_wheel`` while the file is re-hashed in another thread; a mismatch is ``CheckFailed``."""
+    import threading
+
     result: dict[str, str] = {}
     hasher = threading.Thread(target=_sha256, args=(path, result), daemon=True)
     hasher.start()
@@ -266,6 +267,9 @@ def _read_cache(store: Any, sha256: str) -> dict[str, Any] | None:
 
 
 def _write_cache(store: Any, sha256: str, data: dict[str, Any]) -> None:
+    import os
+    import tempfile
+
     path = _cache_path(store, sha256)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=store.tmp, prefix="archs-")
