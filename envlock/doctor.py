@@ -564,7 +564,7 @@ def differences(trained: dict[str, Any], now: dict[str, Any]) -> list[str]:
     key = "gpu_archs" if "gpu_archs" in trained and "gpu_archs" in now else "gpus"
     was, is_ = sorted(set(trained.get(key) or [])), sorted(set(now.get(key) or []))
     if was != is_:
-        what = "GPU architecture" if key == "gpu_archs" else "GPUs"
+        what = "GPU architectures" if key == "gpu_archs" else "GPUs"
         out.append(f"{what} differ: {', '.join(was) or 'no GPU'} -> {', '.join(is_) or 'no GPU'}")
     if (trained.get("driver") or None) != (now.get("driver") or None):
         out.append(f"driver differs: {trained.get('driver') or 'none'} -> {now.get('driver') or 'none'}")
@@ -598,6 +598,15 @@ def this_host() -> dict[str, Any]:
 def record_host_differences(a: str, b: str, root: Path) -> list[str]:
     """When ``a`` and ``b`` both name recorded models, how their training hosts differ."""
     from envlock.envref import SPECS_DIR
+
+    for ref in (a, b):  # what envref resolves before models: env IDs, paths, spec names
+        name = ref.split("@", 1)[0]
+        if (
+            ref.startswith("sha256:")
+            or (root / name).exists()
+            or (root / SPECS_DIR / f"{name}.toml").is_file()
+        ):
+            return []
     from envlock.gitcli import toplevel
     from envlock.record import find
 
@@ -606,13 +615,6 @@ def record_host_differences(a: str, b: str, root: Path) -> list[str]:
         return []
     hosts = []
     for ref in (a, b):
-        name = ref.split("@", 1)[0]
-        if (
-            ref.startswith("sha256:")
-            or (root / ref).exists()
-            or (root / SPECS_DIR / f"{name}.toml").is_file()
-        ):
-            return []
         try:
             hosts.append(find(ref, top).get("host") or {})
         except UsageError:

@@ -189,3 +189,56 @@ def test_archs_read_from_a_real_cuda_wheel(tmp_path: Path) -> None:
     assert (tmp_path / "store" / "archs" / f"{package.sha256}.json").is_file()
     store.artifact_path(package.sha256).unlink()
     assert fatbin.archs_of(store, package, fatbin.re.compile(r"^nvidia/cuda_cupti/lib/libcupti\.so")) == archs
+
+
+def git(repo: Path, *args: str, stdin: str | None = None) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, input=stdin, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_show_and_diff_report_training_host_differences(tmp_path: Path) -> None:
+    """Two models trained on different hosts (records as `envlock record` writes them into
+    refs/notes/envlock): `show` compares with this GPU-less host, `diff` compares the two."""
+    repo = tmp_path / "repo"
+    (repo / "specs").mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "t@example.com")
+    git(repo, "config", "user.name", "t")
+    lock_path = cuda_lock(repo / "specs")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "lock")
+    commit = git(repo, "rev-parse", "HEAD")
+    env_id = lockmod.read(lock_path).env_id
+    hosts = {
+        "resnet-a100": {"gpus": ["NVIDIA A100-SXM4-80GB"], "gpu_archs": ["sm_80"], "driver": "535.104.05"},
+        "resnet-h100": {"gpus": ["NVIDIA H100 80GB HBM3"], "gpu_archs": ["sm_90"], "driver": "570.86.10"},
+    }
+    records = [
+        {"name": name, "id": f"{i}" * 12, "commit": commit, "lock": "specs/vision.lock", "env_id": env_id,
+         "created": f"2026-11-0{i + 1}T00:00:00.000000Z", "host": {"python": "3.11.7", **host}}
+        for i, (name, host) in enumerate(hosts.items())
+    ]  # fmt: skip
+    note = json.dumps({"schema": "envlock.manifest/v1", "records": records})
+    git(repo, "notes", "--ref", "envlock", "add", "-F", "-", commit, stdin=note)
+
+    shown = run_envlock("show", "resnet-h100", cwd=repo)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["host"]["gpu_archs"] == ["sm_90"]
+    assert (
+        "note: this host differs from the training host: GPUs differ: NVIDIA H100 80GB HBM3 -> no GPU"
+        in shown.stderr
+    )
+    assert "driver differs: 570.86.10 -> none" in shown.stderr
+
+    diffed = run_envlock("diff", "resnet-a100", "resnet-h100", cwd=repo)
+    assert diffed.returncode == 0, diffed.stderr
+    assert "note: the training hosts differ: GPU architectures differ: sm_80 -> sm_90" in diffed.stderr
+    assert "note: the training hosts differ: driver differs: 535.104.05 -> 570.86.10" in diffed.stderr
+    same = run_envlock("diff", "specs/vision.lock", "resnet-h100", cwd=repo)
+    assert same.returncode == 0 and "training hosts" not in same.stderr
+
+    # doctor takes a model too: the lock at its commit, planned for its training GPU
+    planned = run_envlock("doctor", "resnet-a100", "--gpu", "sm_80", "--driver", "535.104.05", cwd=repo)
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert "ok: sm_80 runs torch 2.9.1: machine code for sm_80" in planned.stdout

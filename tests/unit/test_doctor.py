@@ -213,7 +213,7 @@ def test_record_hosts_compare_architectures_and_drivers() -> None:
     a = {"gpus": ["NVIDIA A100-SXM4-80GB"], "gpu_archs": ["sm_80"], "driver": "535.104.05"}
     b = {"gpus": ["NVIDIA H100 80GB HBM3"], "gpu_archs": ["sm_90"], "driver": "570.86.10"}
     assert doctor.differences(a, b) == [
-        "GPU architecture differ: sm_80 -> sm_90",
+        "GPU architectures differ: sm_80 -> sm_90",
         "driver differs: 535.104.05 -> 570.86.10",
     ]
     assert doctor.differences(a, dict(a)) == []
