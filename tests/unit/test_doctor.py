@@ -371,3 +371,47 @@ def test_doctor_imports_nothing_heavy(tmp_path: Path) -> None:
     if not Path("/proc/driver/nvidia/version").exists():
         heavy += ("pynvml",)
     assert [m for m in result["modules"] if m.split(".")[0] in heavy or m in heavy] == []
+
+
+def test_nvidia_smi_fallback_and_host_mode_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where NVML cannot be loaded, nvidia-smi answers.  This machine has no GPU, so a script
+    prints what nvidia-smi prints on an RTX 5090 host with an old driver (the query is checked)."""
+    import os
+    import subprocess
+    import sys
+
+    from envlock import hostfacts
+
+    if Path("/proc/driver/nvidia/version").exists():
+        pytest.skip("a real NVIDIA driver answers through NVML on this host")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(
+        "#!/bin/sh\n"
+        f'[ "$1" = "--query-gpu={hostfacts.SMI_QUERY}" ] && [ "$2" = "--format=csv,noheader,nounits" ] || exit 2\n'
+        "echo '0, NVIDIA GeForce RTX 5090, 12.0, 32607, 550.54.14'\n"
+    )
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    gpus, driver, source = hostfacts.gpus()
+    assert (source, driver, [g.capability.sm for g in gpus if g.capability]) == (
+        "nvidia-smi",
+        "550.54.14",
+        ["sm_120"],
+    )
+
+    lock = tmp_path / "vision.lock"
+    lockmod.write_files({lock: lockmod.render(torch_lock("2.7.1", "12.6"))})
+    proc = subprocess.run(
+        [sys.executable, "-m", "envlock", "doctor", lock.name],
+        capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/none.sock"},
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "GPU 0: NVIDIA GeForce RTX 5090, sm_120 (12.0), 32 GiB" in proc.stdout
+    assert "error: NVIDIA GeForce RTX 5090 (sm_120) is not in the build of torch 2.7.1" in proc.stdout
+    assert (
+        'hint: torch 2.7 with CUDA 12.8 has sm_120: set framework.version = "2.7" and cuda = "12.8"'
+        in proc.stdout
+    )
