@@ -237,10 +237,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     command = args.command
     if not command:
         raise UsageError("no command given", "envlock run SPEC -- python train.py")
+    from envlock.locking import fresh_lock
+    from envlock.spec import load
+
+    current = fresh_lock(load(Path(args.spec)))
+    if current is not None:  # checked before a long build; a stale lock is build_spec's error to give
+        _preflight(current, Path(args.spec).stem, store, None, args.no_check)
     result = build_spec(Path(args.spec), store=store, say=_say)
-    _preflight(
-        Path(args.spec).with_suffix(".lock"), Path(args.spec).stem, store, result.platform, args.no_check
-    )
     name = result.image.annotations.get("org.opencontainers.image.ref.name", "envlock/image:latest")
     engine.load(store, result.image, [name], _say)
     workdir = result.image.config["config"].get("WorkingDir") or "/workspace"
@@ -250,16 +253,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
 
-def _preflight(lock: Any, label: str, store: Any, platform: str, skip: bool) -> None:
+def _preflight(lock: Any, label: str, store: Any, platform: str | None, skip: bool) -> None:
     """The doctor's checks before a container starts: warnings printed, a known failure refused."""
     if skip:
         _say("warning: --no-check: the GPU, driver and NVIDIA runtime checks were skipped")
         return
     from envlock import doctor
-    from envlock import lock as lockmod
 
-    current = lockmod.read(lock) if isinstance(lock, Path) else lock
-    report = doctor.preflight(current, label, store=store, platform=platform)
+    report = doctor.preflight(lock, label, store=store, platform=platform)
     for v in report.verdicts:
         if v.level == "warning":
             _say(f"warning: {v.message}")

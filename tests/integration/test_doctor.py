@@ -242,3 +242,30 @@ def test_show_and_diff_report_training_host_differences(tmp_path: Path) -> None:
     planned = run_envlock("doctor", "resnet-a100", "--gpu", "sm_80", "--driver", "535.104.05", cwd=repo)
     assert planned.returncode == 0, planned.stdout + planned.stderr
     assert "ok: sm_80 runs torch 2.9.1: machine code for sm_80" in planned.stdout
+
+
+@pytest.mark.live
+def test_run_refuses_a_known_failure_before_building(torch_project: Path, tmp_path: Path) -> None:
+    """`envlock run` asks the doctor first.  This machine has no GPU; a script prints what
+    nvidia-smi prints on a GTX 1080 host (sm_61, which CUDA 12.8 torch builds dropped)."""
+    from envlock.hostfacts import SMI_QUERY
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(
+        f'#!/bin/sh\n[ "$1" = "--query-gpu={SMI_QUERY}" ] || exit 2\n'
+        "echo '0, NVIDIA GeForce GTX 1080, 6.1, 8192, 570.86.10'\n"
+    )
+    smi.chmod(0o755)
+    store = tmp_path / "store"
+    env = {
+        "PATH": f"{bin_dir}:{__import__('os').environ['PATH']}",
+        "DOCKER_HOST": f"unix://{tmp_path}/none.sock",
+        "ENVLOCK_HOME": str(store),
+    }
+    proc = run_envlock("run", "specs/vision.toml", "--", "python", "-c", "pass", cwd=torch_project, env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert "\nerror: NVIDIA GeForce GTX 1080 (sm_61) is not in the build of torch 2.9.1" in proc.stderr
+    assert "or pass --no-check to start it anyway" in proc.stderr
+    assert not (store / "artifacts").exists() or not any((store / "artifacts").rglob("*"))  # nothing fetched
