@@ -132,7 +132,7 @@ class Report:
 
 def driver_key(version: str) -> tuple[int, ...]:
     """``"535.104.05"`` -> ``(535, 104, 5)``; raises ``UsageError`` for anything else."""
-    if not re.fullmatch(r"\d+(\.\d+){0,2}", version.strip()):
+    if not re.fullmatch(r"\d+(\.\d+){0,3}", version.strip()):
         raise UsageError(f"{version!r} is not an NVIDIA driver version", "write it as e.g. 535.104.05")
     return tuple(int(x) for x in version.strip().split("."))
 
