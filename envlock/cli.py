@@ -420,6 +420,14 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         raise UsageError("--run needs the code checked out", "add --worktree PATH (a new directory)")
     if (args.gpu_product or args.node_selector) and not args.k8s_job:
         raise UsageError("--gpu-product and --node-selector are for --k8s-job")
+    if args.run:  # before anything is pulled or built
+        from envlock.rebuild import lock_at_commit
+        from envlock.record import find, repo_root
+
+        root = repo_root(Path.cwd())
+        wanted = find(args.model, root)
+        platform = wanted.get("platform") or "linux-64"
+        _preflight(lock_at_commit(root, wanted), wanted["name"], store, platform, args.no_check)
     done = rebuild(args.model, cwd=Path.cwd(), store=store, worktree=worktree, say=_say)
     rec = done.record
     source = {"store": "found in the store", "registry": "pulled from the registry", "built": "rebuilt"}[
@@ -447,8 +455,6 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         run_command = command or __import__("shlex").split(rec.get("command") or "")
         if not run_command:
             raise UsageError("the record has no command", "give one after --")
-        if done.lock is not None:
-            _preflight(done.lock, rec["name"], store, rec.get("platform") or "linux-64", args.no_check)
         name = f"envlock/{rec['name']}:{rec['id']}"
         engine.load(store, done.image, [name], _say)
         workdir = done.image.config["config"].get("WorkingDir") or "/workspace"

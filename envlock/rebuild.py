@@ -33,7 +33,6 @@ class Rebuilt:
     image: Image
     how: str  # "store" | "registry" | "built"
     worktree: Path | None
-    lock: lockmod.Lock | None = None  # the lock at the recorded commit (for envlock doctor's checks)
 
     @property
     def image_id(self) -> str:
@@ -116,7 +115,7 @@ def rebuild(
 
     existing = store.find_env(lock.env_id, platform)
     if existing is not None and existing.image_id == wanted:
-        return Rebuilt(rec, load_image(store, existing.manifest), "store", worktree, lock)
+        return Rebuilt(rec, load_image(store, existing.manifest), "store", worktree)
     if rec.get("registry"):
         from envlock.errors import ServiceUnavailable
         from envlock.image import registry
@@ -125,7 +124,7 @@ def rebuild(
             digest = registry.pull(store, rec["registry"], say)
             image = load_image(store, digest)
             if image.image_id == wanted:
-                return Rebuilt(rec, image, "registry", worktree, lock)
+                return Rebuilt(rec, image, "registry", worktree)
         except (ServiceUnavailable, CheckFailed) as exc:
             say(f"could not pull {rec['registry']} ({exc.message}); rebuilding from the lock")
     lock_dir = (worktree or root) / Path(rec["lock"]).parent
@@ -139,7 +138,7 @@ def rebuild(
             "pull the recorded image from its registry if it was pushed (envlock record --push), "
             "or rebuild on a store that still has the base",
         )
-    return Rebuilt(rec, result.image, "built", worktree, lock)
+    return Rebuilt(rec, result.image, "built", worktree)
 
 
 def add_worktree(root: Path, path: Path, commit: str, say: Say) -> None:
