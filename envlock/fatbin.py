@@ -25,11 +25,13 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from envlock.errors import CheckFailed
-from envlock.gpuarch import BuildArchs, Capability, from_number
-from envlock.lock import Package, PlatformLock
+from envlock.gpuarch import BuildArchs, from_number
+
+if TYPE_CHECKING:
+    from envlock.lock import Package, PlatformLock
 
 MAGIC = struct.pack("<I", 0xBA55ED50)
 CHUNK = 8 << 20
@@ -323,4 +325,4 @@ def locked_archs(store: Any, plat: PlatformLock) -> BuildArchs | None:
     return None
 
 
-__all__ = ["Capability", "Scan", "archs_of", "locked_archs", "scan", "scan_wheel"]
+__all__ = ["Scan", "archs_of", "locked_archs", "read_verified", "scan", "scan_wheel"]
