@@ -4,6 +4,7 @@ runtime), and planning for a fleet against a real torch CUDA lock from PyPI (liv
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -182,13 +183,13 @@ def test_archs_read_from_a_real_cuda_wheel(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     (wheel,) = download.iterdir()
     shutil.copyfile(wheel, store.artifact_path(package.sha256))
-    archs = fatbin.archs_of(store, package, fatbin.re.compile(r"^nvidia/cuda_cupti/lib/libcupti\.so"))
+    archs = fatbin.archs_of(store, package, re.compile(r"^nvidia/cuda_cupti/lib/libcupti\.so"))
     assert archs is not None
     names = archs.names()
     assert {"sm_70", "sm_80", "sm_90", "sm_100", "sm_120"} <= set(names)
     assert (tmp_path / "store" / "archs" / f"{package.sha256}.json").is_file()
     store.artifact_path(package.sha256).unlink()
-    assert fatbin.archs_of(store, package, fatbin.re.compile(r"^nvidia/cuda_cupti/lib/libcupti\.so")) == archs
+    assert fatbin.archs_of(store, package, re.compile(r"^nvidia/cuda_cupti/lib/libcupti\.so")) == archs
 
 
 def git(repo: Path, *args: str, stdin: str | None = None) -> str:
