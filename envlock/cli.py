@@ -266,17 +266,69 @@ def cmd_run(args: argparse.Namespace) -> int:
     from envlock.image.build import build_spec
 
     store = _store(args)
-    result = build_spec(Path(args.spec), store=store, say=_say)
-    name = result.image.annotations.get("org.opencontainers.image.ref.name", "envlock/image:latest")
-    engine.load(store, result.image, [name], _say)
     command = args.command
     if not command:
         raise UsageError("no command given", "envlock run SPEC -- python train.py")
+    from envlock.locking import fresh_lock
+    from envlock.spec import load
+
+    current = fresh_lock(load(Path(args.spec)))
+    if current is not None:  # checked before a long build; a stale lock is build_spec's error to give
+        _preflight(current, Path(args.spec).stem, store, None, args.no_check)
+    result = build_spec(Path(args.spec), store=store, say=_say)
+    name = result.image.annotations.get("org.opencontainers.image.ref.name", "envlock/image:latest")
+    engine.load(store, result.image, [name], _say)
     workdir = result.image.config["config"].get("WorkingDir") or "/workspace"
     cuda = result.image.config["config"].get("Labels", {}).get("dev.envlock.cuda", "cpu") != "cpu"
     return engine.run(
         result.image_id, command, mount=Path(args.mount), workdir=workdir, cuda=cuda, say=_say, output=_out
     )
+
+
+def _preflight(lock: Any, label: str, store: Any, platform: str | None, skip: bool) -> None:
+    """The doctor's checks before a container starts: warnings printed, a known failure refused."""
+    if skip:
+        _say("warning: --no-check: the GPU, driver and NVIDIA runtime checks were skipped")
+        return
+    from envlock import doctor
+
+    report = doctor.preflight(lock, label, store=store, platform=platform)
+    for v in report.verdicts:
+        if v.level == "warning":
+            _say(f"warning: {v.message}")
+    doctor.refuse(report)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from envlock import doctor
+
+    store = None
+    if args.target:  # architectures are read from the store's wheels; doctor never creates a store
+        from envlock.store import Store, default_home
+
+        home = Path(args.store) if args.store else default_home()
+        store = Store(home) if home.is_dir() else None
+    report = doctor.diagnose(
+        args.target,
+        root=Path(),
+        gpus=args.gpu or [],
+        driver=args.driver,
+        store=store,
+        platform=args.platform,
+    )
+    if args.json:
+        import json
+
+        print(json.dumps(report.to_json(), indent=2))
+        return report.exit_code
+    lines = doctor.host_lines(report.host) + (doctor.env_lines(report.env) if report.env else [])
+    for line in lines:
+        print(line)
+    for v in report.verdicts:
+        print(f"{v.level}: {v.message}")
+        if v.hint and v.level in ("warning", "error", "note"):
+            print(f"hint: {v.hint}")
+    return report.exit_code
 
 
 def cmd_store(args: argparse.Namespace) -> int:
@@ -378,6 +430,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     rec = find(args.model, Path.cwd(), _warn)
     print(json.dumps(rec.to_json(), indent=2, sort_keys=True))
+    from envlock.doctor import differences, this_host
+
+    host = rec.data.get("host")
+    for line in differences(host if isinstance(host, dict) else {}, this_host()):
+        _say(f"note: this host differs from the training host: {line}")
     if args.check:
         problems = check_model(rec, Path.cwd())
         for line in problems:
@@ -395,6 +452,20 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     worktree = Path(args.worktree) if args.worktree else None
     if args.run and worktree is None:
         raise UsageError("--run needs the code checked out", "add --worktree PATH (a new directory)")
+    if (args.gpu_product or args.node_selector) and not args.k8s_job:
+        raise UsageError("--gpu-product and --node-selector are for --k8s-job")
+    if args.run:  # before anything is pulled or built
+        from envlock.rebuild import lock_at_commit
+        from envlock.record import find, repo_root
+
+        root = repo_root(Path.cwd())
+        ref = args.model
+        if ref.startswith("mlflow:"):
+            from envlock.mlflow_handoff import record_of_run
+
+            ref = record_of_run(ref.removeprefix("mlflow:"))
+        wanted = find(ref, root, _warn)
+        _preflight(lock_at_commit(root, wanted), wanted.name, store, wanted.platform, args.no_check)
     done = rebuild(args.model, cwd=Path.cwd(), store=store, worktree=worktree, say=_say)
     rec = done.record
     source = {"store": "found in the store", "registry": "pulled from the registry", "built": "rebuilt"}[
@@ -413,18 +484,18 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
                 "the record has no registry reference for the Job's image",
                 "pass --push REG/REPO, or record with --push",
             )
-        sys.stdout.write(k8s_job(rec, done.image, reference, command))
+        placement = {"gpu_products": args.gpu_product or [], "node_selector": args.node_selector or []}
+        sys.stdout.write(k8s_job(rec, done.image, reference, command, **placement))
         return 0
     if args.run:
         from envlock import engine
-
-        name = f"envlock/{rec.name.lower()}:{rec.id}"
-        engine.load(store, done.image, [name], _say)
         from envlock.rebuild import split_command
 
         run_command = command or split_command(rec.command)
         if not run_command:
             raise UsageError("the record has no command", "give one after --")
+        name = f"envlock/{rec.name.lower()}:{rec.id}"
+        engine.load(store, done.image, [name], _say)
         workdir = done.image.config["config"].get("WorkingDir") or "/workspace"
         cuda = done.image.config["config"].get("Labels", {}).get("dev.envlock.cuda", "cpu") != "cpu"
         assert worktree is not None
@@ -450,6 +521,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
     for side in (diff.a, diff.b):
         if side.note:
             _say(f"note: {side.label}: {side.note}")
+    from envlock.doctor import record_host_differences
+
+    for line in record_host_differences(args.a, args.b, Path()):
+        _say(f"note: the training hosts differ: {line}")
     if args.json:
         import json
 
@@ -604,6 +679,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("command", nargs="*", help="the command, after --")
     p.add_argument("--mount", default=".", help="directory mounted at the image's workdir (default: .)")
     p.add_argument("--store", help="store directory")
+    p.add_argument(
+        "--no-check", action="store_true", help="start it even if envlock doctor says it will fail"
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("record", help="record a trained model on HEAD (git note under refs/notes/envlock)")
@@ -637,8 +715,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", action="store_true", help="run the command in the image, worktree mounted")
     p.add_argument("--k8s-job", action="store_true", help="print a Kubernetes batch/v1 Job")
     p.add_argument("--push", metavar="REG/REPO", help="with --k8s-job: push the image first")
+    p.add_argument(
+        "--gpu-product",
+        action="append",
+        metavar="PRODUCT",
+        help="with --k8s-job: only nodes with this nvidia.com/gpu.product label (repeatable)",
+    )
+    p.add_argument(
+        "--node-selector",
+        action="append",
+        metavar="KEY=VALUE",
+        help="with --k8s-job: a nodeSelector label (repeatable)",
+    )
+    p.add_argument("--no-check", action="store_true", help="with --run: skip the envlock doctor checks")
     p.add_argument("--store", help="store directory")
     p.set_defaults(func=cmd_rebuild)
+
+    p = sub.add_parser(
+        "doctor",
+        help="will a locked environment run on this host (GPUs, driver, NVIDIA runtime)?",
+        description="Without --gpu/--driver: this host. With them: plan for a fleet without the hardware. "
+        "Exit 0 runs, 1 will not run, 2 bad input.",
+    )
+    p.add_argument("target", nargs="?", help="a spec, lock, LOCK@REV, model NAME[@REV] or env ID")
+    p.add_argument(
+        "--gpu",
+        action="append",
+        metavar="ARCH",
+        help="plan for GPUs of this architecture: sm_90, 8.6 (repeatable)",
+    )
+    p.add_argument("--driver", metavar="VERSION", help="plan for this NVIDIA driver, e.g. 535.104.05")
+    p.add_argument("--platform", help="platform of the lock (default: linux-64)")
+    p.add_argument("--json", action="store_true", help="envlock.doctor/v1 JSON on stdout")
+    p.add_argument("--store", help="store directory (architectures are read from the wheels it holds)")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("sync", help="push and fetch model records (refs/notes/envlock), merging")
     p.add_argument("remote", nargs="?", default="origin")

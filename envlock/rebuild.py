@@ -191,14 +191,49 @@ def split_command(command: str) -> list[str]:
         ) from None
 
 
+_LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)$")
+_LABEL_KEY = re.compile(r"^(?:[a-z0-9.-]{1,253}/)?[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+
+
+def placement(gpu_products: list[str], node_selector: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``--gpu-product`` values and ``--node-selector KEY=VALUE`` pairs, checked against the
+    Kubernetes label syntax ("Labels and Selectors", kubernetes.io/docs/concepts/overview/
+    working-with-objects/labels/#syntax-and-character-set); ``UsageError`` names a bad one.
+    GPU products are matched on GPU Feature Discovery's ``nvidia.com/gpu.product`` node label."""
+    for product in gpu_products:
+        if not _LABEL_VALUE.match(product):
+            raise UsageError(
+                f"--gpu-product {product!r} is not a Kubernetes label value",
+                "use the node's nvidia.com/gpu.product label, e.g. NVIDIA-H100-80GB-HBM3",
+            )
+    selector: dict[str, str] = {}
+    for pair in node_selector:
+        key, sep, value = pair.partition("=")
+        if not sep or not _LABEL_KEY.match(key) or (value and not _LABEL_VALUE.match(value)):
+            raise UsageError(
+                f"--node-selector {pair!r} is not KEY=VALUE with a Kubernetes label key and value"
+            )
+        selector[key] = value
+    return sorted(set(gpu_products)), dict(sorted(selector.items()))
+
+
 def _label(value: str) -> str:
     """A Kubernetes label value: at most 63 of ``[A-Za-z0-9_.-]``, alphanumeric at both ends."""
     return re.sub(r"[^A-Za-z0-9_.-]", "-", value)[:63].strip("-_.") or "model"
 
 
-def job_manifest(rec: Record, image: Image, reference: str, command: list[str]) -> dict[str, Any]:
+def job_manifest(
+    rec: Record,
+    image: Image,
+    reference: str,
+    command: list[str],
+    gpu_products: list[str] | None = None,
+    node_selector: list[str] | None = None,
+) -> dict[str, Any]:
     """A Kubernetes ``batch/v1`` Job (as data) running ``command`` (default: the record's)
-    in the image pinned by ``reference`` (``REG/REPO@sha256:...``).
+    in the image pinned by ``reference`` (``REG/REPO@sha256:...``).  ``gpu_products`` become a
+    required node affinity on ``nvidia.com/gpu.product`` (any of them), ``node_selector``
+    (``KEY=VALUE``) the pod's ``nodeSelector`` (both checked by :func:`placement`).
 
     Shape: Kubernetes API reference, Job v1 batch (``spec.template.spec.containers[]``,
     ``restartPolicy: Never``, ``nvidia.com/gpu`` limits from the NVIDIA device plugin).
@@ -226,6 +261,16 @@ def job_manifest(rec: Record, image: Image, reference: str, command: list[str]) 
     }
     if cuda:
         container["resources"] = {"limits": {"nvidia.com/gpu": "1"}}  # a Quantity is a string
+    products, selector = placement(gpu_products or [], node_selector or [])
+    pod: dict[str, Any] = {"restartPolicy": "Never"}
+    if selector:
+        pod["nodeSelector"] = selector
+    if products:
+        term = {"matchExpressions": [{"key": "nvidia.com/gpu.product", "operator": "In", "values": products}]}
+        pod["affinity"] = {
+            "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}
+        }
+    pod["containers"] = [container]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -237,13 +282,20 @@ def job_manifest(rec: Record, image: Image, reference: str, command: list[str]) 
             "backoffLimit": 0,
             "template": {
                 "metadata": {"labels": dict(meta_labels)},
-                "spec": {"restartPolicy": "Never", "containers": [container]},
+                "spec": pod,
             },
         },
     }
 
 
-def k8s_job(rec: Record, image: Image, reference: str, command: list[str]) -> str:
+def k8s_job(
+    rec: Record,
+    image: Image,
+    reference: str,
+    command: list[str],
+    gpu_products: list[str] | None = None,
+    node_selector: list[str] | None = None,
+) -> str:
     """The Job of :func:`job_manifest` as one YAML document, serialised by PyYAML (never
     a text template, so no field can add keys or documents), after a comment header."""
     import yaml  # type: ignore[import-untyped]
@@ -254,7 +306,7 @@ def k8s_job(rec: Record, image: Image, reference: str, command: list[str]) -> st
         f"# in the exact image it was trained in, pinned by digest. Code: commit {rec.commit}.\n"
     )
     body: str = yaml.safe_dump(
-        job_manifest(rec, image, reference, command),
+        job_manifest(rec, image, reference, command, gpu_products, node_selector),
         sort_keys=False,
         default_flow_style=False,
         explicit_start=False,

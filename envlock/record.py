@@ -16,7 +16,6 @@ import fcntl
 import hashlib
 import json
 import platform as host_platform
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -79,18 +78,11 @@ def host_info(framework: str | None) -> dict[str, Any]:
         "os": host_platform.platform(),
         "machine": host_platform.machine(),
     }
-    if shutil.which("nvidia-smi"):
-        proc = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        rows = [r.split(", ") for r in proc.stdout.strip().splitlines() if r.strip()]
-        info["gpus"] = [r[0] for r in rows]
-        if rows and len(rows[0]) > 1:
-            info["driver"] = rows[0][1]
+    from envlock.doctor import this_host
+
+    gpus = this_host()  # gpus, gpu_archs (sm_XY) and driver, when the host has GPUs
+    if gpus:
+        info.update(gpus)
     probe = {
         "pytorch": "import torch; print(torch.version.cuda or '')",
         "tensorflow": "import tensorflow as t; print(t.sysconfig.get_build_info().get('cuda_version',''))",
