@@ -321,11 +321,14 @@ def test_wheel_archs_verified_and_cached(tmp_path: Path) -> None:
 
 
 def test_k8s_job_gpu_products_and_node_selector() -> None:
+    from test_manifest import COMMIT, valid
+
     from envlock.image.model import Image
+    from envlock.manifest import parse
     from envlock.rebuild import k8s_job
 
     image = Image(config={"config": {"Labels": {"dev.envlock.cuda": "12.8"}}}, layers=())
-    rec = {"name": "resnet50", "id": "abc123def456", "commit": "0" * 40, "command": "python train.py"}
+    rec = parse(valid(), COMMIT)
     text = k8s_job(
         rec,
         image,
@@ -343,7 +346,7 @@ def test_k8s_job_gpu_products_and_node_selector() -> None:
         "operator": "In",
         "values": ["NVIDIA-A100-SXM4-80GB", "NVIDIA-H100-80GB-HBM3"],
     }
-    assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     with pytest.raises(UsageError, match="label value"):
         k8s_job(rec, image, "r@sha256:" + "1" * 64, [], gpu_products=["H100 80GB"])
 
