@@ -105,6 +105,11 @@ def rebuild(
     say: Say | None = None,
 ) -> Rebuilt:
     say = say or (lambda _m: None)
+    with store.using():
+        return _rebuild(ref, cwd, store, worktree, say)
+
+
+def _rebuild(ref: str, cwd: Path, store: Store, worktree: Path | None, say: Say) -> Rebuilt:
     root = repo_root(cwd)
     rec = find(ref, root)
     lock = lock_at_commit(root, rec)

@@ -114,8 +114,14 @@ def host_info(framework: str | None) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _notes_lock(root: Path) -> Iterator[None]:
-    gitdir = Path(git(["rev-parse", "--absolute-git-dir"], root).decode().strip())
-    with (gitdir / "envlock-notes.lock").open("a") as fh:
+    """Exclusive while a note is read, extended and written back.
+
+    The lock lives in the *common* git directory: the notes ref is shared by the main
+    checkout and every linked worktree (git-worktree(1), "refs are shared"), so a lock
+    per worktree would let two of them overwrite each other's note.
+    """
+    out = git(["rev-parse", "--path-format=absolute", "--git-common-dir"], root).decode().strip()
+    with (Path(out) / "envlock-notes.lock").open("a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -170,10 +176,27 @@ def record(
     say: Say | None = None,
     cwd: Path | None = None,
 ) -> Recorded:
-    from envlock.image.build import build_spec
-
     say = say or (lambda _m: None)
     root = repo_root(cwd or Path.cwd())
+    # the store is held until the note names the image, so gc cannot remove it in between
+    with store.using():
+        return _record(model, name, spec_path, command, allow_dirty, store, push, say, cwd, root)
+
+
+def _record(
+    model: Path,
+    name: str,
+    spec_path: Path,
+    command: str,
+    allow_dirty: bool,
+    store: Any,
+    push: str | None,
+    say: Say,
+    cwd: Path | None,
+    root: Path,
+) -> Recorded:
+    from envlock.image.build import build_spec
+
     spec_abs, lock_abs = spec_path.absolute(), spec_path.absolute().with_suffix(".lock")
     try:
         spec_rel = spec_abs.relative_to(root).as_posix()

@@ -68,24 +68,42 @@ def choose_platform(lock: Lock, platform: str | None) -> PlatformLock:
 
 def load_image(store: Store, manifest_digest: str) -> Image:
     """An image from the store; each layer's ``created_by`` comes from the config's history
-    (``envlock: ...`` for envlock's layers, ``base`` for everything below them)."""
-    manifest = store.read_json(manifest_digest)
-    config = store.read_json(manifest["config"]["digest"])
-    history = [h for h in config.get("history", []) if not h.get("empty_layer")]
-    diff_ids = config["rootfs"]["diff_ids"]
+    (``envlock: ...`` for envlock's layers, ``base`` for everything below them).
+
+    Raises:
+        CheckFailed: the manifest or config is missing, corrupt or malformed (every digest
+            in them parsed by ``envlock.digest.parse_digest``).
+    """
+    from envlock.image.manifest import diff_ids as parse_diff_ids
+
+    manifest = store.read_manifest(manifest_digest)
+    config = store.read_json(manifest.config.digest)
+    source = f"config {manifest.config.digest[:19]} in the store"
+    diff_ids = parse_diff_ids(config, source)
+    if len(diff_ids) != len(manifest.layers):
+        raise CheckFailed(
+            f"{source} lists {len(diff_ids)} layers, its manifest {len(manifest.layers)}",
+            "run `envlock store fsck`; building the image again rewrites it",
+        )
+    raw_history = config.get("history")
+    history = (
+        [h for h in raw_history if isinstance(h, dict) and not h.get("empty_layer")]
+        if isinstance(raw_history, list)
+        else []
+    )
     if len(history) != len(diff_ids):
         history = [{}] * len(diff_ids)
     layers = tuple(
         Layer(
-            la["digest"],
+            la.digest,
             diff_id,
-            la["size"],
-            la["mediaType"],
+            la.size,
+            la.media_type,
             h.get("created_by", "") if str(h.get("created_by", "")).startswith("envlock:") else "base",
         )
-        for la, diff_id, h in zip(manifest["layers"], diff_ids, history, strict=True)
+        for la, diff_id, h in zip(manifest.layers, diff_ids, history, strict=True)
     )
-    return Image(config, layers, manifest.get("annotations", {}))
+    return Image(config, layers, dict(manifest.annotations))
 
 
 def lock_layer_entries(lock: Lock) -> list[layermod.Entry]:
@@ -128,8 +146,29 @@ def build_lock(
     fetch_progress: FetchProgress | None = None,
     workers: int = 0,
 ) -> BuildResult:
-    start = time.perf_counter()
+    """Build (or find in the store) the image of ``lock``'s platform; holds the store shared
+    throughout, so ``envlock store gc`` waits rather than removing what is being built."""
     say = say or (lambda _m: None)
+    waiting = say  # bound for the lambda below (mypy: say is not None here)
+    with store.using(lambda: waiting("Waiting for `envlock store gc` to finish with the store")):
+        return _build_lock(
+            lock, lock_dir, name, store=store, platform=platform, say=say,
+            fetch_progress=fetch_progress, workers=workers,
+        )  # fmt: skip
+
+
+def _build_lock(
+    lock: Lock,
+    lock_dir: Path,
+    name: str,
+    *,
+    store: Store,
+    platform: str | None,
+    say: Say,
+    fetch_progress: FetchProgress | None,
+    workers: int,
+) -> BuildResult:
+    start = time.perf_counter()
     workers = workers or max(2, os.cpu_count() or 2)
     plat = choose_platform(lock, platform)
     problems = lockmod.problems(lock)

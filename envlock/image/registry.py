@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envlock.digest import is_digest, parse_digest
 from envlock.errors import CheckFailed, ServiceUnavailable, UsageError
 from envlock.image.model import (
     DOCKER_LIST,
@@ -71,7 +72,7 @@ def parse(ref: str) -> Reference:
             registry = "registry-1.docker.io"
     else:
         registry, repository = "registry-1.docker.io", name if "/" in name else f"library/{name}"
-    if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+    if digest and not is_digest(digest):
         raise UsageError(f"invalid digest in {ref!r}", "write REF@sha256:<64 hex>")
     if not re.fullmatch(r"[a-z0-9]+(?:[._/-][a-z0-9]+)*", repository):
         raise UsageError(
@@ -192,7 +193,8 @@ class Client:
             return resp.read(), resp.headers.get("Content-Type", "")
 
     def blob_into(self, store: Store, digest: str) -> None:
-        if store.has_blob(digest):
+        """Download a blob into the store unless an intact copy is there (a damaged one is replaced)."""
+        if store.blob_intact(digest):
             return
         resp = self.request("GET", self.ref.url(f"blobs/{digest}"))
         with resp:
@@ -245,31 +247,36 @@ def pull(store: Store, reference: str, say: Say | None = None) -> str:
             f"{reference} is not pinned by digest",
             "pull REF@sha256:... so the result is known in advance",
         )
-    if store.has_blob(ref.digest):
-        manifest = store.read_json(ref.digest)
-        if "manifests" not in manifest and all(store.has_blob(la["digest"]) for la in manifest["layers"]):
-            return ref.digest
+    with store.using():
+        return _pull(store, ref, say)
+
+
+def _pull(store: Store, ref: Reference, say: Say | None) -> str:
+    from envlock.image import manifest as manifests
+
+    assert ref.digest is not None
+    if store.image_intact(ref.digest):
+        return ref.digest
     client = Client(ref)
     data, _ = client.manifest(ref.digest)
     if digest_of(data) != ref.digest:
         raise CheckFailed(f"{ref}: the registry sent a manifest with digest {digest_of(data)}")
-    manifest = json.loads(data)
+    found = manifests.parse(data, f"{ref}: manifest")
     digest = ref.digest
-    if "manifests" in manifest:
-        from envlock.image.base import pick_platform
-
+    if isinstance(found, manifests.Index):
         store.put_blob(data)
-        digest = pick_platform(manifest["manifests"])
+        digest = found.for_platform()
+        if store.image_intact(digest):
+            return digest
         data, _ = client.manifest(digest)
         if digest_of(data) != digest:
             raise CheckFailed(f"{ref}: platform manifest does not match {digest}")
-        manifest = json.loads(data)
+        found = manifests.parse_manifest(data, f"{ref}: manifest {digest[:19]}")
     if say:
-        total = sum(la["size"] for la in manifest["layers"])
-        say(f"Pulling {ref} ({len(manifest['layers'])} layers, {total / 1e6:.1f} MB)")
-    client.blob_into(store, manifest["config"]["digest"])
-    for la in manifest["layers"]:
-        client.blob_into(store, la["digest"])
+        total = sum(la.size for la in found.layers)
+        say(f"Pulling {ref} ({len(found.layers)} layers, {total / 1e6:.1f} MB)")
+    for blob in found.blobs:
+        client.blob_into(store, blob)
     store.put_blob(data)
     return digest
 
@@ -278,11 +285,14 @@ def compressed(store: Store, layer: Layer) -> Layer:
     """The gzip form of a stored layer, made once with fixed settings and cached."""
     if layer.media_type != "application/vnd.oci.image.layer.v1.tar":
         return layer
-    index = store.root / "gzip" / layer.digest.split(":")[1]
-    if index.is_file():
+    index = store.root / "gzip" / parse_digest(layer.digest, source="layer digest")[7:]
+    try:
         cached_digest, cached_size = index.read_text().split()
-        if store.has_blob(cached_digest):
-            return Layer(cached_digest, layer.diff_id, int(cached_size), LAYER_GZIP, layer.created_by)
+    except (OSError, ValueError, UnicodeDecodeError):
+        cached_digest, cached_size = "", ""  # not compressed yet, or a damaged cache file
+    if is_digest(cached_digest) and cached_size.isdigit() and store.blob_intact(cached_digest):
+        return Layer(cached_digest, layer.diff_id, int(cached_size), LAYER_GZIP, layer.created_by)
+    store.check_blobs([layer.digest])
     writer = store.writer()
     try:
         with (
@@ -301,7 +311,6 @@ def compressed(store: Store, layer: Layer) -> Layer:
     except BaseException:
         writer.abort()
         raise
-    index.parent.mkdir(parents=True, exist_ok=True)
     store._write_small(index, f"{digest} {size}\n".encode())
     return Layer(digest, layer.diff_id, size, LAYER_GZIP, layer.created_by)
 
@@ -314,6 +323,11 @@ def push(store: Store, image: Image, target: str, say: Say | None = None) -> str
             "push to a repository, not a digest",
             f"envlock build --push {ref.registry}/{ref.repository}",
         )
+    with store.using():
+        return _push(store, image, ref, say)
+
+
+def _push(store: Store, image: Image, ref: Reference, say: Say | None) -> str:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -321,6 +335,7 @@ def push(store: Store, image: Image, target: str, say: Say | None = None) -> str
     client = Client(ref)
     config_digest = image.image_id
     store.put_blob(image.config_bytes)
+    store.check_blobs([la.digest for la in layers])  # a damaged blob is never shipped
     for la in (*layers,):
         if say:
             say(f"Pushing layer {la.digest[:19]} ({la.size / 1e6:.1f} MB)")

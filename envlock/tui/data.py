@@ -68,6 +68,7 @@ def list_models(root: Path) -> list[ModelRow]:
     if fake:
         rows = json.loads(Path(fake).read_text("utf-8"))
         return [ModelRow(**row) for row in rows]
+    from envlock.digest import is_digest
     from envlock.gitcli import toplevel
     from envlock.record import all_records
     from envlock.store import Store, default_home
@@ -78,9 +79,8 @@ def list_models(root: Path) -> list[ModelRow]:
     store = Store() if (default_home() / "envs").is_dir() else None
     out = []
     for rec in all_records(top):
-        entry = (
-            store.find_env(str(rec.get("env_id")), str(rec.get("platform", "linux-64"))) if store else None
-        )
+        env_id, platform = rec.get("env_id"), str(rec.get("platform", "linux-64"))
+        entry = store.find_env(str(env_id), platform) if store and is_digest(env_id) else None
         if entry is not None and entry.image_id == rec.get("image_id"):
             status = "in store"
         elif rec.get("registry"):
