@@ -106,8 +106,7 @@ def descriptor(value: object, source: str) -> Descriptor:
     media_type = data.get("mediaType", "")
     if not isinstance(media_type, str):
         raise CheckFailed(f"{source}.mediaType must be a string", _DAMAGED)
-    plat = data.get("platform") or {}
-    plat = _object(plat, f"{source}.platform")
+    plat = _object(data.get("platform", {}), f"{source}.platform")
     os_, arch = plat.get("os", ""), plat.get("architecture", "")
     if not isinstance(os_, str) or not isinstance(arch, str):
         raise CheckFailed(f"{source}.platform must hold strings", _DAMAGED)
