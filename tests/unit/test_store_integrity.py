@@ -459,7 +459,7 @@ def test_fsck_reports_a_stray_file_among_the_blobs(store: Store) -> None:
 def test_gc_refuses_a_damaged_index_json_with_one_error(store: Store) -> None:
     (store.root / "index.json").write_text("{")
 
-    with pytest.raises(CheckFailed, match="index.json") as exc:
+    with pytest.raises(CheckFailed, match=r"index\.json") as exc:
         store.gc(None)
     assert "move" in (exc.value.hint or "")
 
