@@ -457,3 +457,50 @@ def test_a_bad_export_target_is_refused_before_building(
 
     one_error(proc, 2, str(target), words)
     assert not store.exists()  # nothing was built
+
+
+# -- forged digests from outside ------------------------------------------------------------------
+
+TRAVERSAL = "../../../planted/layer.tar"
+FORGED = "sha256:" + "./" * ((64 - len(TRAVERSAL)) // 2) + TRAVERSAL
+
+
+def forged_layout(layout: Path, base: Path) -> str:
+    """A copy of ``base`` whose (correctly digested) manifest adds a layer named by a path."""
+    import shutil
+
+    shutil.copytree(base, layout)
+    index = json.loads((layout / "index.json").read_text())
+    old = index["manifests"][0]["digest"]
+    manifest = json.loads((layout / "blobs" / "sha256" / old[7:]).read_text())
+    manifest["layers"].append({"mediaType": manifest["layers"][0]["mediaType"], "digest": FORGED, "size": 22})
+    data = canonical_json(manifest)
+    (layout / "blobs" / "sha256" / _digest(data)[7:]).write_bytes(data)
+    index["manifests"][0] = {"digest": _digest(data), "size": len(data)}
+    (layout / "index.json").write_text(json.dumps(index))
+    return _digest(data)
+
+
+def test_a_base_whose_manifest_names_a_path_is_refused_and_nothing_outside_is_touched(
+    tmp_path: Path, wheels: Path, tiny_base: Path
+) -> None:
+    assert len(FORGED) == 71
+    layout = tmp_path / "hostile-base"
+    forged_layout(layout, tiny_base)
+    store = tmp_path / "store"
+    # where the forged name leads from blobs/sha256/ of the store, the base and the export alike
+    planted = Path(os.path.normpath(store / "blobs" / "sha256" / FORGED[7:]))
+    assert planted == tmp_path / "planted" / "layer.tar"
+    planted.parent.mkdir()
+    planted.write_bytes(b"planted outside the store")
+    spec = project(tmp_path / "p", wheels, layout, '"envlock-fx-alpha"')
+    out = tmp_path / "oci"
+
+    proc = run_envlock("build", str(spec), "--store", str(store), "--oci", str(out), cwd=tmp_path)
+
+    one_error(proc, 1, "layers[1].digest", "is not a sha256 digest")
+    assert not out.exists()
+    assert planted.read_bytes() == b"planted outside the store"
+    assert planted.stat().st_nlink == 1  # never hard-linked anywhere
+    fsck = run_envlock("store", "fsck", "--store", str(store), cwd=tmp_path)
+    assert fsck.returncode == 0, fsck.stdout  # the store took nothing in
