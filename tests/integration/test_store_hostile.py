@@ -504,3 +504,61 @@ def test_a_base_whose_manifest_names_a_path_is_refused_and_nothing_outside_is_to
     assert planted.stat().st_nlink == 1  # never hard-linked anywhere
     fsck = run_envlock("store", "fsck", "--store", str(store), cwd=tmp_path)
     assert fsck.returncode == 0, fsck.stdout  # the store took nothing in
+
+
+def test_a_pulled_manifest_naming_a_path_is_refused_before_anything_is_read(tmp_path: Path) -> None:
+    """A registry whose manifest matches the pinned digest but names a layer by a path."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    config = canonical_json({"rootfs": {"type": "layers", "diff_ids": [FORGED]}})
+    manifest = canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": _digest(config),
+                "size": len(config),
+            },
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": FORGED, "size": 25}],
+        }
+    )
+    asked: list[str] = []
+
+    class Registry(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            return None
+
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            body = (
+                manifest if "/manifests/" in self.path else config if _digest(config) in self.path else None
+            )
+            if body is None:
+                self.send_response(404)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    store = tmp_path / "store"
+    planted = Path(os.path.normpath(store / "blobs" / "sha256" / FORGED[7:]))
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(b"planted outside the store")
+    try:
+        ref = f"127.0.0.1:{server.server_address[1]}/hostile/image@{_digest(manifest)}"
+        proc = run_envlock("pull", ref, "--store", str(store), cwd=tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    one_error(proc, 1, "layers[0].digest", "is not a sha256 digest")
+    assert [p for p in asked if "/blobs/" in p] == []  # refused before any blob was asked for
+    assert planted.read_bytes() == b"planted outside the store"
+    assert run_envlock("store", "fsck", "--store", str(store), cwd=tmp_path).returncode == 0
