@@ -22,7 +22,7 @@ from envlock.gitcli import cat_files, git
 from envlock.image.build import BuildResult, build_lock, load_image
 from envlock.image.model import Image
 from envlock.record import commit_exists, find, repo_root
-from envlock.store import Store
+from envlock.store import Store, holding_store
 
 Say = Callable[[str], None]
 
@@ -96,6 +96,7 @@ def explain_mismatch(rec: dict[str, Any], image: Image) -> str:
     return "the layers match but the image config differs (labels, environment or envlock version)"
 
 
+@holding_store
 def rebuild(
     ref: str,
     *,
@@ -105,11 +106,6 @@ def rebuild(
     say: Say | None = None,
 ) -> Rebuilt:
     say = say or (lambda _m: None)
-    with store.using():
-        return _rebuild(ref, cwd, store, worktree, say)
-
-
-def _rebuild(ref: str, cwd: Path, store: Store, worktree: Path | None, say: Say) -> Rebuilt:
     root = repo_root(cwd)
     rec = find(ref, root)
     lock = lock_at_commit(root, rec)

@@ -27,6 +27,7 @@ from envlock.errors import CheckFailed, UsageError
 from envlock.gitcli import git, toplevel
 from envlock.notes import NOTES_REF, SCHEMA
 from envlock.notes import read as read_notes
+from envlock.store import holding_store
 
 Say = Callable[[str], None]
 CHUNK = 1 << 20
@@ -164,6 +165,7 @@ class Recorded:
     built: bool
 
 
+@holding_store  # until the note names the image: gc cannot remove it in between
 def record(
     model: Path,
     *,
@@ -176,27 +178,10 @@ def record(
     say: Say | None = None,
     cwd: Path | None = None,
 ) -> Recorded:
-    say = say or (lambda _m: None)
-    root = repo_root(cwd or Path.cwd())
-    # the store is held until the note names the image, so gc cannot remove it in between
-    with store.using():
-        return _record(model, name, spec_path, command, allow_dirty, store, push, say, cwd, root)
-
-
-def _record(
-    model: Path,
-    name: str,
-    spec_path: Path,
-    command: str,
-    allow_dirty: bool,
-    store: Any,
-    push: str | None,
-    say: Say,
-    cwd: Path | None,
-    root: Path,
-) -> Recorded:
     from envlock.image.build import build_spec
 
+    say = say or (lambda _m: None)
+    root = repo_root(cwd or Path.cwd())
     spec_abs, lock_abs = spec_path.absolute(), spec_path.absolute().with_suffix(".lock")
     try:
         spec_rel = spec_abs.relative_to(root).as_posix()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -40,7 +41,7 @@ import threading
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, ParamSpec, TypeVar, cast
 
 from envlock.digest import is_digest, parse_digest, parse_hex
 from envlock.errors import EXIT_BAD_INPUT, CheckFailed, StoreError
@@ -813,3 +814,24 @@ class Store:
 
     def usage(self) -> int:
         return sum(p.stat().st_size for d in (self.blobs, self.artifacts) for p in d.iterdir())
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+WAITING = "Waiting for `envlock store gc` to finish with the store"
+
+
+def holding_store(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run ``fn`` holding its ``store=`` keyword argument shared (:meth:`Store.using`), so
+    ``gc`` waits for it; its ``say=`` callback, if any, is told when gc makes it wait."""
+
+    @functools.wraps(fn)
+    def held(*args: P.args, **kwargs: P.kwargs) -> R:
+        store, say = kwargs.get("store"), kwargs.get("say")
+        if not isinstance(store, Store):
+            return fn(*args, **kwargs)
+        waiting = (lambda: say(WAITING)) if callable(say) else None
+        with store.using(waiting):
+            return fn(*args, **kwargs)
+
+    return held

@@ -23,7 +23,7 @@ from envlock.image import layer as layermod
 from envlock.image import venv
 from envlock.image.model import Image, Layer, config_for
 from envlock.lock import Lock, Package, PlatformLock
-from envlock.store import EnvEntry, Store, canonical_json
+from envlock.store import EnvEntry, Store, canonical_json, holding_store
 
 Say = Callable[[str], None]
 FetchProgress = Callable[[Package, int, int | None], None]
@@ -135,6 +135,7 @@ def _groups(
     return groups
 
 
+@holding_store  # gc waits while an image is built
 def build_lock(
     lock: Lock,
     lock_dir: Path,
@@ -146,29 +147,8 @@ def build_lock(
     fetch_progress: FetchProgress | None = None,
     workers: int = 0,
 ) -> BuildResult:
-    """Build (or find in the store) the image of ``lock``'s platform; holds the store shared
-    throughout, so ``envlock store gc`` waits rather than removing what is being built."""
-    say = say or (lambda _m: None)
-    waiting = say  # bound for the lambda below (mypy: say is not None here)
-    with store.using(lambda: waiting("Waiting for `envlock store gc` to finish with the store")):
-        return _build_lock(
-            lock, lock_dir, name, store=store, platform=platform, say=say,
-            fetch_progress=fetch_progress, workers=workers,
-        )  # fmt: skip
-
-
-def _build_lock(
-    lock: Lock,
-    lock_dir: Path,
-    name: str,
-    *,
-    store: Store,
-    platform: str | None,
-    say: Say,
-    fetch_progress: FetchProgress | None,
-    workers: int,
-) -> BuildResult:
     start = time.perf_counter()
+    say = say or (lambda _m: None)
     workers = workers or max(2, os.cpu_count() or 2)
     plat = choose_platform(lock, platform)
     problems = lockmod.problems(lock)
