@@ -198,10 +198,21 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from envlock.image.oci import check_archive_target, check_layout_target
+
+    if args.oci:  # a bad target is refused before anything is built
+        check_layout_target(Path(args.oci))
+    if args.docker_archive:
+        check_archive_target(Path(args.docker_archive))
+    store = _store(args)
+    with store.using():  # gc waits until the image is built and exported
+        return _build(args, store)
+
+
+def _build(args: argparse.Namespace, store: Any) -> int:
     from envlock.image.build import build_spec, image_ref
     from envlock.progress import FetchProgress
 
-    store = _store(args)
     say = (lambda _m: None) if args.quiet else _say
     if args.engine == "docker":
         from envlock.dockerfile import build_with_docker
@@ -250,14 +261,15 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from envlock.image import registry
 
     store = _store(args)
-    digest = registry.pull(store, args.reference, None if args.quiet else _say)
-    manifest = store.read_json(digest)
-    store.tag(
-        args.reference.replace("@", "-").replace("/", "_").replace(":", "_"),
-        digest,
-        len(store.read_blob(digest)),
-    )
-    print(manifest["config"]["digest"])
+    with store.using():
+        digest = registry.pull(store, args.reference, None if args.quiet else _say)
+        manifest = store.read_manifest(digest)
+        store.tag(
+            args.reference.replace("@", "-").replace("/", "_").replace(":", "_"),
+            digest,
+            len(store.read_blob(digest)),
+        )
+    print(manifest.config.digest)
     return 0
 
 
@@ -348,31 +360,24 @@ def cmd_store(args: argparse.Namespace) -> int:
             f"{len(problems)} problem(s) in {store.root}" if problems else f"{store.root}: all blobs verified"
         )
         return 1 if problems else 0
-    keep, artifacts = _referenced(args.specs)
-    from envlock.record import env_ids
+    from envlock.collect import collect
 
-    keep |= env_ids(Path.cwd())
-    removed, freed = store.gc(keep, artifacts, dry_run=args.dry_run)
+    specs = [Path(s) for s in args.specs] if args.specs else []
+    if not specs and Path("specs").is_dir():
+        specs = _default_specs()
+    done = collect(
+        store,
+        specs,
+        Path.cwd(),
+        dry_run=args.dry_run,
+        waiting=lambda: _say("Waiting for running builds to finish with the store"),
+    )
     verb = "would remove" if args.dry_run else "removed"
-    _say(f"{verb} {removed} file(s), {freed / 1e6:.1f} MB; kept {len(keep)} env(s) referenced by locks")
+    _say(
+        f"{verb} {done.removed} file(s), {done.freed / 1e6:.1f} MB; "
+        f"kept {done.kept} env(s) referenced by locks"
+    )
     return 0
-
-
-def _referenced(specs: list[str]) -> tuple[set[str], set[str]]:
-    """Env IDs and artifact hashes referenced by the locks beside the given (or found) specs."""
-    from envlock import lock
-
-    envs: set[str] = set()
-    artifacts: set[str] = set()
-    paths = [Path(s) for s in specs] if specs else (_default_specs() if Path("specs").is_dir() else [])
-    for spec in paths:
-        try:
-            current = lock.read(spec.with_suffix(".lock"))
-        except EnvlockError:
-            continue
-        envs.add(current.env_id)
-        artifacts |= {p.sha256 for plat in current.platforms for p in plat.packages}
-    return envs, artifacts
 
 
 def cmd_record(args: argparse.Namespace) -> int:

@@ -48,6 +48,7 @@ def render(
 
 def build_with_docker(spec_path: Path, *, store: object, say: Say, platform: str | None = None) -> str:
     from envlock import engine
+    from envlock.digest import parse_digest
     from envlock.export import requirements
     from envlock.fetch import fetch_all
     from envlock.image import base as basemod
@@ -99,7 +100,7 @@ def build_with_docker(spec_path: Path, *, store: object, say: Say, platform: str
         )
         tag = f"envlock/{spec.name}:dockerfile-{lock.env_id.split(':')[1][:12]}"
         image_id = engine.build_dockerfile(ctx, tag, say)
-    record = store.root / "dockerfile-builds" / f"{lock.env_id.split(':')[1]}.json"
+    record = store.root / "dockerfile-builds" / f"{parse_digest(lock.env_id, source='env-id')[7:]}.json"
     record.parent.mkdir(parents=True, exist_ok=True)
     history = json.loads(record.read_text()) if record.is_file() else []
     history.append({"image_id": image_id, "tag": tag, "base": base.digest})

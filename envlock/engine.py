@@ -56,7 +56,7 @@ def load(store: Store, image: Image, tags: Sequence[str], say: Say | None = None
     if not has_image(c, image.image_id):
         if say:
             say(f"Loading {image.image_id[:19]} into the Docker engine")
-        with tempfile.TemporaryDirectory(dir=store.tmp) as tmp:
+        with store.using(), tempfile.TemporaryDirectory(dir=store.tmp) as tmp:
             archive = Path(tmp) / "image.tar"
             write_docker_archive(store, image, archive, list(tags))
             with archive.open("rb") as fh:

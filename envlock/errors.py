@@ -55,3 +55,13 @@ class ServiceUnavailable(EnvlockError):
     """A required service (index, Docker engine, registry) cannot be reached."""
 
     exit_code = EXIT_UNAVAILABLE
+
+
+class StoreError(EnvlockError):
+    """The store's file system failed: not a directory, read-only, full, or an I/O error.
+
+    ``exit_code`` is 2 when the store itself is unusable as configured (a file, read-only,
+    no permission: choose another ``--store``/``ENVLOCK_HOME``), 1 otherwise (full, I/O).
+    """
+
+    exit_code = EXIT_CHECK_FAILED

@@ -23,7 +23,7 @@ from envlock.image.build import BuildResult, build_lock, load_image
 from envlock.image.model import Image
 from envlock.manifest import Record
 from envlock.record import commit_exists, find, repo_root
-from envlock.store import Store
+from envlock.store import Store, holding_store
 
 Say = Callable[[str], None]
 
@@ -106,6 +106,7 @@ def explain_mismatch(rec: Record, image: Image) -> str:
     return "the layers match but the image config differs (labels, environment or envlock version)"
 
 
+@holding_store
 def rebuild(
     ref: str,
     *,

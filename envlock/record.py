@@ -27,6 +27,7 @@ from envlock.gitcli import git, toplevel
 from envlock.manifest import SCHEMA, Record, check_name, parse, parse_note, render_note
 from envlock.notes import NOTES_REF, Notes
 from envlock.notes import read as read_notes
+from envlock.store import holding_store
 
 Say = Callable[[str], None]
 CHUNK = 1 << 20
@@ -107,8 +108,14 @@ def host_info(framework: str | None) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _notes_lock(root: Path) -> Iterator[None]:
-    gitdir = Path(git(["rev-parse", "--absolute-git-dir"], root).decode().strip())
-    with (gitdir / "envlock-notes.lock").open("a") as fh:
+    """Exclusive while a note is read, extended and written back.
+
+    The lock lives in the *common* git directory: the notes ref is shared by the main
+    checkout and every linked worktree (git-worktree(1), "refs are shared"), so a lock
+    per worktree would let two of them overwrite each other's note.
+    """
+    out = git(["rev-parse", "--path-format=absolute", "--git-common-dir"], root).decode().strip()
+    with (Path(out) / "envlock-notes.lock").open("a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -167,6 +174,7 @@ class Recorded:
     built: bool
 
 
+@holding_store  # until the note names the image: gc cannot remove it in between
 def record(
     model: Path,
     *,

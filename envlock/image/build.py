@@ -23,7 +23,7 @@ from envlock.image import layer as layermod
 from envlock.image import venv
 from envlock.image.model import Image, Layer, config_for
 from envlock.lock import Lock, Package, PlatformLock
-from envlock.store import EnvEntry, Store, canonical_json
+from envlock.store import EnvEntry, Store, canonical_json, holding_store
 
 Say = Callable[[str], None]
 FetchProgress = Callable[[Package, int, int | None], None]
@@ -68,24 +68,42 @@ def choose_platform(lock: Lock, platform: str | None) -> PlatformLock:
 
 def load_image(store: Store, manifest_digest: str) -> Image:
     """An image from the store; each layer's ``created_by`` comes from the config's history
-    (``envlock: ...`` for envlock's layers, ``base`` for everything below them)."""
-    manifest = store.read_json(manifest_digest)
-    config = store.read_json(manifest["config"]["digest"])
-    history = [h for h in config.get("history", []) if not h.get("empty_layer")]
-    diff_ids = config["rootfs"]["diff_ids"]
+    (``envlock: ...`` for envlock's layers, ``base`` for everything below them).
+
+    Raises:
+        CheckFailed: the manifest or config is missing, corrupt or malformed (every digest
+            in them parsed by ``envlock.digest.parse_digest``).
+    """
+    from envlock.image.manifest import diff_ids as parse_diff_ids
+
+    manifest = store.read_manifest(manifest_digest)
+    config = store.read_json(manifest.config.digest)
+    source = f"config {manifest.config.digest[:19]} in the store"
+    diff_ids = parse_diff_ids(config, source)
+    if len(diff_ids) != len(manifest.layers):
+        raise CheckFailed(
+            f"{source} lists {len(diff_ids)} layers, its manifest {len(manifest.layers)}",
+            "run `envlock store fsck`; building the image again rewrites it",
+        )
+    raw_history = config.get("history")
+    history = (
+        [h for h in raw_history if isinstance(h, dict) and not h.get("empty_layer")]
+        if isinstance(raw_history, list)
+        else []
+    )
     if len(history) != len(diff_ids):
         history = [{}] * len(diff_ids)
     layers = tuple(
         Layer(
-            la["digest"],
+            la.digest,
             diff_id,
-            la["size"],
-            la["mediaType"],
+            la.size,
+            la.media_type,
             h.get("created_by", "") if str(h.get("created_by", "")).startswith("envlock:") else "base",
         )
-        for la, diff_id, h in zip(manifest["layers"], diff_ids, history, strict=True)
+        for la, diff_id, h in zip(manifest.layers, diff_ids, history, strict=True)
     )
-    return Image(config, layers, manifest.get("annotations", {}))
+    return Image(config, layers, dict(manifest.annotations))
 
 
 def lock_layer_entries(lock: Lock) -> list[layermod.Entry]:
@@ -117,6 +135,7 @@ def _groups(
     return groups
 
 
+@holding_store  # gc waits while an image is built
 def build_lock(
     lock: Lock,
     lock_dir: Path,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from envlock.boundary import redact_text
-from envlock.digest import parse_digest
+from envlock.digest import is_digest, parse_digest
 from envlock.errors import CheckFailed, ServiceUnavailable, UsageError
 from envlock.image.model import (
     DOCKER_LIST,
@@ -74,7 +74,7 @@ def parse(ref: str) -> Reference:
             registry = "registry-1.docker.io"
     else:
         registry, repository = "registry-1.docker.io", name if "/" in name else f"library/{name}"
-    if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+    if digest and not is_digest(digest):
         raise UsageError(f"invalid digest in {ref!r}", "write REF@sha256:<64 hex>")
     if not re.fullmatch(r"[a-z0-9]+(?:[._/-][a-z0-9]+)*", repository):
         raise UsageError(
@@ -216,13 +216,14 @@ class Client:
             return _read(resp, url, MAX_MANIFEST), resp.headers.get("Content-Type", "")
 
     def blob_into(self, store: Store, digest: str) -> None:
-        """Stream the blob ``digest`` into the store, verified.
+        """Stream the blob ``digest`` into the store, verified, unless an intact copy is there
+        (a damaged one is replaced).
 
         Raises:
             CheckFailed: the registry has no such blob (404) or sent other bytes.
             ServiceUnavailable: the connection broke or the body was cut short.
         """
-        if store.has_blob(digest):
+        if store.blob_intact(digest):
             return
         url = self.ref.url(f"blobs/{digest}")
         try:
@@ -300,33 +301,36 @@ def pull(store: Store, reference: str, say: Say | None = None) -> str:
             f"{reference} is not pinned by digest",
             "pull REF@sha256:... so the result is known in advance",
         )
-    if store.has_blob(ref.digest):
-        manifest = store.read_json(ref.digest)
-        if "manifests" not in manifest and all(store.has_blob(la["digest"]) for la in manifest["layers"]):
-            return ref.digest
+    with store.using():
+        return _pull(store, ref, say)
+
+
+def _pull(store: Store, ref: Reference, say: Say | None) -> str:
+    from envlock.image import manifest as manifests
+
+    assert ref.digest is not None
+    if store.image_intact(ref.digest):
+        return ref.digest
     client = Client(ref)
     data, _ = client.manifest(ref.digest)
     if digest_of(data) != ref.digest:
         raise CheckFailed(f"{ref}: the registry sent a manifest with digest {digest_of(data)}")
-    manifest = parse_manifest(data, str(ref))
+    found = manifests.parse(data, f"{ref}: manifest")
     digest = ref.digest
-    if "manifests" in manifest:
-        from envlock.image.base import pick_platform
-
+    if isinstance(found, manifests.Index):
         store.put_blob(data)
-        digest = pick_platform(manifest["manifests"])
+        digest = found.for_platform()
+        if store.image_intact(digest):
+            return digest
         data, _ = client.manifest(digest)
         if digest_of(data) != digest:
             raise CheckFailed(f"{ref}: platform manifest does not match {digest}")
-        manifest = parse_manifest(data, f"{ref.registry}/{ref.repository}@{digest}")
-        if "manifests" in manifest:
-            raise CheckFailed(f"{ref}: the platform manifest {digest} is another index")
+        found = manifests.parse_manifest(data, f"{ref}: manifest {digest[:19]}")
     if say:
-        total = sum(la["size"] for la in manifest["layers"])
-        say(f"Pulling {ref} ({len(manifest['layers'])} layers, {total / 1e6:.1f} MB)")
-    client.blob_into(store, manifest["config"]["digest"])
-    for la in manifest["layers"]:
-        client.blob_into(store, la["digest"])
+        total = sum(la.size for la in found.layers)
+        say(f"Pulling {ref} ({len(found.layers)} layers, {total / 1e6:.1f} MB)")
+    for blob in found.blobs:
+        client.blob_into(store, blob)
     store.put_blob(data)
     return digest
 
@@ -359,58 +363,18 @@ def _check_complete(resp: Any, url: str) -> None:
         )
 
 
-def parse_manifest(data: bytes, source: str) -> dict[str, Any]:
-    """Check that ``data`` is an image manifest or index envlock can use.
-
-    An index needs ``manifests``: a list of objects with a ``digest``; a manifest needs
-    ``config.digest`` and a non-empty ``layers`` list of objects with a ``digest`` and an
-    integer ``size`` (OCI image spec, "Image Manifest" and "Image Index").  Digests go
-    through ``envlock.digest.parse_digest``.
-
-    Raises:
-        CheckFailed: (exit 1) naming ``source`` and what is wrong.
-    """
-    try:
-        manifest = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise CheckFailed(f"{source}: the manifest is not JSON ({str(exc)[:80]})") from None
-    if not isinstance(manifest, dict):
-        raise CheckFailed(f"{source}: the manifest is not a JSON object")
-    if "manifests" in manifest:
-        entries = manifest["manifests"]
-        if not isinstance(entries, list) or not all(isinstance(m, dict) for m in entries):
-            raise CheckFailed(f"{source}: the index's 'manifests' is not a list of objects")
-        for i, m in enumerate(entries):
-            parse_digest(m.get("digest"), source=f"{source}: manifests[{i}].digest")
-            if not isinstance(m.get("platform", {}), dict):
-                raise CheckFailed(f"{source}: manifests[{i}].platform is not an object")
-        return manifest
-    config = manifest.get("config")
-    if not isinstance(config, dict):
-        raise CheckFailed(f"{source}: the manifest has no 'config' object")
-    parse_digest(config.get("digest"), source=f"{source}: config.digest")
-    layers = manifest.get("layers")
-    if not isinstance(layers, list) or not layers:
-        raise CheckFailed(f"{source}: the manifest has no layers")
-    for i, la in enumerate(layers):
-        if not isinstance(la, dict):
-            raise CheckFailed(f"{source}: layers[{i}] is not an object")
-        parse_digest(la.get("digest"), source=f"{source}: layers[{i}].digest")
-        size = la.get("size")
-        if type(size) is not int or size < 0:
-            raise CheckFailed(f"{source}: layers[{i}].size is not a byte count")
-    return manifest
-
-
 def compressed(store: Store, layer: Layer) -> Layer:
     """The gzip form of a stored layer, made once with fixed settings and cached."""
     if layer.media_type != "application/vnd.oci.image.layer.v1.tar":
         return layer
-    index = store.root / "gzip" / layer.digest.split(":")[1]
-    if index.is_file():
+    index = store.root / "gzip" / parse_digest(layer.digest, source="layer digest")[7:]
+    try:
         cached_digest, cached_size = index.read_text().split()
-        if store.has_blob(cached_digest):
-            return Layer(cached_digest, layer.diff_id, int(cached_size), LAYER_GZIP, layer.created_by)
+    except (OSError, ValueError, UnicodeDecodeError):
+        cached_digest, cached_size = "", ""  # not compressed yet, or a damaged cache file
+    if is_digest(cached_digest) and cached_size.isdigit() and store.blob_intact(cached_digest):
+        return Layer(cached_digest, layer.diff_id, int(cached_size), LAYER_GZIP, layer.created_by)
+    store.check_blobs([layer.digest])
     writer = store.writer()
     try:
         with (
@@ -429,7 +393,6 @@ def compressed(store: Store, layer: Layer) -> Layer:
     except BaseException:
         writer.abort()
         raise
-    index.parent.mkdir(parents=True, exist_ok=True)
     store._write_small(index, f"{digest} {size}\n".encode())
     return Layer(digest, layer.diff_id, size, LAYER_GZIP, layer.created_by)
 
@@ -442,6 +405,11 @@ def push(store: Store, image: Image, target: str, say: Say | None = None) -> str
             "push to a repository, not a digest",
             f"envlock build --push {ref.registry}/{ref.repository}",
         )
+    with store.using():
+        return _push(store, image, ref, say)
+
+
+def _push(store: Store, image: Image, ref: Reference, say: Say | None) -> str:
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -449,6 +417,7 @@ def push(store: Store, image: Image, target: str, say: Say | None = None) -> str
     client = Client(ref)
     config_digest = image.image_id
     store.put_blob(image.config_bytes)
+    store.check_blobs([la.digest for la in layers])  # a damaged blob is never shipped
     for la in (*layers,):
         if say:
             say(f"Pushing layer {la.digest[:19]} ({la.size / 1e6:.1f} MB)")

@@ -275,20 +275,29 @@ def cached(store: Store, wheels: Sequence[tuple[Package, Path]], interp: Interpr
 
 
 def cached_by_key(store: Store, key: str, created_by: str) -> Layer | None:
-    """A layer from the layer cache by its key, if its blob is still in the store."""
+    """A layer from the layer cache by its key, if its blob is still in the store and intact.
+
+    A cache file that cannot be read, or names a malformed digest, is a miss: the layer is
+    made again and the cache file rewritten.
+    """
+    from envlock.digest import is_digest
+
     cache = store.root / "layers" / f"{key}.json"
-    if not cache.is_file():
+    try:
+        data = json.loads(cache.read_bytes())
+    except (OSError, ValueError):
         return None
-    data = json.loads(cache.read_text())
-    if not store.has_blob(data["digest"]):
+    if not isinstance(data, dict) or not is_digest(data.get("digest")):
         return None
-    return Layer(data["digest"], data["digest"], data["size"], LAYER_TAR, created_by)
+    size = data.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or not store.blob_intact(data["digest"]):
+        return None
+    return Layer(data["digest"], data["digest"], size, LAYER_TAR, created_by)
 
 
 def cache_by_key(store: Store, key: str, layer: Layer) -> None:
     """Written only once the layer's blob is in the store."""
     cache = store.root / "layers" / f"{key}.json"
-    cache.parent.mkdir(parents=True, exist_ok=True)
     store._write_small(cache, canonical_json({"digest": layer.digest, "size": layer.size}))
 
 

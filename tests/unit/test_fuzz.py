@@ -18,7 +18,7 @@ from envlock import spec as specmod
 from envlock import tomlwrite
 from envlock.digest import is_digest, parse_digest, parse_hex
 from envlock.errors import EnvlockError
-from envlock.image.registry import parse_manifest
+from envlock.image.manifest import parse as parse_manifest
 from envlock.manifest import parse, parse_note
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

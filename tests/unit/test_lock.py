@@ -370,3 +370,25 @@ def test_write_files_rolls_back_files_already_replaced_when_a_later_one_fails(
     assert sorted(listing(tmp_path)) == sorted(
         ["pylock.vision.toml", "vision.linux-64.requirements.txt", "vision.lock"]
     )
+
+
+@pytest.mark.parametrize(
+    "bad", ["sha256:" + "A" * 64, "sha256:../../" + "0" * 58, "sha512:" + "0" * 64, "sha256:" + "0" * 63]
+)
+def test_problems_reports_an_env_id_that_is_not_a_digest(lock: Lock, bad: str) -> None:
+    assert lockmod.problems(replace(lock, env_id=bad)) == [f"env-id {bad!r} is not a sha256 digest"]
+
+
+def test_problems_reports_a_base_digest_that_is_not_a_digest(lock: Lock) -> None:
+    forged = "sha256:" + "./" * 19 + "../../../planted/layer.tar"
+    plats = tuple(replace(p, base_digest=forged) for p in lock.platforms)
+    bad = replace(lock, platforms=plats, env_id=lockmod.env_id(plats))
+    assert lockmod.problems(bad) == [
+        f"{p.name}: base-digest {forged!r} is not a sha256 digest" for p in lock.platforms
+    ]
+
+
+def test_problems_reports_a_sha256_with_a_trailing_newline(lock: Lock) -> None:
+    bad = with_packages(lock, lambda pkgs: (replace(pkgs[0], sha256=pkgs[0].sha256 + "\n"), *pkgs[1:]))
+    bad = replace(bad, env_id=lockmod.env_id(bad.platforms))
+    assert lockmod.problems(bad) == ["linux-64: pip package numpy: no valid sha256"]
