@@ -326,6 +326,8 @@ def _pull(store: Store, ref: Reference, say: Say | None) -> str:
         if digest_of(data) != digest:
             raise CheckFailed(f"{ref}: platform manifest does not match {digest}")
         found = manifests.parse_manifest(data, f"{ref}: manifest {digest[:19]}")
+    if not found.layers:
+        raise CheckFailed(f"{ref}: the manifest has no layers", "an image needs at least its base layer")
     if say:
         total = sum(la.size for la in found.layers)
         say(f"Pulling {ref} ({len(found.layers)} layers, {total / 1e6:.1f} MB)")

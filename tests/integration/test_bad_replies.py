@@ -122,20 +122,20 @@ def pull_error(tmp_path: Path, reference: str) -> EnvlockError:
 @pytest.mark.parametrize(
     ("body", "words"),
     [
-        (b"<html>not json</html>", "the manifest is not JSON"),
-        (b"[1, 2, 3]", "the manifest is not a JSON object"),
-        (b"[" * 50000, "the manifest is not JSON"),
+        (b"<html>not json</html>", "manifest is not valid JSON"),
+        (b"[1, 2, 3]", "manifest must be a JSON object"),
+        (b"[" * 50000, "manifest is not valid JSON"),
         (manifest_bytes(layers=[]), "the manifest has no layers"),
-        (manifest_bytes(layers="all of them"), "the manifest has no layers"),
+        (manifest_bytes(layers="all of them"), "layers must be a list"),
         (
             manifest_bytes(layers=[{"digest": digest(b"x"), "size": "5"}]),
-            "layers[0].size is not a byte count",
+            "layers[0].size",
         ),
         (manifest_bytes(layers=[{"digest": "sha256:../../etc/passwd", "size": 5}]), "layers[0].digest"),
-        (manifest_bytes(layers=["layer"]), "layers[0] is not an object"),
+        (manifest_bytes(layers=["layer"]), "layers[0] must be a JSON object"),
         (manifest_bytes(config={"digest": 7}), "config.digest"),
         (json.dumps({"manifests": [{"digest": "md5:abc"}]}).encode(), "manifests[0].digest"),
-        (json.dumps({"manifests": {"a": 1}}).encode(), "'manifests' is not a list of objects"),
+        (json.dumps({"manifests": {"a": 1}}).encode(), "manifests must be a list"),
     ],
     ids=[
         "html",
@@ -164,7 +164,7 @@ def test_the_cli_says_it_in_one_line(server: Server, tmp_path: Path) -> None:
     reference = pin(server, b"<html>not json</html>")
     proc = run_envlock("pull", reference, "--store", str(tmp_path / "s"), cwd=tmp_path)
     assert proc.returncode == 1
-    assert proc.stderr.startswith(f"error: {reference}: the manifest is not JSON")
+    assert proc.stderr.startswith(f"error: {reference}: manifest is not valid JSON")
     assert "Traceback" not in proc.stderr
 
 
