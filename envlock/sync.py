@@ -19,6 +19,7 @@ from envlock.errors import ServiceUnavailable, UsageError
 from envlock.gitcli import cat_files, git
 from envlock.notes import NOTES_REF
 from envlock.record import _notes_lock, repo_root, write_note
+from envlock.urls import redact
 
 REMOTE_REF = "refs/notes/envlock-remote"
 LOCAL_REF = f"refs/notes/{NOTES_REF}"
@@ -58,10 +59,11 @@ def _has_ref(root: Path, ref: str) -> bool:
 def sync(remote: str = "origin", *, cwd: Path, say: Say | None = None) -> Synced:
     say = say or (lambda _m: None)
     root = repo_root(cwd)
+    shown = redact(remote)  # a remote may be a URL with a password in it
     remotes = git(["remote"], root).decode().split()
     if remote not in remotes and "/" not in remote and ":" not in remote:
         raise UsageError(
-            f"no remote named {remote!r}", f"remotes: {', '.join(remotes) or 'none'}; git remote add ..."
+            f"no remote named {shown!r}", f"remotes: {', '.join(remotes) or 'none'}; git remote add ..."
         )
     with _notes_lock(root):
         try:
@@ -71,7 +73,7 @@ def sync(remote: str = "origin", *, cwd: Path, say: Say | None = None) -> Synced
             if "couldn't find remote ref" in exc.message or "could not find remote ref" in exc.message:
                 have_remote = False
             else:
-                raise ServiceUnavailable(f"cannot fetch notes from {remote}: {exc.message}") from None
+                raise ServiceUnavailable(f"cannot fetch notes from {shown}: {exc.message}") from None
         fetched = merged = 0
         if have_remote:
             theirs = _notes(root, "envlock-remote")
@@ -97,7 +99,7 @@ def sync(remote: str = "origin", *, cwd: Path, say: Say | None = None) -> Synced
                 pushed = True
             except UsageError as exc:
                 raise ServiceUnavailable(
-                    f"cannot push notes to {remote}: {exc.message}", "envlock sync again"
+                    f"cannot push notes to {shown}: {exc.message}", "envlock sync again"
                 ) from None
-    say(f"Synced records with {remote}: {fetched} new from the remote, {merged} note(s) merged")
+    say(f"Synced records with {shown}: {fetched} new from the remote, {merged} note(s) merged")
     return Synced(fetched, pushed, merged)

@@ -148,8 +148,8 @@ class Client:
         scope = f"repository:{self.ref.repository}:{'pull,push' if push else 'pull'}"
         for attempt in range(2):
             req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
-            if self._auth:
-                req.add_header("Authorization", self._auth)
+            if self._auth:  # never sent on to where a redirect points (e.g. blob storage)
+                req.add_unredirected_header("Authorization", self._auth)
             try:
                 resp = urllib.request.urlopen(req, timeout=300)
             except urllib.error.HTTPError as exc:
@@ -167,7 +167,7 @@ class Client:
                 if exc.code == 404:
                     raise  # the callers say what was missing
                 raise ServiceUnavailable(
-                    f"{self.ref.registry} answered {exc.code} {exc.reason} to {method} {url}",
+                    f"{self.ref.registry} answered {exc.code} {exc.reason} to {method} {url.split('?')[0]}",
                     "check the registry's logs; retry when it is healthy",
                 ) from None
             except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
