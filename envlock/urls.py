@@ -137,6 +137,12 @@ def expand(url: str, environ: Mapping[str, str]) -> str:
     return PLACEHOLDER.sub(sub, url)
 
 
+def secret_in_path(url: str) -> bool:
+    """Whether ``url`` has a placeholder outside its user info (a token in the path, which
+    tools keep in their caches' URLs, unlike user info)."""
+    return bool(variables(strip_userinfo(url)))
+
+
 def strip_userinfo(url: str) -> str:
     """``url`` without user info (a written package URL never carries credentials)."""
     start, end = _userinfo_span(url)
@@ -148,13 +154,16 @@ def secrets(
 ) -> list[tuple[str, str]]:
     """(value, placeholder) for every set variable the ``templates`` use, longest value
     first: the value as :func:`expand` puts it into a URL (percent-encoded) and, with
-    ``raw``, also as it is (for free text, where a tool may print it decoded)."""
+    ``raw``, also as it is (for free text, where a tool may print it decoded).  Variables
+    used only in user info count from ``MIN_TEXT_SECRET`` characters on: a short user name
+    such as ``ci`` would otherwise be found inside ordinary words (``linux``)."""
     found: dict[str, str] = {}
     for template in templates:
+        in_path = set(variables(strip_userinfo(template)))
         for name in variables(template):
             value = environ.get(name)
-            if not value:
-                continue
+            if not value or (name not in in_path and len(value) < MIN_TEXT_SECRET):
+                continue  # a short user name is left to the user info's removal
             forms = (_encoded(value), value) if raw else (_encoded(value),)
             for form in forms:
                 found.setdefault(form, "${" + name + "}")

@@ -18,7 +18,7 @@ from typing import Any
 
 from envlock.errors import ResolutionError, ServiceUnavailable
 from envlock.lock import Package
-from envlock.urls import expand, redact, redact_text, strip_userinfo, written
+from envlock.urls import expand, redact, redact_text, strip_userinfo, variables, written
 
 DEFAULT_CHANNEL_HOST = "https://conda.anaconda.org"
 
@@ -121,16 +121,24 @@ def pypi_name(conda_name: str) -> str:
 
 
 def solve_all(requests: Sequence[CondaRequest], cache_dir: Path | None = None) -> list[Solution]:
-    """Solve every request (one per platform) concurrently; results in request order."""
-    import asyncio
+    """Solve every request (one per platform) concurrently; results in request order.
 
-    async def main() -> list[Solution]:
+    rattler's repodata cache records each channel's URL as given, credentials included, so
+    with a ``${VAR}`` in any channel the solve uses a cache of its own, removed afterwards.
+    """
+    import asyncio
+    import tempfile
+
+    async def main(cache: Path | None) -> list[Solution]:
         from rattler import Gateway
 
-        gateway = Gateway(cache_dir=cache_dir) if cache_dir is not None else Gateway()
+        gateway = Gateway(cache_dir=cache) if cache is not None else Gateway()
         return list(await asyncio.gather(*(_solve(gateway, r) for r in requests)))
 
-    return asyncio.run(main())
+    if cache_dir is None and any(variables(c) for r in requests for c in r.channels):
+        with tempfile.TemporaryDirectory(prefix="envlock-rattler-") as tmp:
+            return asyncio.run(main(Path(tmp)))
+    return asyncio.run(main(cache_dir))
 
 
 async def _solve(gateway: Any, req: CondaRequest) -> Solution:
@@ -199,9 +207,9 @@ def _dep_name(dep: str) -> str:
 
 
 def _channel_of(record_channel: str | None, channels: Sequence[str]) -> str:
-    got = (record_channel or "").rstrip("/")
+    got = strip_userinfo((record_channel or "").rstrip("/"))  # rattler shows u:****@
     for url in channels:
-        if got in (url.rstrip("/"), expand(url, os.environ).rstrip("/")):
+        if got in (strip_userinfo(url.rstrip("/")), strip_userinfo(expand(url, os.environ).rstrip("/"))):
             return url
     return written(got, channels, os.environ) or channels[0]
 

@@ -22,7 +22,7 @@ from envlock.lock import Package
 from envlock.platforms import host_subdir
 from envlock.resolve import Request, isolated_env
 from envlock.resolve.uv import credentials_hint
-from envlock.urls import expand, redact_text, written
+from envlock.urls import expand, redact_text, secret_in_path, written
 
 
 @cache
@@ -89,6 +89,8 @@ def resolve(req: Request) -> list[Package]:
     check(req)
     index = _index_args(req)
     date = [f"--uploaded-prior-to={req.exclude_newer}"] if req.exclude_newer else []
+    if any(secret_in_path(url) for url in req.sources):
+        date.append("--no-cache-dir")  # pip's HTTP cache would keep a path token
     env = isolated_env()
     with tempfile.TemporaryDirectory(prefix="envlock-piptools-") as tmp:
         infile = Path(tmp, "requirements.in")

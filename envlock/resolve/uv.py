@@ -17,7 +17,7 @@ from envlock.lock import Package
 from envlock.platforms import PLATFORMS
 from envlock.resolve import Request, isolated_env
 from envlock.resolve.artifacts import from_pylock
-from envlock.urls import expand, redact_text
+from envlock.urls import expand, redact_text, secret_in_path
 
 
 @cache
@@ -92,6 +92,10 @@ def start(req: Request) -> Callable[[], list[Package]]:
     infile.write_text("".join(r + "\n" for r in req.requirements), "utf-8")
     outfile = Path(tmp, "pylock.toml")
     args = command(req, infile, outfile)
+    if any(secret_in_path(url) for url in req.sources):
+        # uv's cache keeps the index's file URLs, path token included: use a cache that
+        # goes with this run (user info never reaches uv's cache; uv strips it)
+        args += ["--cache-dir", str(Path(tmp, "cache"))]
     if req.constraints:  # e.g. what conda provides, pinned for pip on top
         constraints = Path(tmp, "constraints.txt")
         constraints.write_text("".join(c + "\n" for c in req.constraints), "utf-8")

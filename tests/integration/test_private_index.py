@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conda_channel import fixture_packages, write_channel
 from private_index import PrivateIndex, serve_private
-from support import run_envlock, write_spec
+from support import Index, run_envlock, serve, write_spec
 
 from envlock import lock as lockmod
 
@@ -64,11 +65,17 @@ def assert_nowhere(root: Path, *secrets: str) -> None:
             assert needle not in data, f"{needle!r} in {path}"
 
 
+def caches(tmp_path: Path) -> dict[str, str]:
+    """uv's and rattler's caches under ``tmp_path`` (XDG base directories), so the scan
+    for secrets covers them too."""
+    return {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+
 def test_env_credentials_lock_and_build_and_are_written_nowhere(
     tmp_path: Path, index: PrivateIndex, base_layout: Path
 ) -> None:
     spec = project(tmp_path, index.url_with("${PI_USER}:${PI_TOKEN}"), base_layout)
-    locked = run_envlock("lock", str(spec), cwd=tmp_path, env=ENV)
+    locked = run_envlock("lock", str(spec), cwd=tmp_path, env=ENV | caches(tmp_path))
     assert locked.returncode == 0, locked.stderr
     lock = lockmod.read(spec.with_suffix(".lock"))
     urls = sorted(p.url for p in lock.platforms[0].packages)
@@ -113,7 +120,7 @@ def test_netrc_credentials_lock_and_build(tmp_path: Path, index: PrivateIndex, b
     netrc = home / ".netrc"
     netrc.write_text(f"machine 127.0.0.1\nlogin {USER}\npassword {TOKEN}\n")
     netrc.chmod(0o600)
-    env = {"HOME": str(home), "NETRC": ""}
+    env = {"HOME": str(home), "NETRC": "", **caches(tmp_path)}
     spec = project(tmp_path, index.simple, base_layout)
     locked = run_envlock("lock", str(spec), cwd=tmp_path, env=env)  # uv reads ~/.netrc itself
     assert locked.returncode == 0, locked.stderr
@@ -132,7 +139,7 @@ def test_a_token_in_the_index_path_stays_a_placeholder(
 ) -> None:
     url = path_index.url_with("${PI_USER}:${PI_TOKEN}", "/${PI_PATH}")
     spec = project(tmp_path, url, base_layout)
-    env = {**ENV, "PI_PATH": PATH_TOKEN}
+    env = {**ENV, "PI_PATH": PATH_TOKEN, **caches(tmp_path)}
     locked = run_envlock("lock", str(spec), cwd=tmp_path, env=env)
     assert locked.returncode == 0, locked.stderr
     lock = lockmod.read(spec.with_suffix(".lock"))
@@ -169,3 +176,56 @@ def test_sync_messages_hide_a_remote_password(tmp_path: Path) -> None:
     assert proc.returncode == 3, proc.stderr
     assert "s3cret-remote-pw" not in proc.stderr
     assert "http://***@127.0.0.1:9/records.git" in proc.stderr
+
+
+# -- conda channels -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def private_channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
+    """The fixture conda channel under a secret path, behind basic auth."""
+    root = tmp_path_factory.mktemp("private-channel")
+    write_channel(root / PATH_TOKEN, fixture_packages())
+    yield from serve(root, (USER, TOKEN))
+
+
+def test_conda_channel_with_literal_credentials_is_refused(tmp_path: Path) -> None:
+    spec = write_spec(
+        tmp_path,
+        "chan",
+        'python = "3.11"\n[conda]\nchannels = ["http://me:s3cret-chan@127.0.0.1:9/chan"]\npackages = ["fx-a"]\n',
+    )
+    proc = run_envlock("lock", str(spec), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr  # before: solved, and the secret landed in the lock
+    assert f"{spec}:3: 'conda.channels'" in proc.stderr and "holds credentials" in proc.stderr
+    assert "s3cret-chan" not in proc.stderr
+    assert sorted(p.name for p in spec.parent.iterdir()) == ["chan.toml"]
+
+
+def test_private_conda_channel_locks_and_builds_with_placeholders_kept(
+    tmp_path: Path, private_channel: Index, base_layout: Path
+) -> None:
+    host = private_channel.url.removesuffix("/simple").removeprefix("http://")
+    channel = f"http://${{PI_USER}}:${{PI_TOKEN}}@{host}/${{PI_PATH}}"
+    spec = write_spec(
+        tmp_path / "project",
+        "chan",
+        f"""python = "3.11"
+[conda]
+channels = ["{channel}"]
+packages = ["fx-a", "fx-tool"]
+[image]
+base = "oci:{base_layout}"
+""",
+    )
+    env = {**ENV, "PI_PATH": PATH_TOKEN, **caches(tmp_path)}
+    locked = run_envlock("lock", str(spec), cwd=tmp_path, env=env)
+    assert locked.returncode == 0, locked.stderr
+    lock = lockmod.read(spec.with_suffix(".lock"))
+    packages = lock.platforms[0].packages
+    assert packages and all(p.url.startswith(f"http://{host}/${{PI_PATH}}/") for p in packages)
+    assert all(p.channel == channel for p in packages)
+    assert "/${PI_PATH}/linux-64/" in (spec.parent / "chan.conda-lock.yml").read_text()
+    built = build(spec, tmp_path / "store", env)
+    assert built.returncode == 0, built.stderr
+    assert_nowhere(tmp_path, TOKEN, PATH_TOKEN)
