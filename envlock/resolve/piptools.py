@@ -166,7 +166,9 @@ def _run(cmd: list[str], env: dict[str, str], req: Request) -> None:
         return
     text = redact_text(proc.stderr + proc.stdout, req.sources, os.environ)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("WARNING")]
-    if any(s in text for s in ("401 Client Error", "403 Client Error", "401 Unauthorized", "403 Forbidden")):
+    # pip prints these when a file download is refused; an index page it refuses is only
+    # logged at debug level, and then pip finds "no matching distribution"
+    if any(s in text for s in ("401 Client Error", "403 Client Error", "HTTP error 401", "HTTP error 403")):
         raise ServiceUnavailable("the package index refused the credentials", credentials_hint(req.sources))
     if any(s in text for s in ("NewConnectionError", "Max retries exceeded", "ConnectionError")):
         raise ServiceUnavailable("cannot reach the package index", "check the index URL and your network")

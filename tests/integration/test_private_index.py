@@ -166,6 +166,32 @@ def test_index_errors_at_lock_time_echo_no_secret(tmp_path: Path, path_index: Pr
     assert sorted(p.name for p in spec.parent.iterdir()) == ["private.toml"]
 
 
+def test_pip_tools_locks_through_the_private_index_too(tmp_path: Path, path_index: PrivateIndex) -> None:
+    url = path_index.url_with("${PI_USER}:${PI_TOKEN}", "/${PI_PATH}")
+    spec = write_spec(
+        tmp_path, "pt", f'python = "3.11"\n[pip]\npackages = ["envlock-fx-alpha==2.0"]\nindex-url = "{url}"\n'
+    )
+    env = {**ENV, "PI_PATH": PATH_TOKEN, **caches(tmp_path)}
+    proc = run_envlock("lock", "--resolver", "pip-tools", str(spec), cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lock = lockmod.read(spec.with_suffix(".lock"))
+    assert all("/${PI_PATH}/packages/" in p.url for p in lock.platforms[0].packages)
+    assert_nowhere(tmp_path, TOKEN, PATH_TOKEN)
+
+    refused = run_envlock(
+        "lock",
+        "--upgrade",
+        "--resolver",
+        "pip-tools",
+        str(spec),
+        cwd=tmp_path,
+        env=env | {"PI_TOKEN": "wr0ng-t0ken"},
+    )
+    # pip logs an index's 403 only at debug level: for pip-tools it is "no solution" (exit 2)
+    assert refused.returncode == 2, refused.stderr
+    assert "wr0ng-t0ken" not in refused.stderr and PATH_TOKEN not in refused.stderr
+
+
 def test_sync_messages_hide_a_remote_password(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
