@@ -33,9 +33,11 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 _USERINFO_IN_URL = re.compile(r"(?i)([a-z][a-z0-9+.\-]*:[/\\]*)[^/?#]*@")
 _USERINFO_IN_TEXT = re.compile(r"(?i)([a-z][a-z0-9+.\-]*:[/\\]*)[^\s/?#`\"<>]*@")
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f\\]")
-# characters kept as they are when a value is put into a URL (RFC 3986 section 2.3
-# unreserved); the same in every part, so a value has one encoded form
-_SAFE = "-._~"
+# characters kept as they are when a value is put into a URL: in user info only the
+# unreserved ones (RFC 3986 section 2.3); in a path also the other pchar characters and "/"
+# (section 3.3), so a value may span segments ("org/team") but never start a query or fragment
+_USERINFO_SAFE = "-._~"
+_PATH_SAFE = "-._~!$&'()*+,;=:@/"
 # values shorter than this are too likely to be ordinary words to be replaced in free text
 MIN_TEXT_SECRET = 4
 
@@ -107,8 +109,8 @@ def variables(url: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(PLACEHOLDER.findall(url)))
 
 
-def _encoded(value: str) -> str:
-    return quote(value, safe=_SAFE)
+def _encoded(value: str, in_userinfo: bool) -> str:
+    return quote(value, safe=_USERINFO_SAFE if in_userinfo else _PATH_SAFE)
 
 
 def _userinfo_span(url: str) -> tuple[int, int]:
@@ -118,11 +120,13 @@ def _userinfo_span(url: str) -> tuple[int, int]:
 
 
 def expand(url: str, environ: Mapping[str, str]) -> str:
-    """``url`` with each ``${VAR}`` replaced by the variable's value, percent-encoded (RFC 3986
-    section 2.1), so a password holding ``@`` or ``/`` stays one.
+    """``url`` with each ``${VAR}`` replaced by the variable's value, percent-encoded for the
+    part it stands in (RFC 3986 section 2.1): a password holding ``@`` or ``/`` stays one, a
+    path value may hold ``/`` but not ``?`` or ``#``.
 
     Raises ``UsageError`` (exit 2) naming the first unset variable, never any value.
     """
+    start, end = _userinfo_span(url)
 
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
@@ -132,7 +136,7 @@ def expand(url: str, environ: Mapping[str, str]) -> str:
                 f"environment variable {name} is not set (used in {redact(url)})",
                 f"export {name}=... before running envlock (credentials come only from the environment)",
             )
-        return _encoded(value)
+        return _encoded(value, start <= m.start() < end)
 
     return PLACEHOLDER.sub(sub, url)
 
@@ -164,7 +168,7 @@ def secrets(
             value = environ.get(name)
             if not value or (name not in in_path and len(value) < MIN_TEXT_SECRET):
                 continue  # a short user name is left to the user info's removal
-            forms = (_encoded(value), value) if raw else (_encoded(value),)
+            forms = [_encoded(value, True), _encoded(value, False), *([value] if raw else [])]
             for form in forms:
                 found.setdefault(form, "${" + name + "}")
     return sorted(found.items(), key=lambda item: (-len(item[0]), item[0]))

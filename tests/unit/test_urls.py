@@ -103,7 +103,10 @@ def test_error_messages_are_redacted_wherever_they_come_from() -> None:
 def test_expand_percent_encodes_each_part() -> None:
     env = {"U": "al@ice", "T": "t/k:n"}
     out = urls.expand("https://${U}:${T}@host/${T}/simple", env)
-    assert out == "https://al%40ice:t%2Fk%3An@host/t%2Fk%3An/simple"
+    assert out == "https://al%40ice:t%2Fk%3An@host/t/k:n/simple"
+    assert (
+        urls.expand("https://host/${T}/simple", {"T": "a?b#c d%"}) == "https://host/a%3Fb%23c%20d%25/simple"
+    )
     assert urls.credentials(out) == ("al@ice", "t/k:n")
 
 
