@@ -14,22 +14,9 @@ import re
 from pathlib import Path
 
 from envlock.errors import EnvlockError, UsageError
+from envlock.urls import redact_text
 
 _LONG_NUMBER = re.compile(r"\d[\d_]{4000,}")
-
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#@\s]*)@")
-_SECRET_QUERY = re.compile(r"(?i)([?&](?:access_token|token|password|secret|sig|signature)=)[^&#\s]+")
-
-
-def redact_text(text: str) -> str:
-    """``text`` with the user-info of every URL in it (``scheme://USER:PASS@host``) replaced by
-    ``***`` and secret-looking query values hidden.
-
-    A stand-in until ``envlock.urls`` (the one URL function, written on another branch) is
-    merged; it only ever removes text.  RFC 3986 section 3.2.1 defines user-info.
-    """
-    text = _USERINFO.sub(lambda m: f"{m['scheme']}***@", text)
-    return _SECRET_QUERY.sub(lambda m: f"{m.group(1)}***", text)
 
 
 def internal_error(exc: BaseException) -> EnvlockError:

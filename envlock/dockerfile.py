@@ -71,7 +71,9 @@ def build_with_docker(spec_path: Path, *, store: object, say: Say, platform: str
     base_tag = f"envlock-base:{base.digest.split(':')[1][:16]}"
     engine.load(store, base_image, [base_tag], say)
     pip = [p for p in plat.packages if p.manager == "pip"]
-    paths = fetch_all(store, pip, spec.path.parent)
+    from envlock.credentials import sources_from_options
+
+    paths = fetch_all(store, pip, spec.path.parent, sources=sources_from_options(plat.pip_options))
     say("warning: --engine docker runs pip inside docker build; the image is NOT bit-reproducible")
     with tempfile.TemporaryDirectory(prefix="envlock-docker-", dir=store.tmp) as tmp:
         ctx = Path(tmp)

@@ -9,11 +9,19 @@ EXIT_UNAVAILABLE = 3
 
 
 class EnvlockError(Exception):
-    """An expected failure: a message for the user, an optional hint, an exit code."""
+    """An expected failure: a message for the user, an optional hint, an exit code.
+
+    The message and hint pass through ``envlock.urls.redact_text``: the user info of any URL
+    in them is shown as ``***``, whatever the caller (or a tool's stderr it quotes) held.
+    """
 
     exit_code = EXIT_BAD_INPUT
 
     def __init__(self, message: str, hint: str | None = None) -> None:
+        from envlock.urls import redact_text
+
+        message = redact_text(message)
+        hint = redact_text(hint) if hint is not None else None
         super().__init__(message)
         self.message = message
         self.hint = hint

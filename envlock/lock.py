@@ -314,8 +314,10 @@ def read(path: Path) -> Lock:
 
 
 def problems(lock: Lock) -> list[str]:
-    """Content problems a hand edit would cause: a wrong env ID, unpinned or unhashed packages."""
+    """Content problems a hand edit would cause: a wrong env ID, unpinned or unhashed packages,
+    a package URL with credentials in it."""
     from envlock.digest import is_digest
+    from envlock.urls import strip_userinfo
 
     found = []
     actual = env_id(lock.platforms, lock.version)
@@ -339,6 +341,8 @@ def problems(lock: Lock) -> list[str]:
                 found.append(f"{label}: no valid sha256")
             if not p.url:
                 found.append(f"{label}: no url")
+            elif strip_userinfo(p.url) != p.url:
+                found.append(f"{label}: its url holds credentials (envlock writes ${{VAR}} placeholders)")
             if p.manager == "conda":
                 if not _MD5.match(p.md5 or ""):
                     found.append(f"{label}: no valid md5")

@@ -36,7 +36,7 @@ def _client() -> Any:
 
 
 def _where() -> str:
-    from envlock.spec import redact
+    from envlock.urls import redact
 
     return redact(os.environ.get("MLFLOW_TRACKING_URI") or "./mlruns")
 

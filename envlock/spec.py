@@ -26,7 +26,7 @@ FRAMEWORKS = ("pytorch", "tensorflow", "jax")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _PYTHON = re.compile(r"^3\.(\d{1,2})$")
 _CUDA = re.compile(r"^\d{1,2}(\.\d{1,2})?$")
-_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_CHANNEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_.\-]+)*$")
 
 
 @dataclass(frozen=True)
@@ -323,11 +323,22 @@ def _requirement_problem(value: str) -> str | None:
 
 
 def _url_problem(value: str) -> str | None:
-    if not re.match(r"^(https?|file)://", value):
-        return f"{value!r} is not an http(s):// or file:// URL"
-    userinfo = re.match(r"^[a-z]+://([^/@]*)@", value)
-    if userinfo and _ENV_VAR.sub("", userinfo.group(1)).strip(":"):
-        return f"{value!r} holds credentials; write them as ${{ENV_VAR}} placeholders"
+    from envlock import urls
+
+    return urls.problem(value)
+
+
+def _channel_problem(value: str) -> str | None:
+    """A conda channel: a URL (checked like an index URL) or a name on anaconda.org."""
+    if "://" in value:
+        return _url_problem(value)
+    if not _CHANNEL_NAME.match(value):
+        from envlock.urls import redact
+
+        return (
+            f"{redact(value)!r} is neither a channel name (letters, digits, '.', '_', '-', '/') "
+            "nor an http(s):// or file:// URL"
+        )
     return None
 
 
@@ -406,8 +417,10 @@ def _require_hashes(c: _Checker, raw: Any) -> tuple[tuple[str, tuple[str, ...]],
 
 def _conda(c: _Checker, raw: Any) -> CondaSection:
     conda = c.table(raw, ("conda",), ("channels", "packages"))
+    channels = c.strings(conda, ("conda", "channels"))
+    c.check_each(channels, ("conda", "channels"), _channel_problem)
     return CondaSection(
-        channels=c.strings(conda, ("conda", "channels")),
+        channels=channels,
         packages=c.strings(conda, ("conda", "packages")),
     )
 
@@ -439,24 +452,3 @@ def _image(c: _Checker, raw: Any) -> ImageSection:
 def discover(directory: Path) -> list[Path]:
     """Spec files in a directory: ``*.toml`` whose stem has no dot (so not ``pylock.NAME.toml``)."""
     return sorted(p for p in directory.glob("*.toml") if "." not in p.stem)
-
-
-def expand_env(url: str) -> str:
-    """Replace ``${VAR}`` placeholders from the environment (credentials never live in specs)."""
-    import os
-
-    def sub(m: re.Match[str]) -> str:
-        value = os.environ.get(m.group(1))
-        if value is None:
-            raise SpecError(
-                f"environment variable {m.group(1)} is not set (used in {redact(url)})",
-                f"export {m.group(1)}=... before running envlock",
-            )
-        return value
-
-    return _ENV_VAR.sub(sub, url)
-
-
-def redact(url: str) -> str:
-    """Drop any user:password@ part of a URL."""
-    return re.sub(r"^([a-z+]+://)[^/@]*@", r"\1", url)

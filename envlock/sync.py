@@ -18,6 +18,7 @@ from envlock.gitcli import cat_files, git
 from envlock.manifest import Note, parse_note
 from envlock.notes import NOTES_REF
 from envlock.record import _notes_lock, repo_root, write_note
+from envlock.urls import redact
 
 REMOTE_REF = "refs/notes/envlock-remote"
 LOCAL_REF = f"refs/notes/{NOTES_REF}"
@@ -72,12 +73,13 @@ def sync(remote: str = "origin", *, cwd: Path, say: Say | None = None) -> Synced
         say(f"warning: {message}")
 
     root = repo_root(cwd)
+    shown = redact(remote)  # a remote may be a URL with a password in it
     remotes = git(["remote"], root).decode().split()
     if remote.startswith("-") or any(c in remote for c in "\n\r\0"):
         raise UsageError(f"{remote[:80]!r} is not a remote name or URL", "name a remote: git remote -v")
     if remote not in remotes and "/" not in remote and ":" not in remote:
         raise UsageError(
-            f"no remote named {remote!r}", f"remotes: {', '.join(remotes) or 'none'}; git remote add ..."
+            f"no remote named {shown!r}", f"remotes: {', '.join(remotes) or 'none'}; git remote add ..."
         )
     with _notes_lock(root):
         try:
@@ -87,7 +89,7 @@ def sync(remote: str = "origin", *, cwd: Path, say: Say | None = None) -> Synced
             if "couldn't find remote ref" in exc.message or "could not find remote ref" in exc.message:
                 have_remote = False
             else:
-                raise ServiceUnavailable(f"cannot fetch notes from {remote}: {exc.message}") from None
+                raise ServiceUnavailable(f"cannot fetch notes from {shown}: {exc.message}") from None
         fetched = merged = 0
         if have_remote:
             theirs = _notes(root, "envlock-remote", warn)
@@ -119,7 +121,7 @@ def sync(remote: str = "origin", *, cwd: Path, say: Say | None = None) -> Synced
                 pushed = True
             except UsageError as exc:
                 raise ServiceUnavailable(
-                    f"cannot push notes to {remote}: {exc.message}", "envlock sync again"
+                    f"cannot push notes to {shown}: {exc.message}", "envlock sync again"
                 ) from None
-    say(f"Synced records with {remote}: {fetched} new from the remote, {merged} note(s) merged")
+    say(f"Synced records with {shown}: {fetched} new from the remote, {merged} note(s) merged")
     return Synced(fetched, pushed, merged)

@@ -203,7 +203,10 @@ def build_lock(
     if missing:
         total = sum(p.size or 0 for p in missing)
         say(f"Fetching {len(missing)} of {len(every)} packages ({total / 1e6:.0f} MB)")
-    paths = fetch_all(store, every, lock_dir, progress=fetch_progress)
+    from envlock.credentials import sources_from_options
+
+    sources = (*sources_from_options(plat.pip_options), *plat.conda_channels)
+    paths = fetch_all(store, every, lock_dir, progress=fetch_progress, sources=sources)
     wheels = [(p, paths[p.sha256]) for p in pip]
 
     say(f"Assembling {name} for {plat.name} on {reference} ({len(every)} packages)")

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envlock.boundary import redact_text
 from envlock.digest import is_digest, parse_digest
 from envlock.errors import CheckFailed, ServiceUnavailable, UsageError
 from envlock.image.model import (
@@ -35,6 +34,7 @@ from envlock.image.model import (
     digest_of,
 )
 from envlock.store import CHUNK, Store, canonical_json
+from envlock.urls import redact_text
 
 ACCEPT = ", ".join([MANIFEST, INDEX, DOCKER_MANIFEST, DOCKER_LIST])
 GZIP_LEVEL = 6
@@ -169,8 +169,8 @@ class Client:
         scope = f"repository:{self.ref.repository}:{'pull,push' if push else 'pull'}"
         for attempt in range(2):
             req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
-            if self._auth:
-                req.add_header("Authorization", self._auth)
+            if self._auth:  # never sent on to where a redirect points (e.g. blob storage)
+                req.add_unredirected_header("Authorization", self._auth)
             try:
                 resp = urllib.request.urlopen(req, timeout=300)
             except urllib.error.HTTPError as exc:

@@ -29,6 +29,11 @@ class Request:
     exclude_newer: str | None = None  # RFC 3339 UTC
     constraints: tuple[str, ...] = ()  # "name==version" lines: what is already provided (by conda)
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Every index and find-links URL, as the spec wrote them (``${VAR}`` kept)."""
+        return (*((self.index_url,) if self.index_url else ()), *self.indexes, *self.find_links)
+
 
 @dataclass(frozen=True)
 class Engine:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -10,19 +11,23 @@ from urllib.parse import unquote
 from envlock.errors import ResolutionError
 from envlock.lock import Package
 from envlock.platforms import wheel_rank
-from envlock.spec import redact
+from envlock.urls import written
 
 
-def _location(art: Mapping[str, Any], base: Path) -> str:
+def _location(art: Mapping[str, Any], base: Path, sources: Sequence[str]) -> str:
     if "url" in art:
-        return redact(str(art["url"]))
+        return written(str(art["url"]), sources, os.environ)
     return (base / str(art["path"])).resolve().as_uri()
 
 
-def from_pylock(data: Mapping[str, Any], platform: str, python: str, base: Path) -> list[Package]:
+def from_pylock(
+    data: Mapping[str, Any], platform: str, python: str, base: Path, sources: Sequence[str] = ()
+) -> list[Package]:
     """Choose the best wheel for the target, else the sdist, for every locked package.
 
-    ``base`` is the directory relative paths in the file are resolved against.
+    ``base`` is the directory relative paths in the file are resolved against; ``sources``
+    the spec's index and find-links URLs, whose ``${VAR}`` values go back to placeholders in
+    every URL (``envlock.urls.written``): no credential reaches the lock.
     """
     from packaging.utils import canonicalize_name
 
@@ -32,7 +37,7 @@ def from_pylock(data: Mapping[str, Any], platform: str, python: str, base: Path)
         version = str(pkg.get("version", ""))
         ranked = []
         for wheel in pkg.get("wheels", []):
-            filename = wheel.get("name") or unquote(_location(wheel, base).rsplit("/", 1)[-1])
+            filename = wheel.get("name") or unquote(_location(wheel, base, sources).rsplit("/", 1)[-1])
             rank = wheel_rank(filename, platform, python)
             if rank is not None:
                 ranked.append((rank, filename, wheel))
@@ -51,14 +56,16 @@ def from_pylock(data: Mapping[str, Any], platform: str, python: str, base: Path)
             )
         sha256 = art.get("hashes", {}).get("sha256")
         if not sha256:
-            raise ResolutionError(f"{name} {version}: the index gave no sha256 for {_location(art, base)}")
+            raise ResolutionError(
+                f"{name} {version}: the index gave no sha256 for {_location(art, base, sources)}"
+            )
         size = art.get("size")
         chosen.append(
             Package(
                 manager="pip",
                 name=name,
                 version=version,
-                url=_location(art, base),
+                url=_location(art, base, sources),
                 sha256=sha256,
                 size=size if isinstance(size, int) else None,
                 other_hashes=others,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from envlock.lock import Package
 from envlock.platforms import PLATFORMS
 from envlock.resolve import Request, isolated_env
 from envlock.resolve.artifacts import from_pylock
-from envlock.spec import expand_env
+from envlock.urls import expand, redact_text, secret_in_path
 
 
 @cache
@@ -72,11 +73,11 @@ def command(req: Request, infile: Path, outfile: Path) -> list[str]:
     if req.no_index:
         args.append("--no-index")
     if req.index_url:
-        args += ["--default-index", expand_env(req.index_url)]
+        args += ["--default-index", expand(req.index_url, os.environ)]
     for index in req.indexes:
-        args += ["--index", expand_env(index)]
+        args += ["--index", expand(index, os.environ)]
     for link in req.find_links:
-        args += ["--find-links", expand_env(link)]
+        args += ["--find-links", expand(link, os.environ)]
     return args
 
 
@@ -91,6 +92,10 @@ def start(req: Request) -> Callable[[], list[Package]]:
     infile.write_text("".join(r + "\n" for r in req.requirements), "utf-8")
     outfile = Path(tmp, "pylock.toml")
     args = command(req, infile, outfile)
+    if any(secret_in_path(url) for url in req.sources):
+        # uv's cache keeps the index's file URLs, path token included: use a cache that
+        # goes with this run (user info never reaches uv's cache; uv strips it)
+        args += ["--cache-dir", str(Path(tmp, "cache"))]
     if req.constraints:  # e.g. what conda provides, pinned for pip on top
         constraints = Path(tmp, "constraints.txt")
         constraints.write_text("".join(c + "\n" for c in req.constraints), "utf-8")
@@ -118,7 +123,7 @@ def start(req: Request) -> Callable[[], list[Package]]:
             if proc.returncode != 0:
                 raise _failure(stderr, req)
             data = tomllib.loads(outfile.read_text("utf-8"))
-            return from_pylock(data, req.platform, req.python, Path(tmp))
+            return from_pylock(data, req.platform, req.python, Path(tmp), req.sources)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -131,7 +136,7 @@ def resolve(req: Request) -> list[Package]:
 
 
 def _failure(stderr: str, req: Request) -> Exception:
-    text = redact_all(stderr)
+    text = redact_text(stderr, req.sources, os.environ)
     lines = [
         re.sub(r"^(error|cause|hint|help):\s*", "", ln.strip(" ╰─▶│×"))
         for ln in text.splitlines()
@@ -139,6 +144,12 @@ def _failure(stderr: str, req: Request) -> Exception:
     ]
     target = f"{req.platform} / Python {req.python}"
     joined = " ".join(lines)
+    refused = re.search(r"\(([^()\s]+)\) returned a (401 Unauthorized|403 Forbidden)", text)
+    if refused:
+        return ServiceUnavailable(
+            f"the package index {refused.group(1)} answered {refused.group(2)}",
+            credentials_hint(req.sources),
+        )
     if re.search(r"(error sending request|Failed to fetch|dns error|Connection refused|timed out)", text):
         where = re.search(r"`(https?://[^`]+)`", text)
         return ServiceUnavailable(
@@ -155,5 +166,11 @@ def _failure(stderr: str, req: Request) -> Exception:
     return ResolutionError(f"uv could not resolve for {target}: {joined or 'unknown error'}")
 
 
-def redact_all(text: str) -> str:
-    return re.sub(r"([a-z+]+://)[^/@\s`'\"]*@", r"\1", text)
+def credentials_hint(sources: tuple[str, ...]) -> str:
+    """What to check when an index refuses: the variables its URL uses, or netrc."""
+    from envlock.urls import variables
+
+    names = [name for url in sources for name in variables(url)]
+    if names:
+        return f"check the values of {', '.join(dict.fromkeys(names))}, or give the host's login in ~/.netrc"
+    return "write the credentials as ${VAR} placeholders in the index URL, or give them in ~/.netrc"

@@ -186,6 +186,15 @@ def test_problems_reports_a_bad_sha256(lock: Lock) -> None:
     assert lockmod.problems(bad) == ["linux-64: pip package numpy: no valid sha256"]
 
 
+def test_problems_reports_credentials_in_a_url(lock: Lock) -> None:
+    # a lock written before credentials were checked, or edited by hand
+    url = "https://ci:s3cret@pkgs.example.org/numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.whl"
+    bad = with_packages(lock, lambda pkgs: (replace(pkgs[0], url=url), *pkgs[1:]))
+    (problem,) = lockmod.problems(bad)  # the URL is not part of the env ID
+    assert problem.startswith("linux-64: pip package numpy: its url holds credentials")
+    assert "s3cret" not in problem
+
+
 def test_problems_reports_an_empty_version(lock: Lock) -> None:
     bad = with_packages(lock, lambda pkgs: (replace(pkgs[0], version=""), *pkgs[1:]))
     bad = replace(bad, env_id=lockmod.env_id(bad.platforms))
