@@ -127,7 +127,8 @@ def fetch_one(
         if attempt < RETRIES:
             time.sleep(delay)
             delay *= 2
-    reason = redact_text(str(error), [package.url], os.environ).replace(request.url, shown)
+    detail = redact_text(str(error), [package.url], os.environ).replace(request.url, shown)[:200]
+    reason = f"{type(error).__name__}: {detail}"
     raise ServiceUnavailable(
         f"cannot download {package.name} from {shown}: {reason}", "check the network and retry"
     )
