@@ -20,6 +20,7 @@ from urllib.parse import unquote, urljoin, urlparse
 
 from envlock.errors import CheckFailed, ServiceUnavailable
 from envlock.lock import Package
+from envlock.spec import expand_env
 from envlock.store import CHUNK, Store
 
 RETRIES = 3
@@ -66,7 +67,7 @@ def fetch_one(store: Store, package: Package, lock_dir: Path, progress: Progress
     for attempt in range(RETRIES + 1):
         writer = store.writer()
         try:
-            stream, total = _open(url)
+            stream, total = _open(expand_env(url))  # a direct URL may hold ${VAR} placeholders
             done = 0
             with stream:  # type: ignore[attr-defined]
                 while chunk := stream.read(CHUNK):  # type: ignore[attr-defined]
