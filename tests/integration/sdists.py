@@ -43,6 +43,22 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
                 files[path.replace(os.sep, "/")] = fh.read()
     if fx.get("noise"):
         files[dist + "/noise.bin"] = os.urandom(16)
+    if fx.get("probe"):
+        import json, socket
+        host, port = fx["probe"]["connect"].split(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=3).close()
+            net = True
+        except OSError:
+            net = False
+        seen = {
+            "network": net,
+            "secret": os.path.exists(fx["probe"]["secret"]),
+            "env": sorted(os.environ),
+            "writable_usr": os.access("/usr", os.W_OK),
+            "source_date_epoch": os.environ.get("SOURCE_DATE_EPOCH"),
+        }
+        files[dist + "/probe.json"] = json.dumps(seen).encode()
     info = f"{dist}-{version}.dist-info"
     meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
     meta += "".join(f"Requires-Dist: {r}\n" for r in project.get("dependencies", []))
@@ -67,10 +83,18 @@ def backend_wheel(dest: Path) -> Path:
 
 
 def pyproject(
-    name: str, version: str, *, tag: str | None = None, noise: bool = False, deps: tuple[str, ...] = ()
+    name: str,
+    version: str,
+    *,
+    tag: str | None = None,
+    noise: bool = False,
+    deps: tuple[str, ...] = (),
+    requires: tuple[str, ...] = ("envlock-fx-backend",),
+    probe: tuple[str, str] | None = None,
 ) -> str:
     text = (
-        '[build-system]\nrequires = ["envlock-fx-backend"]\nbuild-backend = "envlock_fx_backend.api"\n'
+        f"[build-system]\nrequires = {list(requires)!r}\n".replace("'", '"')
+        + 'build-backend = "envlock_fx_backend.api"\n'
         f'[project]\nname = "{name}"\nversion = "{version}"\ndependencies = {list(deps)!r}\n'.replace(
             "'", '"'
         )
@@ -80,6 +104,8 @@ def pyproject(
         fx.append(f'tag = "{tag}"')
     if noise:
         fx.append("noise = true")
+    if probe:
+        fx.append(f'probe = {{ connect = "{probe[0]}", secret = "{probe[1]}" }}')
     if fx:
         text += "[tool.fx]\n" + "\n".join(fx) + "\n"
     return text
