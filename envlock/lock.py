@@ -374,7 +374,9 @@ def _build_problems(p: Package, label: str) -> list[str]:
         found.append(f"{label}: a git package needs a commit, and only a git package has one")
     elif p.commit is not None and not _COMMIT.match(p.commit):
         found.append(f"{label}: commit {p.commit!r} is not a full 40-hex git commit")
-    if p.needs_build and not _BUILT.match(p.built or ""):
+    # an sdist locked before envlock built them has no digest and stays a valid lock (its
+    # build says to re-lock); a direct reference always has one
+    if (p.built is not None or (p.needs_build and p.source is not None)) and not _BUILT.match(p.built or ""):
         found.append(f"{label}: built from source but no valid 'built' content digest")
     if p.built is not None and not p.needs_build:
         found.append(f"{label}: a wheel has no 'built' content digest")

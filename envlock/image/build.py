@@ -293,6 +293,12 @@ def _wheels(
             continue
         from envlock import sources
 
+        if p.built is None:
+            raise CheckFailed(
+                f"{p.name} {p.version} is locked as a source distribution ({p.filename}) "
+                "without the digest of a wheel built from it",
+                "re-lock with: envlock lock --upgrade SPEC (envlock now builds sdists at lock time)",
+            )
         say(f"Wheel of {p.name} {p.version} from source")
         out.append(sources.wheel_for(store, p, lock_dir, python))
     return out
