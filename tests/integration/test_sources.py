@@ -296,3 +296,45 @@ def test_path_requirements_inside_the_repository_only(tmp_path: Path, wheels: Pa
     proc = _lock(spec, tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "outside the repository" in proc.stderr
+
+
+SIX_URL = (
+    "https://files.pythonhosted.org/packages/b7/ce/149a00dd41f10bc29e5921b496af8b574d8413afcd5e30dfa0ed46c2cc5e/"
+    "six-1.17.0-py2.py3-none-any.whl"
+)
+
+
+@pytest.mark.live
+def test_live_omegaconf_with_its_sdist_only_antlr4_runtime_locks_and_builds(
+    tmp_path: Path, base_layout: Path
+) -> None:
+    """omegaconf (so every Hydra project) needs antlr4-python3-runtime==4.9.3, which has no
+    wheel on PyPI; its build requirements (setuptools, wheel) come from PyPI as of the cut-off.
+    The six wheel by direct URL is the issue's other example."""
+    body = f"""python = "3.11"
+[pip]
+packages = ["omegaconf==2.3.0", "six @ {SIX_URL}"]
+exclude-newer = "2026-11-01"
+[image]
+base = "oci:{base_layout}"
+"""
+    spec = write_spec(tmp_path / "p", "hydra", body)
+    proc = _lock(spec, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    antlr = _package(spec, "antlr4-python3-runtime")
+    assert (antlr.version, antlr.sha256) == (
+        "4.9.3",
+        "f224469b4168294902bb1efa80a8bf7855f24c99aef99cbefc1bcd3cce77881b",
+    )
+    assert {r.name for r in antlr.build_requires} >= {"setuptools", "wheel"}
+    six = _package(spec, "six")
+    assert (six.source, six.url, six.sha256) == (
+        "url",
+        SIX_URL,
+        "4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274",
+    )
+    first = _image_id(_build(spec, tmp_path / "store-a", tmp_path))
+    files = _image_files(tmp_path / "store-a", first)
+    assert f"{SITE}/antlr4/__init__.py" in files and f"{SITE}/omegaconf/__init__.py" in files
+    # built again from the sdist in an empty store: the same image
+    assert _image_id(_build(spec, tmp_path / "store-b", tmp_path)) == first
