@@ -312,6 +312,13 @@ def _requirement_problem(value: str) -> str | None:
         Requirement(value)
     except InvalidRequirement as exc:
         return f"invalid requirement {value!r}: {str(exc).splitlines()[0]}"
+    # a direct reference's URL follows the index rule: credentials only as ${VAR} placeholders
+    # (a bare user name is fine for ssh, as in git+ssh://git@host/repo)
+    userinfo = re.match(r"^[^@;]*@\s*(?:git\+)?([a-z]+)://([^/@\s]*)@", value)
+    literal = userinfo is not None and _ENV_VAR.sub("", userinfo.group(2)).strip(":")
+    if userinfo and literal and not (userinfo.group(1) == "ssh" and ":" not in userinfo.group(2)):
+        shown = value[: userinfo.start(2)] + "***" + value[userinfo.end(2) :]  # never print the secret
+        return f"{shown!r} holds credentials; write them as ${{ENV_VAR}} placeholders"
     return None
 
 

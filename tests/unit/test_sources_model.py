@@ -203,3 +203,24 @@ def test_build_system_requires_default_to_pep_518(tmp_path: Path) -> None:
     assert build_system_requires(tmp_path) == ("setuptools>=40.8.0", "wheel")
     (tmp_path / "pyproject.toml").write_text('[build-system]\nrequires = ["flit_core>=3.2"]\n')
     assert build_system_requires(tmp_path) == ("flit_core>=3.2",)
+
+
+@pytest.mark.parametrize(
+    ("requirement", "refused"),
+    [
+        ("fx @ https://${FX_USER}:${FX_TOKEN}@h.example/fx-1.0-py3-none-any.whl", False),
+        ("fx @ git+ssh://git@h.example/fx@v1.0", False),
+        ("fx @ https://ghp_literal@h.example/fx-1.0-py3-none-any.whl", True),
+        ("fx @ git+https://user:pass@h.example/fx@v1.0", True),
+    ],
+)
+def test_direct_urls_take_credentials_only_as_placeholders(requirement: str, refused: bool) -> None:
+    from envlock.spec import parse
+
+    text = f'python = "3.11"\n[pip]\npackages = [{requirement!r}]\n'.replace("'", '"')
+    if refused:
+        with pytest.raises(SpecError, match=r"holds credentials; write them as \$\{ENV_VAR\}") as info:
+            parse(text, Path("specs/app.toml"))
+        assert "pass" not in info.value.message and "ghp_literal" not in info.value.message
+    else:
+        assert parse(text, Path("specs/app.toml")).pip.packages == (requirement,)
