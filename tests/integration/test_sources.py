@@ -133,8 +133,7 @@ def test_sdist_only_dependency_locks_builds_and_rebuilds_the_same_image(
 def test_the_build_backend_runs_without_network_host_files_or_environment(
     tmp_path: Path, wheels: Path, simple_index: Index
 ) -> None:
-    secret = tmp_path / "secret.txt"
-    secret.write_text("do not read")
+    secret = Path(__file__).resolve()  # a host file outside /tmp, readable by this process
     port = simple_index.url.split(":")[2].split("/")[0]
     sdists = tmp_path / "sdists"
     build_sdist(sdists, "envlock-fx-probe", "1.0", probe=(f"127.0.0.1:{port}", str(secret)))
@@ -245,6 +244,10 @@ def test_git_requirement_by_tag_locks_the_commit_and_builds(
     assert locked.built is not None and len(locked.sha256) == 64
     pylock = tomllib.loads((spec.parent / "pylock.app.toml").read_text())
     assert pylock["packages"][0]["vcs"] == {"type": "git", "url": f"file://{repo}", "commit-id": commit}
+    # pinned by the full commit, as in the issue: the same package
+    by_sha = _spec(tmp_path / "q", [f"envlock-fx-git @ git+file://{repo}@{commit}"], [wheels])
+    assert _lock(by_sha, tmp_path).returncode == 0
+    assert _package(by_sha, "envlock-fx-git") == locked
     # a new commit on the tag's branch changes nothing: the lock holds the commit
     (repo / "envlock_fx_git" / "__init__.py").write_text("__version__ = 'moved'\n")
     git(repo, "commit", "-qam", "move on")
