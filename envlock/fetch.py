@@ -52,7 +52,14 @@ def _open(url: str) -> tuple[object, int | None]:
             return path.open("rb"), path.stat().st_size
         except FileNotFoundError:
             raise CheckFailed(f"{path} does not exist", "restore the wheelhouse or re-lock") from None
-    request = urllib.request.Request(url, headers={"User-Agent": "envlock"})
+    headers = {"User-Agent": "envlock"}
+    if parsed.username is not None:  # expanded ${VAR} credentials of a direct URL: HTTP basic auth
+        import base64
+
+        token = f"{unquote(parsed.username)}:{unquote(parsed.password or '')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
+        url = parsed._replace(netloc=parsed.netloc.rsplit("@", 1)[1]).geturl()
+    request = urllib.request.Request(url, headers=headers)
     response = urllib.request.urlopen(request, timeout=TIMEOUT)
     length = response.headers.get("Content-Length")
     return response, int(length) if length else None

@@ -43,6 +43,7 @@ def files_server(tmp_path_factory: pytest.TempPathFactory, wheels: Path) -> Iter
     root = tmp_path_factory.mktemp("direct")
     (root / "files").mkdir()
     build_wheel(root / "files", "envlock-fx-direct", "3.0")
+    build_sdist(root / "files", "envlock-fx-urlsrc", "1.0")
     yield from serve(root, None)
 
 
@@ -197,11 +198,23 @@ def test_direct_url_wheel_is_locked_by_url_and_hash_and_built(
     assert f"envlock-fx-direct @ {url} \\\n    --hash=sha256:{direct.sha256}" in requirements
     pylock = tomllib.loads((spec.parent / "pylock.app.toml").read_text())
     assert pylock["packages"][0]["archive"] == {"url": url, "hashes": {"sha256": direct.sha256}}
+    # an sdist by URL is built like any sdist
+    sdist_url = files_server.url.replace("/simple", "/files/envlock_fx_urlsrc-1.0.tar.gz")
+    text = spec.read_text().replace(
+        f'"envlock-fx-direct @ {url}"', f'"envlock-fx-direct @ {url}", "envlock-fx-urlsrc @ {sdist_url}"'
+    )
+    spec.write_text(text)
+    assert _lock(spec, tmp_path).returncode == 0
+    urlsrc = _package(spec, "envlock-fx-urlsrc")
+    assert (urlsrc.source, urlsrc.url) == ("url", sdist_url) and urlsrc.built is not None
     files = _image_files(tmp_path / "store", _image_id(_build(spec, tmp_path / "store", tmp_path)))
     assert f"{SITE}/envlock_fx_direct/__init__.py" in files
+    assert f"{SITE}/envlock_fx_urlsrc/__init__.py" in files
 
 
-def test_direct_url_with_credentials_keeps_the_placeholders(tmp_path: Path, wheels: Path) -> None:
+def test_direct_url_with_credentials_keeps_the_placeholders(
+    tmp_path: Path, wheels: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "served"
     build_wheel(root / "files", "envlock-fx-direct", "3.0")
     server = serve(root, ("fx-user", "fx-s3cret"))
@@ -214,9 +227,23 @@ def test_direct_url_with_credentials_keeps_the_placeholders(tmp_path: Path, whee
         env = {**_env(tmp_path), "FX_USER": "fx-user", "FX_PASS": "fx-s3cret"}
         proc = run_envlock("lock", str(spec), cwd=tmp_path / "p", env=env)
         assert proc.returncode == 0, proc.stderr
-        assert _package(spec, "envlock-fx-direct").url == url
+        package = _package(spec, "envlock-fx-direct")
+        assert package.url == url
         for written in spec.parent.iterdir():
             assert "fx-s3cret" not in written.read_text()
+        # build time: the placeholders are expanded again for the download
+        from envlock.fetch import fetch_all
+        from envlock.store import Store
+
+        monkeypatch.setenv("FX_USER", "fx-user")
+        monkeypatch.setenv("FX_PASS", "fx-s3cret")
+        paths = fetch_all(Store(tmp_path / "store"), [package], spec.parent)
+        assert sha256_file(paths[package.sha256]) == package.sha256
+        monkeypatch.setenv("FX_PASS", "wrong")
+        with pytest.raises(Exception) as refused:
+            fetch_all(Store(tmp_path / "store2"), [package], spec.parent)
+        assert getattr(refused.value, "exit_code", None) == 3
+        assert "wrong" not in str(refused.value) and "fx-s3cret" not in str(refused.value)
     finally:
         server.close()
 
