@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 from sdists import backend_wheel, build_sdist, git, git_project
-from support import Index, build_wheel, free_port, run_envlock, serve, sha256_file, write_spec
+from support import (
+    Index,
+    build_wheel,
+    free_port,
+    hostile_build,
+    run_envlock,
+    serve,
+    sha256_file,
+    write_spec,
+)
 
 from envlock import lock as lockmod
 
@@ -129,6 +138,19 @@ def test_sdist_only_dependency_locks_builds_and_rebuilds_the_same_image(
     again = _build(spec, tmp_path / "store-b", tmp_path)
     assert "from source" in again.stderr
     assert _image_id(again) == first
+
+
+def test_built_from_source_under_a_hostile_second_build_gives_the_same_image(
+    tmp_path: Path, wheels: Path, sdist_dir: Path, base_layout: Path
+) -> None:
+    """Another store (so the wheel is built again), umask 077, time zone, locale, temp dir and a
+    clock years ahead: the sdist's wheel and the image come out the same."""
+    spec = _spec(tmp_path / "p", ["envlock-fx-src"], [wheels, sdist_dir], f'base = "oci:{base_layout}"\n')
+    assert _lock(spec, tmp_path).returncode == 0
+    first = _image_id(_build(spec, tmp_path / "store-a", tmp_path))
+    proc = hostile_build(spec, tmp_path)
+    assert "from source" in proc.stderr
+    assert _image_id(proc) == first
 
 
 def test_the_build_backend_runs_without_network_host_files_or_environment(
