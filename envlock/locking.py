@@ -234,7 +234,7 @@ def _local_links(spec: Spec) -> dict[str, str]:
 
 def _direct_refs(spec: Spec) -> tuple[str, ...]:
     """The spec's pip packages for the resolver (relative paths made absolute)."""
-    if not any(" @ " in r or "@" in r.split(";")[0] for r in spec.pip.packages):
+    if not any("@" in r.split(";")[0] for r in spec.pip.packages):
         return spec.pip.packages
     from envlock import directrefs
 
