@@ -100,14 +100,16 @@ def prepare(
             requires = sourcebuild.build_system_requires(source)
             build_requires: list[Package] = []
             if requires:
-                pinned = resolve(
-                    replace(
-                        request,
-                        requirements=requires,
-                        platform=BUILD_PLATFORM,
-                        constraints=(),
+                try:
+                    pinned = resolve(
+                        replace(request, requirements=requires, platform=BUILD_PLATFORM, constraints=())
                     )
-                )
+                except ResolutionError as exc:
+                    raise ResolutionError(
+                        f"{package.name} {package.version}: its build requirements "
+                        f"({', '.join(requires)}) cannot be resolved: {exc.message}",
+                        "serve them from an index or find-links, or use a wheel of the package",
+                    ) from None
                 sdists = [p for p in pinned if not p.filename.endswith(".whl")]
                 if sdists:
                     raise ResolutionError(

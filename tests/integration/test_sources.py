@@ -201,7 +201,7 @@ def test_an_sdist_that_cannot_be_built_fails_at_lock_time(
     spec = _spec(tmp_path / "p", ["envlock-fx-broken"], [wheels, sdist_dir])
     proc = _lock(spec, tmp_path)
     assert proc.returncode == 2, proc.stderr
-    assert "envlock-fx-no-such-backend" in proc.stderr
+    assert "envlock-fx-broken 1.0: its build requirements (envlock-fx-no-such-backend)" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert list(spec.parent.iterdir()) == [spec]
 
