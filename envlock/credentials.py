@@ -48,11 +48,15 @@ class Access:
     by_origin: Mapping[Origin, tuple[str, str]]
 
     def request(self, url: str) -> Request:
-        """The download of ``url`` (a written URL): expanded, with basic auth when its origin
-        has credentials.  Raises ``UsageError`` for an unset variable."""
+        """The download of ``url`` (a written URL): expanded, with basic auth from its own user
+        info (a direct URL written ``https://${USER}:${TOKEN}@host/...``), else from its
+        origin's credentials.  Raises ``UsageError`` for an unset variable."""
         expanded = urls.expand(url, self.environ)
+        own = urls.credentials(expanded)  # a direct URL's own ${VAR} user info comes first
+        if own is not None:
+            expanded = urls.strip_userinfo(expanded)
         found = urls.origin(expanded)
-        login = self.by_origin.get(found) if found else None
+        login = own or (self.by_origin.get(found) if found else None)
         if login is None:
             return Request(expanded)
         token = base64.b64encode(f"{login[0]}:{login[1]}".encode()).decode("ascii")

@@ -31,6 +31,9 @@ _MD5 = re.compile(r"^[0-9a-f]{32}$")
 _RELOCK = "re-create it with: envlock lock --upgrade SPEC"
 _RELOCK_SPEC = "re-create it with: envlock lock SPEC"
 MANAGERS = ("pip", "conda")
+SOURCES = ("url", "git", "path")  # a package's `source` when it is not from an index
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_BUILT = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True, order=True)
@@ -54,6 +57,13 @@ class Package:
     # too, so pip may pick any of them (as pip-compile's and uv's --generate-hashes do).  Not
     # part of the env ID.
     other_hashes: tuple[str, ...] = ()
+    # pip packages that are not a wheel from an index or find-links (see envlock.sources):
+    # where they come from ("url", "git", "path"; None for an index), the git commit, the
+    # content digest of the wheel built from them and the hashed build requirements.
+    source: str | None = None
+    commit: str | None = None
+    built: str | None = None
+    build_requires: tuple[Package, ...] = ()
 
     def identity(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -64,7 +74,23 @@ class Package:
         }
         if self.manager == "conda":
             data.update(build=self.build, channel=self.channel, subdir=self.subdir)
+        # present only for built packages: the env IDs of wheel-only locks stay as they were
+        if self.source is not None:
+            data["source"] = self.source
+        if self.commit is not None:
+            data["commit"] = self.commit
+        if self.built is not None:
+            data["built"] = self.built
+            data["build-requires"] = [
+                {"name": r.name, "version": r.version, "sha256": r.sha256}
+                for r in sorted(self.build_requires)
+            ]
         return data
+
+    @property
+    def needs_build(self) -> bool:
+        """True when the locked artifact is not a wheel (an sdist, a git commit, a directory)."""
+        return self.manager == "pip" and (self.source == "git" or not self.filename.endswith(".whl"))
 
     def to_toml(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -74,7 +100,7 @@ class Package:
             "url": self.url,
             "sha256": self.sha256,
         }
-        for key in ("size", "build", "channel", "subdir", "md5"):
+        for key in ("size", "build", "channel", "subdir", "md5", "source", "commit", "built"):
             value = getattr(self, key)
             if value is not None:
                 data[key] = value
@@ -82,6 +108,10 @@ class Package:
             data["depends"] = list(self.depends)
         if self.other_hashes:
             data["other-hashes"] = list(self.other_hashes)
+        if self.build_requires:
+            data["build-requires"] = [
+                {k: v for k, v in r.to_toml().items() if k != "manager"} for r in sorted(self.build_requires)
+            ]
         return data
 
     @property
@@ -248,31 +278,7 @@ def parse(text: str, path: Path | str = "<lock>") -> Lock:
         if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
             raise LockError(f"{pw}: 'conda-channels' must be a list of strings", _RELOCK)
         for j, pk in enumerate(packages_raw):
-            kw = f"{pw}.packages[{j}]"
-            size = pk.get("size")
-            depends = pk.get("depends", [])
-            if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
-                raise LockError(f"{kw}: 'depends' must be a list of strings", _RELOCK)
-            others = pk.get("other-hashes", [])
-            hex_only = isinstance(others, list) and all(is_digest(f"sha256:{h}") for h in others)
-            if not hex_only:
-                raise LockError(f"{kw}: 'other-hashes' must be a list of sha256 hex digests", _RELOCK)
-            packages.append(
-                Package(
-                    manager=_req(pk, "manager", str, kw),
-                    name=_req(pk, "name", str, kw),
-                    version=_req(pk, "version", str, kw),
-                    url=_req(pk, "url", str, kw),
-                    sha256=_req(pk, "sha256", str, kw),
-                    size=size if isinstance(size, int) else None,
-                    build=pk.get("build"),
-                    channel=pk.get("channel"),
-                    subdir=pk.get("subdir"),
-                    md5=pk.get("md5"),
-                    depends=tuple(depends),
-                    other_hashes=tuple(others),
-                )
-            )
+            packages.append(_package(pk, f"{pw}.packages[{j}]"))
         platforms.append(
             PlatformLock(
                 name=_req(raw, "name", str, pw),
@@ -298,6 +304,42 @@ def parse(text: str, path: Path | str = "<lock>") -> Lock:
     )
 
 
+def _package(pk: Mapping[str, Any], kw: str) -> Package:
+    size = pk.get("size")
+    depends = pk.get("depends", [])
+    if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
+        raise LockError(f"{kw}: 'depends' must be a list of strings", _RELOCK)
+    for key in ("build", "channel", "subdir", "md5", "source", "commit", "built"):
+        if not isinstance(pk.get(key, ""), str):
+            raise LockError(f"{kw}: '{key}' must be a string", _RELOCK)
+    requires = pk.get("build-requires", [])
+    if not isinstance(requires, list) or not all(isinstance(r, dict) for r in requires):
+        raise LockError(f"{kw}: 'build-requires' must be an array of tables", _RELOCK)
+    others = pk.get("other-hashes", [])
+    if not (isinstance(others, list) and all(is_digest(f"sha256:{h}") for h in others)):
+        raise LockError(f"{kw}: 'other-hashes' must be a list of sha256 hex digests", _RELOCK)
+    return Package(
+        manager=_req(pk, "manager", str, kw),
+        name=_req(pk, "name", str, kw),
+        version=_req(pk, "version", str, kw),
+        url=_req(pk, "url", str, kw),
+        sha256=_req(pk, "sha256", str, kw),
+        size=size if isinstance(size, int) else None,
+        build=pk.get("build"),
+        channel=pk.get("channel"),
+        subdir=pk.get("subdir"),
+        md5=pk.get("md5"),
+        depends=tuple(depends),
+        source=pk.get("source"),
+        commit=pk.get("commit"),
+        built=pk.get("built"),
+        build_requires=tuple(
+            _package({"manager": "pip", **r}, f"{kw}.build-requires[{i}]") for i, r in enumerate(requires)
+        ),
+        other_hashes=tuple(others),
+    )
+
+
 def read(path: Path) -> Lock:
     """Read and parse the lock file ``path``.
 
@@ -317,7 +359,7 @@ def problems(lock: Lock) -> list[str]:
     """Content problems a hand edit would cause: a wrong env ID, unpinned or unhashed packages,
     a package URL with credentials in it."""
     from envlock.digest import is_digest
-    from envlock.urls import strip_userinfo
+    from envlock.urls import literal_userinfo
 
     found = []
     actual = env_id(lock.platforms, lock.version)
@@ -341,7 +383,7 @@ def problems(lock: Lock) -> list[str]:
                 found.append(f"{label}: no valid sha256")
             if not p.url:
                 found.append(f"{label}: no url")
-            elif strip_userinfo(p.url) != p.url:
+            elif literal_userinfo(p.url.removeprefix("git+")):
                 found.append(f"{label}: its url holds credentials (envlock writes ${{VAR}} placeholders)")
             if p.manager == "conda":
                 if not _MD5.match(p.md5 or ""):
@@ -349,9 +391,31 @@ def problems(lock: Lock) -> list[str]:
                 missing = [k for k in ("build", "channel", "subdir") if not getattr(p, k)]
                 if missing:
                     found.append(f"{label}: no {', '.join(missing)}")
+            found += _build_problems(p, label)
             if (p.manager, p.name) in seen:
                 found.append(f"{label}: listed twice")
             seen.add((p.manager, p.name))
+    return found
+
+
+def _build_problems(p: Package, label: str) -> list[str]:
+    """What a hand edit of the fields of a package built from source would break."""
+    found = []
+    if p.source is not None and p.source not in SOURCES:
+        found.append(f"{label}: unknown source {p.source!r}")
+    if (p.source == "git") != (p.commit is not None):
+        found.append(f"{label}: a git package needs a commit, and only a git package has one")
+    elif p.commit is not None and not _COMMIT.match(p.commit):
+        found.append(f"{label}: commit {p.commit!r} is not a full 40-hex git commit")
+    # an sdist locked before envlock built them has no digest and stays a valid lock (its
+    # build says to re-lock); a direct reference always has one
+    if (p.built is not None or (p.needs_build and p.source is not None)) and not _BUILT.match(p.built or ""):
+        found.append(f"{label}: built from source but no valid 'built' content digest")
+    if p.built is not None and not p.needs_build:
+        found.append(f"{label}: a wheel has no 'built' content digest")
+    for r in p.build_requires:
+        if not is_digest(f"sha256:{r.sha256}") or not r.version or not r.filename.endswith(".whl"):
+            found.append(f"{label}: build requirement {r.name} is not a pinned, hashed wheel")
     return found
 
 

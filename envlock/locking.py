@@ -107,7 +107,7 @@ def _jobs(spec: Spec) -> list[_Job]:
         options += [f"--extra-index-url {url}" for url in (*priority, *spec.pip.indexes)]
         options += [f"--find-links {link}" for link in spec.pip.find_links]
         request = Request(
-            requirements=(*(plan.requirements if plan else ()), *spec.pip.packages),
+            requirements=(*(plan.requirements if plan else ()), *_direct_refs(spec)),
             platform=platform,
             python=spec.python,
             index_url=spec.pip.index_url,
@@ -231,6 +231,31 @@ def _local_links(spec: Spec) -> dict[str, str]:
     """Relative find-links as written in the spec -> absolute paths (symlinks kept)."""
     base = Path.cwd() / spec.path.parent
     return {link: os.path.normpath(base / link) for link in spec.pip.find_links if "://" not in link}
+
+
+def _direct_refs(spec: Spec) -> tuple[str, ...]:
+    """The spec's pip packages for the resolver (relative paths made absolute)."""
+    if not any("@" in r.split(";")[0] for r in spec.pip.packages):
+        return spec.pip.packages
+    from envlock import directrefs
+
+    return directrefs.for_resolver(spec.pip.packages, spec.path)
+
+
+def _from_source(
+    packages: list[Package], spec: Spec, request: object, say: Progress, memo: dict[Any, Package]
+) -> list[Package]:
+    """Lock entries as written (see ``envlock.directrefs``); sdists, URLs, git and paths built
+    into wheels now, so a spec whose image cannot be built fails here (``envlock.sources``)."""
+    if not any(p.needs_build or p.source for p in packages):
+        return _relative(packages, spec)
+    from envlock import directrefs, sources
+    from envlock.store import Store
+
+    located = directrefs.as_locked(_relative(packages, spec), spec.pip.packages, spec.path)
+    return sources.prepare(
+        Store(), located, request, spec.path.parent, lambda ps: _relative(ps, spec), say, memo
+    )
 
 
 def _relative(packages: list[Package], spec: Spec) -> list[Package]:
@@ -391,6 +416,7 @@ def lock_spec(
         raise
 
     platforms = []
+    built: dict[Any, Package] = {}  # what was built from source, for the next platform
     for index, (job, t0, pending) in enumerate(started):
         solution = solutions.get(job.platform)
         conda_packages: tuple[Package, ...] = ()
@@ -402,7 +428,7 @@ def lock_spec(
         packages: list[Package] = []
         if pending is not None:
             try:
-                packages = pending()
+                packages = _from_source(pending(), spec, job.request, progress, built)
             except BaseException:
                 for _, _, later in started[index + 1 :]:
                     if later is not None:
@@ -427,7 +453,7 @@ def lock_spec(
                 system=tuple(sorted(spec.image.system)),
                 conda_channels=channels if conda_packages else (),
                 bytecode=spec.image.bytecode,
-                packages=(*conda_packages, *_relative(packages, spec)),
+                packages=(*conda_packages, *packages),
             )
         )
 

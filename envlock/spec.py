@@ -20,6 +20,7 @@ from typing import Any
 from envlock.errors import SpecError
 from envlock.platforms import PLATFORMS
 from envlock.tomlpos import find_line
+from envlock.urls import PLACEHOLDER
 
 FRAMEWORKS = ("pytorch", "tensorflow", "jax")
 
@@ -319,6 +320,13 @@ def _requirement_problem(value: str) -> str | None:
         Requirement(value)
     except InvalidRequirement as exc:
         return f"invalid requirement {value!r}: {str(exc).splitlines()[0]}"
+    # a direct reference's URL follows the index rule: credentials only as ${VAR} placeholders
+    # (a bare user name is fine for ssh, as in git+ssh://git@host/repo)
+    userinfo = re.match(r"^[^@;]*@\s*(?:git\+)?([a-z]+)://([^/@\s]*)@", value)
+    literal = userinfo is not None and PLACEHOLDER.sub("", userinfo.group(2)).strip(":")
+    if userinfo and literal and not (userinfo.group(1) == "ssh" and ":" not in userinfo.group(2)):
+        shown = value[: userinfo.start(2)] + "***" + value[userinfo.end(2) :]  # never print the secret
+        return f"{shown!r} holds credentials; write them as ${{ENV_VAR}} placeholders"
     return None
 
 

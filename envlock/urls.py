@@ -147,6 +147,16 @@ def secret_in_path(url: str) -> bool:
     return bool(variables(strip_userinfo(url)))
 
 
+def literal_userinfo(url: str) -> bool:
+    """True when ``url`` carries user info that is not made of ``${VAR}`` placeholders only
+    (``https://${USER}:${TOKEN}@host`` is the written form of a direct URL; anything else
+    is a credential that must never be written)."""
+    start, end = _userinfo_span(url)
+    if not end:
+        return False
+    return not _only_placeholders(url[start:end].replace(":", ""))
+
+
 def strip_userinfo(url: str) -> str:
     """``url`` without user info (a written package URL never carries credentials)."""
     start, end = _userinfo_span(url)

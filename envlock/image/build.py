@@ -199,15 +199,16 @@ def build_lock(
 
     pip = [p for p in plat.packages if p.manager == "pip"]
     every = [*conda, *pip]
-    missing = [p for p in every if not store.has_artifact(p.sha256)]
+    fetched = _to_fetch(store, [*conda, *pip], plat.python)
+    missing = [p for p in fetched if not store.has_artifact(p.sha256)]
     if missing:
         total = sum(p.size or 0 for p in missing)
-        say(f"Fetching {len(missing)} of {len(every)} packages ({total / 1e6:.0f} MB)")
+        say(f"Fetching {len(missing)} of {len(fetched)} packages ({total / 1e6:.0f} MB)")
     from envlock.credentials import sources_from_options
 
     sources = (*sources_from_options(plat.pip_options), *plat.conda_channels)
-    paths = fetch_all(store, every, lock_dir, progress=fetch_progress, sources=sources)
-    wheels = [(p, paths[p.sha256]) for p in pip]
+    paths = fetch_all(store, fetched, lock_dir, progress=fetch_progress, sources=sources)
+    wheels = _wheels(store, pip, paths, lock_dir, plat.python, say)
 
     say(f"Assembling {name} for {plat.name} on {reference} ({len(every)} packages)")
     # With conda's own python, /opt/env is a conda prefix and its interpreter is conda's;
@@ -283,6 +284,46 @@ def build_lock(
         reference,
         base.digest,
     )
+
+
+def _to_fetch(store: Store, packages: Sequence[Package], python: str) -> list[Package]:
+    """The archives to download: every package's, but git commits and local directories
+    (checked out instead) and built wheels already cached (their build requirements too)."""
+    from envlock import sourcebuild, sources
+
+    out: list[Package] = []
+    for p in packages:
+        if p.needs_build:
+            key = sourcebuild.cache_key(p, p.build_requires, python)
+            if sourcebuild.cached(store, key) is not None:
+                continue
+            out += p.build_requires
+        if not sources.is_tree(p):
+            out.append(p)
+    return list({p.sha256: p for p in out}.values())
+
+
+def _wheels(
+    store: Store, pip: Sequence[Package], paths: dict[str, Path], lock_dir: Path, python: str, say: Say
+) -> list[tuple[Package, Path]]:
+    """(package, wheel) for every pip package; one built from source is rebuilt or taken from
+    the cache, and must have the content digest the lock recorded (``envlock.sources``)."""
+    out: list[tuple[Package, Path]] = []
+    for p in pip:
+        if not p.needs_build:
+            out.append((p, paths[p.sha256]))
+            continue
+        from envlock import sources
+
+        if p.built is None:
+            raise CheckFailed(
+                f"{p.name} {p.version} is locked as a source distribution ({p.filename}) "
+                "without the digest of a wheel built from it",
+                "re-lock with: envlock lock --upgrade SPEC (envlock now builds sdists at lock time)",
+            )
+        say(f"Wheel of {p.name} {p.version} from source")
+        out.append(sources.wheel_for(store, p, lock_dir, python))
+    return out
 
 
 def _build_layers(

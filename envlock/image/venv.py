@@ -93,7 +93,7 @@ def _check_wheel(package: Package, path: Path) -> None:
     if not package.filename.endswith(".whl") or not zipfile.is_zipfile(path):
         raise CheckFailed(
             f"{package.name} {package.version} is locked as a source distribution ({package.filename})",
-            "envlock builds images from wheels only: pin a version that has a wheel for this platform",
+            "layers are made from wheels only; envlock builds a locked sdist into a wheel first",
         )
 
 

@@ -31,8 +31,14 @@ class Request:
 
     @property
     def sources(self) -> tuple[str, ...]:
-        """Every index and find-links URL, as the spec wrote them (``${VAR}`` kept)."""
-        return (*((self.index_url,) if self.index_url else ()), *self.indexes, *self.find_links)
+        """Every index and find-links URL, and the URL of every direct reference
+        (``name @ URL``), as the spec wrote them (``${VAR}`` kept)."""
+        direct = tuple(
+            r.split("@", 1)[1].strip().removeprefix("git+").split(";")[0].strip()
+            for r in self.requirements
+            if " @ " in r or "@ " in r
+        )
+        return (*((self.index_url,) if self.index_url else ()), *self.indexes, *self.find_links, *direct)
 
 
 @dataclass(frozen=True)

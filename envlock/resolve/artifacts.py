@@ -49,11 +49,8 @@ def from_pylock(
         elif "sdist" in pkg:
             art = pkg["sdist"]
         else:
-            kind = next((k for k in ("vcs", "directory", "archive") if k in pkg), "no file")
-            raise ResolutionError(
-                f"{name} {version} has no wheel or sdist for {platform} / Python {python} ({kind})",
-                "envlock locks hashed files from indexes or find-links only",
-            )
+            chosen.append(_direct(pkg, name, version, platform, python, base, sources))
+            continue
         sha256 = art.get("hashes", {}).get("sha256")
         if not sha256:
             raise ResolutionError(
@@ -72,3 +69,49 @@ def from_pylock(
             )
         )
     return chosen
+
+
+def _direct(
+    pkg: Mapping[str, Any],
+    name: str,
+    version: str,
+    platform: str,
+    python: str,
+    base: Path,
+    sources: Sequence[str] = (),
+) -> Package:
+    """A direct reference (PEP 751 ``archive``, ``vcs`` or ``directory``) as a lock entry.
+
+    Trees (git, directories) get their sha256 (a tree digest) when they are built; a
+    directory's version may be unknown until then.
+    """
+    if "archive" in pkg:
+        art = pkg["archive"]
+        sha256 = art.get("hashes", {}).get("sha256")
+        if not sha256:
+            raise ResolutionError(f"{name} {version}: no sha256 for {_location(art, base, sources)}")
+        size = art.get("size")
+        return Package(
+            manager="pip",
+            name=name,
+            version=version,
+            url=_location(art, base, sources),
+            sha256=sha256,
+            size=size if isinstance(size, int) else None,
+            source="url" if "url" in art else "path",
+        )
+    if "vcs" in pkg:
+        vcs = pkg["vcs"]
+        if vcs.get("type") != "git" or "url" not in vcs:
+            raise ResolutionError(
+                f"{name} {version}: {vcs.get('type')} requirements are not supported", "use git+URL@COMMIT"
+            )
+        url = "git+" + written(str(vcs["url"]), sources, os.environ)
+        return Package("pip", name, version, url, "", source="git", commit=str(vcs.get("commit-id", "")))
+    if "directory" in pkg:
+        url = (base / str(pkg["directory"]["path"])).resolve().as_uri() + "/"
+        return Package("pip", name, version, url, "", source="path")
+    raise ResolutionError(
+        f"{name} {version} has no wheel or sdist for {platform} / Python {python}",
+        "envlock locks hashed files from indexes, find-links, direct URLs, git commits and paths",
+    )

@@ -150,8 +150,24 @@ def _failure(stderr: str, req: Request) -> Exception:
             f"the package index {refused.group(1)} answered {refused.group(2)}",
             credentials_hint(req.sources),
         )
+    if "Git operation failed" in text and re.search(
+        r"(unable to access|Could not read from remote|does not appear to be a git repository|"
+        r"Could not resolve host|Failed to connect)",
+        text,
+    ):
+        where = re.search(r"`[^`@]+@ (git\+[^`]+)`", text)
+        return ServiceUnavailable(
+            f"cannot reach the git repository{' ' + where.group(1) if where else ''}",
+            "check the URL and your network (and the ${VAR} credentials in it)",
+        )
     if re.search(r"(error sending request|Failed to fetch|dns error|Connection refused|timed out)", text):
-        where = re.search(r"`(https?://[^`]+)`", text)
+        direct = re.search(r"Failed to download(?: and build)? `[^`@]+@ ([^`]+)`", text)
+        if direct:
+            return ServiceUnavailable(
+                f"cannot download {direct.group(1)}",
+                "check the URL in the spec and your network",
+            )
+        where = re.search(r"`(https?://[^`]+)`", text) or re.search(r"Failed to fetch: (\S+)", text)
         return ServiceUnavailable(
             f"cannot reach the package index{' ' + where.group(1) if where else ''}",
             "check the index URL and your network; envlock resolves against live indexes",
