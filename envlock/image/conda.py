@@ -320,9 +320,11 @@ def _install(package: Package, archive: Path, prefix: Path, python: str, work: P
     entries = _listing(meta)
     listed = {e.path for e in entries}
     entries += [PathEntry(rel) for rel in sorted(_unlisted(pkg_dir)) if rel not in listed]
+    # every source is found before anything moves: never through a symlinked directory
+    unique = {e.path: e for e in reversed(entries)}  # a path listed twice: its first entry
+    found = [(unique[path], existing(pkg_dir, path)) for path in sorted(unique)]
     files: list[str] = []
-    for entry in sorted(entries, key=lambda e: e.path):
-        source = existing(pkg_dir, entry.path)  # never through a symlinked directory
+    for entry, source in found:
         if source is None or (source.is_dir() and not source.is_symlink()):
             continue
         placed = _target(entry.path, noarch_python, python)
