@@ -302,12 +302,15 @@ def install_package(package: Package, archive: Path, prefix: Path, python: str, 
         CheckFailed: md5 mismatch, or anything wrong with the archive.
     """
     check_md5(package, archive)
-    import zstandard
+    decoder_errors: tuple[type[BaseException], ...] = ()
+    if package.filename.endswith(".conda"):
+        import zstandard  # the "conda" extra
 
+        decoder_errors = (zstandard.ZstdError,)
     label = f"{package.name} {package.version} ({package.filename})"
     shutil.rmtree(work, ignore_errors=True)
     try:
-        with boundary(label, zstandard.ZstdError):
+        with boundary(label, *decoder_errors):
             return _install(package, archive, prefix, python, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
