@@ -120,7 +120,7 @@ TARGETS = st.lists(st.sampled_from(["..", ".", "a", "b", "c"]), min_size=1, max_
 
 @given(st.lists(st.tuples(REL, TARGETS), max_size=10), st.lists(PARTS, max_size=4))
 @example(links=[("a/b", ".."), ("c", "a/b/..")], tail=[])  # lexically "a", on disk the root's parent
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 def test_accepted_links_never_lead_out_of_the_root_on_disk(
     links: list[tuple[str, str]], tail: list[str]
 ) -> None:
@@ -145,7 +145,7 @@ def test_accepted_links_never_lead_out_of_the_root_on_disk(
 
 
 @given(st.lists(st.tuples(REL, st.text(alphabet="/.abc", min_size=1, max_size=12)), max_size=8), NAMES)
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 def test_resolving_inside_a_base_copy_never_leaves_it(links: list[tuple[str, str]], name: object) -> None:
     """A base's own links (absolute ones, '..' beyond its root) followed as in a chroot."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -215,3 +215,161 @@ def test_the_boundary_names_the_archive_once(tmp_path: Path) -> None:
         member_name("../evil")
     assert info.value.message == "x 1.0 (x.whl): member '../evil' has '..' in its path"
     assert info.value.exit_code == 1 and info.value.hint
+
+
+# -- whole archives: random members unpacked for real ----------------------------------------
+
+_OUTSIDE = "/tmp/envlock-never-here"  # the absolute paths members aim at (never created)
+MEMBER_NAMES = st.lists(
+    st.sampled_from(["a", "b", "info", "..", ".", "", _OUTSIDE.strip("/")]), min_size=1, max_size=4
+).map("/".join) | st.sampled_from([_OUTSIDE + "/x", "/etc/passwd"])
+LINKS = MEMBER_NAMES | st.sampled_from(["..", "../..", "a/..", _OUTSIDE, "."])
+MEMBERS = st.lists(
+    st.tuples(MEMBER_NAMES, st.sampled_from(["file", "dir", "sym", "lnk", "fifo", "chr"]), LINKS), max_size=12
+)
+
+
+def _archive(members: list[tuple[str, str, str]]) -> bytes:
+    import io
+    import tarfile
+
+    kinds = {
+        "dir": tarfile.DIRTYPE,
+        "sym": tarfile.SYMTYPE,
+        "lnk": tarfile.LNKTYPE,
+        "fifo": tarfile.FIFOTYPE,
+        "chr": tarfile.CHRTYPE,
+    }
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, kind, link in members:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = 1
+                tar.addfile(info, io.BytesIO(b"x"))
+                continue
+            info.type = kinds[kind]
+            info.linkname = link
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+def _everything_inside(root: Path, outside: Path) -> None:
+    assert sorted(p.name for p in outside.iterdir()) == ["secret"]
+    assert (outside / "secret").read_bytes() == b"host secret"
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath, name)
+            assert not path.is_fifo() and not path.is_char_device()
+            if path.is_file() and not path.is_symlink():
+                assert path.read_bytes() != b"host secret"
+
+
+@given(MEMBERS)
+@example([("a", "sym", _OUTSIDE + "/secret"), ("b", "lnk", "a")])  # issue 12.3: a host file copied in
+@example([("a", "sym", "."), ("a/b", "file", "")])
+@settings(max_examples=150, deadline=None)
+def test_any_conda_tar_unpacks_inside_its_stage_or_is_refused(members: list[tuple[str, str, str]]) -> None:
+    import io
+    import tarfile
+
+    from envlock.image import conda as condamod
+
+    with tempfile.TemporaryDirectory() as tmp:
+        outside = Path(tmp, "outside")
+        outside.mkdir()
+        (outside / "secret").write_bytes(b"host secret")
+        root = Path(tmp, "stage")
+        root.mkdir()
+        data = _archive(
+            [
+                (n.replace(_OUTSIDE, str(outside)), k, lk.replace(_OUTSIDE, str(outside)))
+                for n, k, lk in members
+            ]
+        )
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r|") as tar:
+                condamod._extract_tar(tar, root)
+        except EnvlockError:
+            pass
+        _everything_inside(root, outside)
+        real_root = os.path.realpath(root)
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                resolved = os.path.realpath(Path(dirpath, name))
+                assert resolved == real_root or resolved.startswith(real_root + os.sep), members
+
+
+@given(MEMBERS)
+@example([("a", "sym", _OUTSIDE), ("a/b", "file", "")])  # a symlinked directory, then a file in it
+@example([("a", "sym", _OUTSIDE + "/secret"), ("b", "lnk", "usr/lib/python3.11/a")])
+@settings(max_examples=150, deadline=None)
+def test_any_base_layer_is_copied_inside_the_runtime_or_refused(members: list[tuple[str, str, str]]) -> None:
+    """The byte-code runtime copy: links may point anywhere (they are resolved inside the
+    copy, by envlock and by the sandbox), but nothing is written or read outside it."""
+    import io
+    import tarfile
+
+    from envlock.image import bytecode
+
+    with tempfile.TemporaryDirectory() as tmp:
+        outside = Path(tmp, "outside")
+        outside.mkdir()
+        (outside / "secret").write_bytes(b"host secret")
+        root = Path(tmp, "copy")
+        root.mkdir()
+        data = _archive(
+            [
+                (
+                    "usr/lib/python3.11/" + n.replace(_OUTSIDE, str(outside)),
+                    k,
+                    lk.replace(_OUTSIDE, str(outside)),
+                )
+                for n, k, lk in members
+            ]
+        )
+        try:
+            with boundary("layer"), tarfile.open(fileobj=io.BytesIO(data), mode="r|") as tar:
+                for member in tar:
+                    if not member.isdir():
+                        bytecode._extract(tar, member, root)
+        except EnvlockError:
+            pass
+        _everything_inside(root, outside)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
+PATHS_DOCS = JSON | st.fixed_dictionaries(
+    {"paths": st.lists(JSON | st.fixed_dictionaries({"_path": JSON, "prefix_placeholder": JSON}), max_size=4)}
+)
+
+
+@given(PATHS_DOCS, JSON)
+@settings(max_examples=300, deadline=None)
+def test_any_conda_metadata_parses_or_is_one_check_failed(paths: object, index: object) -> None:
+    import json
+
+    from envlock.image import conda as condamod
+
+    for parse, doc in ((condamod.parse_paths, paths), (condamod.parse_index, index)):
+        try:
+            result = parse(json.dumps(doc).encode())  # type: ignore[operator]
+        except CheckFailed:
+            continue
+        if parse is condamod.parse_paths:
+            assert all(inside(e.path) and e.path for e in result)
+
+
+def test_the_cache_tag_a_base_answers_must_be_a_plain_name() -> None:
+    from envlock.image import bytecode
+    from envlock.image.venv import Interpreter
+
+    rt = bytecode.Runtime(Path("/nonexistent"), Interpreter("/usr/bin/python3.11", "3.11"))
+    assert bytecode._cache_tag(b"cpython-311 a70d0d0a", rt) == "cpython-311"
+    for bad in (b"../../../etc a70d", b"a/b 00", b"", b"\xff\xfe 00", b".hidden 00"):
+        with pytest.raises(CheckFailed, match="instead of its cache tag"):
+            bytecode._cache_tag(bad, rt)
