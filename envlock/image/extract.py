@@ -17,8 +17,9 @@ outside the root is ever read, written, moved or followed.
 * :func:`boundary` is the one place where an archive's failures become one
   :class:`~envlock.errors.CheckFailed` naming the archive.
 
-The same checks as Python's ``tarfile`` "data" filter (PEP 706), made stricter where a
-package never needs more (absolute link targets, hard links to anything but a file).
+In the spirit of Python's ``tarfile`` "data" filter (PEP 706), stricter where a package
+never needs more: absolute names are refused rather than stripped, link targets must be in
+the canonical form above, hard links may only name a regular file.
 """
 
 from __future__ import annotations

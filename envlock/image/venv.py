@@ -100,10 +100,10 @@ def _check_wheel(package: Package, path: Path) -> None:
 
 
 def _check_dist_info(source: WheelFile) -> None:
-    """What installer takes for granted (PEP 427): member names inside the wheel,
-    ``WHEEL``, ``METADATA`` with a name and
-    a version, and ``RECORD``, all UTF-8; and no RECORD row that names a path outside
-    the wheel (absolute, or with ``..``).
+    """What installer takes for granted (PEP 427, "File contents"): member names with no
+    ``..`` and no leading ``/`` (:func:`~envlock.image.extract.member_name`); ``WHEEL``,
+    ``METADATA`` with a ``Name`` and a ``Version``, and ``RECORD``, all UTF-8; no RECORD
+    row that names an absolute path or one with ``..``.
 
     Raises:
         CheckFailed: the first of these that fails (the boundary names the wheel).
@@ -120,7 +120,7 @@ def _check_dist_info(source: WheelFile) -> None:
         raise CheckFailed(f"{source.dist_info_dir}/METADATA has no Name or no Version")
     for row in parse_record_file(source.read_dist_info("RECORD").splitlines()):
         parts = row[0].split("/")
-        if row[0].startswith("/") or ".." in parts or "\\" in row[0]:
+        if row[0].startswith("/") or ".." in parts:
             shown = repr(row[0][:120])
             raise CheckFailed(f"{source.dist_info_dir}/RECORD lists {shown}, a path outside the wheel")
 
