@@ -105,9 +105,10 @@ def sources(entries: Sequence[layermod.Entry], interp: Interpreter) -> list[tupl
             if e.data is not None:
                 data = e.data
             elif e.member and e.source is not None:
-                if e.source not in archives:
-                    archives[e.source] = zipfile.ZipFile(e.source)
-                data = archives[e.source].read(e.member)
+                with boundary(f"wheel {e.source.name}"):
+                    if e.source not in archives:
+                        archives[e.source] = zipfile.ZipFile(e.source)
+                    data = archives[e.source].read(e.member)
             else:
                 assert e.source is not None
                 data = e.source.read_bytes()

@@ -280,7 +280,7 @@ def test_a_hostile_conda_package_is_refused_and_the_host_untouched(
 
     proc = run_envlock("build", str(spec), "--store", str(shared_store), cwd=tmp_path)
 
-    assert snapshot(host) == before  # nothing read into the image's place, moved or created
+    assert snapshot(host) == before  # no host file moved, deleted, created or changed
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     (line,) = errors(proc.stderr)
@@ -288,6 +288,50 @@ def test_a_hostile_conda_package_is_refused_and_the_host_untouched(
     assert re.search(CONDA_VARIANTS[variant][1], line), line
     assert list((shared_store / "tmp").iterdir()) == []
     assert not list((shared_store / "envs").glob("*"))
+
+
+def test_a_package_with_links_inside_it_still_installs(
+    tmp_path: Path, base_layout: Path, shared_store: Path
+) -> None:
+    """The rules refuse what leaves a package, not links: relative symlinks (also up and
+    across directories) and hard links to earlier files install as before."""
+    links = CondaPkg(
+        "fx-links",
+        "1.0",
+        "linux-64",
+        files={"lib/libfx.so.1": b"\x7fELF fx\n"},
+        members=(
+            ("lib/libfx.so", "sym", b"libfx.so.1"),
+            ("share/fx/lib", "sym", b"../../lib/libfx.so.1"),
+            ("share/fx/here", "sym", b"."),
+            ("lib/libfx-copy.so.1", "lnk", b"lib/libfx.so.1"),
+        ),
+    )
+    channel = write_channel(tmp_path / "chan", [links], ("linux-64", "noarch"))
+    body = (
+        f'python = "3.11"\nplatforms = ["linux-64"]\n[conda]\nchannels = ["{channel}"]\n'
+        f'packages = ["fx-links"]\n[image]\nbase = "oci:{base_layout}"\n'
+    )
+    spec = write_spec(tmp_path, "links", body)
+    assert run_envlock("lock", str(spec), cwd=tmp_path).returncode == 0
+    store = tmp_path / "store"
+    proc = run_envlock("build", str(spec), "--store", str(store), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+    from envlock.image.build import load_image
+
+    s = Store(store)
+    (entry,) = s.list_envs()
+    (layer,) = [
+        la for la in load_image(s, entry.manifest).layers if la.created_by.startswith("envlock: conda")
+    ]
+    with tarfile.open(fileobj=io.BytesIO(s.read_blob(layer.digest))) as tar:
+        members = {m.name: m for m in tar}
+        assert members["opt/env/lib/libfx.so"].linkname == "libfx.so.1"
+        assert members["opt/env/share/fx/lib"].linkname == "../../lib/libfx.so.1"
+        assert members["opt/env/share/fx/here"].linkname == "."
+        copy = tar.extractfile(members["opt/env/lib/libfx-copy.so.1"])
+        assert copy is not None and copy.read() == b"\x7fELF fx\n"
 
 
 # -- wheels -----------------------------------------------------------------------------------
@@ -436,3 +480,19 @@ def test_a_non_utf8_tar_name_reaches_the_member_check_as_a_surrogate() -> None:
     with tarfile.open(fileobj=buf, mode="r|") as tar:
         (member,) = list(tar)
     assert member.name == "lib/caf\udce9"
+
+
+def test_a_wheel_with_a_member_name_that_is_not_utf8_is_one_error(tmp_path: Path) -> None:
+    """The zip's UTF-8 flag is set but the name's bytes are not UTF-8."""
+    path = hostile_wheel(tmp_path, "envlock-fx-w", lambda i: {"envlock_fx_w/caf\u00e9.py": b"x = 1\n"})
+    data = path.read_bytes()
+    assert data.count("caf\u00e9".encode()) == 2  # the local header and the central directory
+    path.write_bytes(data.replace("caf\u00e9".encode(), b"caf\xff\xa9"))
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    package = Package("pip", "envlock-fx-w", "1.0", f"file://{path}", sha)
+    store = Store(tmp_path / "store")
+
+    with pytest.raises(CheckFailed) as info:
+        venv.build_layer(store, [(package, path)], venv.Interpreter("/usr/bin/python3.11", "3.11"), "x")
+
+    assert info.value.message.startswith(f"envlock-fx-w 1.0 ({path.name}): cannot read it: 'utf-8' codec")
