@@ -32,6 +32,7 @@ import subprocess
 import tarfile
 import tempfile
 import threading
+import time
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -280,6 +281,37 @@ def _drive(rt: Runtime, work: Work, results: list[bytes], stop: threading.Event 
         return _drive_with(rt, work, results, errors, stop)
 
 
+ANSWER_SECONDS = 300.0  # the longest the base's Python may take to answer for one file
+MAX_FRAME = 256 << 20  # the largest answer taken from it (a .pyc, or its greeting)
+
+
+class _Deadline:
+    """Kills ``proc`` when it has not answered within ``seconds`` of the last renewal: a
+    base's compiler that hangs (or is made to) must not hang the build."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], seconds: float) -> None:
+        self.proc, self.seconds = proc, seconds
+        self.expired = False
+        self._at = time.monotonic() + seconds
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="envlock-compile-deadline", daemon=True)
+        self._thread.start()
+
+    def renew(self) -> None:
+        self._at = time.monotonic() + self.seconds
+
+    def _watch(self) -> None:
+        while not self._done.wait(max(0.0, min(1.0, self._at - time.monotonic()))):
+            if time.monotonic() >= self._at:
+                self.expired = True
+                self.proc.kill()
+                return
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def _drive_with(
     rt: Runtime, work: Work, results: list[bytes], errors: IO[bytes], stop: threading.Event | None
 ) -> str:
@@ -291,8 +323,9 @@ def _drive_with(
             "set bytecode = false in the spec's [image] table",
         ) from None
     assert proc.stdin is not None and proc.stdout is not None
+    deadline = _Deadline(proc, ANSWER_SECONDS)
     try:
-        tag = _cache_tag(_frame(proc, rt, errors), rt)
+        tag = _cache_tag(_frame(proc, rt, errors, deadline), rt)
         for i, (path, source) in work:
             if stop is not None and stop.is_set():
                 raise CheckFailed("byte code compilation was stopped")
@@ -300,14 +333,16 @@ def _drive_with(
             proc.stdin.write(struct.pack(">I", len(encoded)) + encoded + struct.pack(">I", len(source)))
             proc.stdin.write(source)
             proc.stdin.flush()
-            results[i] = _frame(proc, rt, errors)
+            deadline.renew()
+            results[i] = _frame(proc, rt, errors, deadline)
         proc.stdin.close()
         if proc.wait() != 0:
-            raise _failed(proc, rt, errors)
+            raise _failed(proc, rt, errors, deadline)
         return tag
     except BrokenPipeError:
-        raise _failed(proc, rt, errors) from None
+        raise _failed(proc, rt, errors, deadline) from None
     finally:
+        deadline.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -333,21 +368,36 @@ def _cache_tag(head: bytes, rt: Runtime) -> str:
     return tag
 
 
-def _frame(proc: subprocess.Popen[bytes], rt: Runtime, errors: IO[bytes]) -> bytes:
+def _frame(proc: subprocess.Popen[bytes], rt: Runtime, errors: IO[bytes], deadline: _Deadline) -> bytes:
+    """One answer: a 4-byte big-endian length, then that many bytes (at most MAX_FRAME)."""
     assert proc.stdout is not None
     head = proc.stdout.read(4)
     if len(head) != 4:
-        raise _failed(proc, rt, errors)
+        raise _failed(proc, rt, errors, deadline)
     (size,) = struct.unpack(">I", head)
+    if size > MAX_FRAME:
+        proc.kill()
+        raise CheckFailed(
+            f"the base's Python ({rt.interp.path}) answered with {size} bytes, more than a .pyc can be",
+            "set bytecode = false in the spec's [image] table, or check the base",
+        )
     data = proc.stdout.read(size)
     if len(data) != size:
-        raise _failed(proc, rt, errors)
+        raise _failed(proc, rt, errors, deadline)
     return data
 
 
-def _failed(proc: subprocess.Popen[bytes], rt: Runtime, errors: IO[bytes]) -> CheckFailed:
+def _failed(
+    proc: subprocess.Popen[bytes], rt: Runtime, errors: IO[bytes], deadline: _Deadline
+) -> CheckFailed:
     proc.kill()
     proc.wait()
+    if deadline.expired:
+        return CheckFailed(
+            f"the base's Python ({rt.interp.path}) did not answer within {deadline.seconds:g} s "
+            "while compiling byte code",
+            "set bytecode = false in the spec's [image] table, or check the base",
+        )
     errors.seek(0)
     err = errors.read().decode(errors="replace").strip()
     last = err.splitlines()[-1] if err else f"exit status {proc.returncode}"

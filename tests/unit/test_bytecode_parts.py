@@ -211,3 +211,40 @@ def test_the_compiler_runs_in_a_sandbox_holding_only_the_copy(tmp_path: Path) ->
     assert argv[:4] == ["/lib64/ld-linux-x86-64.so.2", "--library-path", argv[2], "/usr/bin/python3.11"]
     assert root not in " ".join(argv) and str(tmp_path) not in " ".join(cmd[cmd.index("--") :])
     assert "PYTHONHOME" in cmd and cmd[cmd.index("PYTHONHOME") + 1] == "/usr"
+
+
+class _HostCommand(bytecode.Runtime):
+    """A stand-in for a base's compiler: any host command (the tests' own Python)."""
+
+    argv: tuple[str, ...] = ()
+
+    def command(self) -> list[str]:
+        return list(self.argv)
+
+
+def _stand_in(code: str) -> bytecode.Runtime:
+    import sys
+
+    rt = _HostCommand(Path("/nonexistent"), INTERP)
+    object.__setattr__(rt, "argv", (sys.executable, "-c", code))
+    return rt
+
+
+def test_a_compiler_that_hangs_is_stopped_with_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from envlock.errors import CheckFailed
+
+    monkeypatch.setattr(bytecode, "ANSWER_SECONDS", 0.5)
+    start = time.monotonic()
+    with pytest.raises(CheckFailed, match=r"did not answer within 0\.5 s while compiling byte code"):
+        bytecode.compile_all(_stand_in("import time; time.sleep(60)"), [("/x.py", b"x = 1\n")], 1)
+    assert time.monotonic() - start < 10
+
+
+def test_a_compiler_answering_an_endless_frame_is_refused_without_reading_it() -> None:
+    from envlock.errors import CheckFailed
+
+    greet = "import sys, struct; sys.stdout.buffer.write(struct.pack('>I', 0xFFFFFFF0)); sys.stdout.flush()"
+    with pytest.raises(CheckFailed, match=r"answered with 4294967280 bytes, more than a \.pyc can be"):
+        bytecode.compile_all(_stand_in(greet + "; import time; time.sleep(60)"), [("/x.py", b"x = 1\n")], 1)
