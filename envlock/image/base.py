@@ -28,6 +28,7 @@ from typing import IO, Any
 from envlock.digest import is_digest, parse_digest
 from envlock.errors import CheckFailed, EnvlockError, ServiceUnavailable, SpecError, ToolMissing
 from envlock.image import layer as layermod
+from envlock.image.extract import boundary
 from envlock.image.model import (
     CONFIG,
     CREATED,
@@ -142,7 +143,11 @@ def find_interpreter(store: Store, manifest: str, layers: Sequence[Layer]) -> In
         return Interpreter(data["path"], data["version"])
     found: dict[str, str] = {}
     for la in layers:
-        with open_layer(store, la) as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
+        with (
+            boundary(f"base layer {la.digest}"),
+            open_layer(store, la) as fh,
+            tarfile.open(fileobj=fh, mode="r|*") as tar,
+        ):
             for member in tar:
                 name = member.name.removeprefix("./")
                 m = _PY.match(name)

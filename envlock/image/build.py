@@ -406,7 +406,7 @@ def _bytecode_layers(
         say(f"Compiling {count} Python {files_word} to byte code with the base's {interp.path}")
         streams = [basemod.open_layer(store, la) for la in base.layers]
         try:
-            with bytecode.runtime(store, streams, interp) as rt:
+            with bytecode.runtime(store, streams, interp, [la.digest for la in base.layers]) as rt:
                 tag, pycs = bytecode.compile_all(rt, [f for group in files for f in group], workers, stop)
         finally:
             for stream in streams:

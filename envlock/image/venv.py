@@ -12,6 +12,7 @@ environments that share them share bytes; the rest share one layer.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 from envlock.errors import CheckFailed
 from envlock.image import layer as layermod
+from envlock.image.extract import boundary, member_name
 from envlock.image.model import LAYER_TAR, Layer
 from envlock.lock import Package
 from envlock.store import Store, canonical_json
@@ -90,11 +92,37 @@ def _scheme(interp: Interpreter, name: str) -> dict[str, str]:
 
 
 def _check_wheel(package: Package, path: Path) -> None:
-    if not package.filename.endswith(".whl") or not zipfile.is_zipfile(path):
+    if not package.filename.endswith(".whl"):
         raise CheckFailed(
             f"{package.name} {package.version} is locked as a source distribution ({package.filename})",
             "layers are made from wheels only; envlock builds a locked sdist into a wheel first",
         )
+
+
+def _check_dist_info(source: WheelFile) -> None:
+    """What installer takes for granted (PEP 427, "File contents"): member names with no
+    ``..`` and no leading ``/`` (:func:`~envlock.image.extract.member_name`); ``WHEEL``,
+    ``METADATA`` with a ``Name`` and a ``Version``, and ``RECORD``, all UTF-8; no RECORD
+    row that names an absolute path or one with ``..``.
+
+    Raises:
+        CheckFailed: the first of these that fails (the boundary names the wheel).
+    """
+    for member in source._zipfile.namelist():
+        member_name(member)  # no absolute path, no "..", before installer sees any
+    for name in ("WHEEL", "METADATA", "RECORD"):
+        if name not in source.dist_info_filenames:
+            raise CheckFailed(f"{source.dist_info_dir}/{name} is missing")
+    from email.parser import HeaderParser
+
+    metadata = HeaderParser().parsestr(source.read_dist_info("METADATA"))
+    if not metadata.get("Name") or not metadata.get("Version"):
+        raise CheckFailed(f"{source.dist_info_dir}/METADATA has no Name or no Version")
+    for row in parse_record_file(source.read_dist_info("RECORD").splitlines()):
+        parts = row[0].split("/")
+        if row[0].startswith("/") or ".." in parts:
+            shown = repr(row[0][:120])
+            raise CheckFailed(f"{source.dist_info_dir}/RECORD lists {shown}, a path outside the wheel")
 
 
 def wheel_entries(wheels: Sequence[tuple[Package, Path]], interp: Interpreter) -> list[layermod.Entry]:
@@ -110,16 +138,18 @@ def wheel_entries(wheels: Sequence[tuple[Package, Path]], interp: Interpreter) -
     entries: dict[str, tuple[layermod.Entry, Package]] = {}
     for package, path in wheels:
         _check_wheel(package, path)
-        with zipfile.ZipFile(path) as archive:
+        destination = _LayerDestination(
+            scheme_dict=_scheme(interp, package.name),
+            interpreter=f"{PREFIX}/bin/python",
+            script_kind="posix",
+            bytecode_optimization_levels=(),
+            archive=path,
+        )
+        with wheel_boundary(package), zipfile.ZipFile(path) as archive:
             archive.filename = package.filename  # installer reads the wheel's name from it
-            destination = _LayerDestination(
-                scheme_dict=_scheme(interp, package.name),
-                interpreter=f"{PREFIX}/bin/python",
-                script_kind="posix",
-                bytecode_optimization_levels=(),
-                archive=path,
-            )
-            install(_LazyWheel(archive), destination, {"INSTALLER": b"envlock\n"})
+            source = _LazyWheel(archive)
+            _check_dist_info(source)
+            install(source, destination, {"INSTALLER": b"envlock\n"})
         for entry in destination.entries:
             if entry.path in entries:
                 other = entries[entry.path][1]
@@ -130,6 +160,18 @@ def wheel_entries(wheels: Sequence[tuple[Package, Path]], interp: Interpreter) -
                 )
             entries[entry.path] = (entry, package)
     return [e for e, _ in entries.values()]
+
+
+def wheel_boundary(package: Package) -> contextlib.AbstractContextManager[None]:
+    """The one place where reading a wheel fails: a non-zip or truncated file, a missing or
+    garbage ``WHEEL``/``METADATA``/``RECORD``, a member outside its scheme, all become one
+    ``CheckFailed`` (exit 1) naming the package and its file."""
+    import configparser
+
+    from installer.exceptions import InstallerError
+
+    label = f"{package.name} {package.version} ({package.filename})"
+    return boundary(label, InstallerError, configparser.Error, KeyError)
 
 
 class _Member(io.RawIOBase):

@@ -220,7 +220,7 @@ def test_a_conda_archive_cannot_write_through_a_symlink_it_planted(tmp_path: Pat
     dest = tmp_path / "pkg"
     dest.mkdir()
 
-    with tarfile.open(fileobj=data, mode="r|") as tar, pytest.raises(CheckFailed, match="escapes the prefix"):
+    with tarfile.open(fileobj=data, mode="r|") as tar, pytest.raises(CheckFailed, match="absolute path"):
         condamod._extract_tar(tar, dest)
     assert list(outside.iterdir()) == []
 

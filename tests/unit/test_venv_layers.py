@@ -449,5 +449,7 @@ def test_a_wheel_writing_outside_its_scheme_is_refused(tmp_path: Path) -> None:
         for arcname, data in files.items():
             zf.writestr(zipfile.ZipInfo(arcname, _EPOCH), data)
 
-    with pytest.raises(CheckFailed, match="outside /opt/env"):
+    with pytest.raises(
+        CheckFailed, match=r"evil 1\.0 \(evil-1\.0-py3-none-any\.whl\): member .* has '\.\.' in its path"
+    ):
         build_layer(store, [as_artifact(store, path, "evil", "1.0")], INTERP, "x")
