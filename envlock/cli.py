@@ -82,6 +82,8 @@ def cmd_lock(args: argparse.Namespace) -> int:
     changed = 0
     for spec in specs:
         result = lock_spec(spec, upgrade=args.upgrade, resolver=args.resolver, progress=progress)
+        for warning in result.warnings:
+            _say(f"warning: {warning}")
         if args.hook:
             if not result.up_to_date:
                 changed += 1

@@ -37,6 +37,7 @@ class LockResult:
     written: tuple[Path, ...]
     up_to_date: bool
     seconds: float
+    warnings: tuple[str, ...] = ()  # for ``warning:`` lines: the resolver's, file conflicts
 
 
 def lock_path(spec_path: Path) -> Path:
@@ -198,12 +199,12 @@ def _check_resolver(resolver: str, spec: Spec) -> None:
         )
 
 
-def _resolve_on_top(engine: object, request: object, solution: object) -> list[Package]:
+def _resolve_on_top(engine: object, request: object, solution: object) -> Any:
     """pip on top of conda: what conda provides is offered to pip as already there, at
     conda's version, and left out of the pip set (see ``resolve.conda.provided_constraints``)."""
     import tempfile
 
-    from envlock.resolve import Engine, Request, conda
+    from envlock.resolve import Engine, Request, Resolved, conda
 
     assert (
         isinstance(engine, Engine) and isinstance(request, Request) and isinstance(solution, conda.Solution)
@@ -216,14 +217,15 @@ def _resolve_on_top(engine: object, request: object, solution: object) -> list[P
             constraints=(*request.constraints, *constraints),
         )
         try:
-            packages = engine.resolve(on_top)
+            resolved = engine.resolve(on_top)
         except ResolutionError as exc:
             provided = ", ".join(f"{n} {v}" for n, v in sorted(solution.python_names.items()))
             raise ResolutionError(
                 f"{exc.message} (conda provides: {provided})",
                 "pip must use the conda packages' versions: change the [conda] pin or the pip requirement",
             ) from None
-    return conda.drop_provided(packages, solution.python_names, request.platform)
+    kept = conda.drop_provided(resolved.packages, solution.python_names, request.platform)
+    return Resolved(kept, resolved.warnings)
 
 
 def _local_links(spec: Spec) -> dict[str, str]:
@@ -346,7 +348,7 @@ def lock_spec(
         if solution is not None and getattr(solution, "python_names", None):
             request = job.request
 
-            def on_top() -> list[Package]:
+            def on_top() -> Any:
                 return _resolve_on_top(engine, request, solution)
 
             on_top.cancel = lambda: None  # type: ignore[attr-defined]
@@ -368,6 +370,7 @@ def lock_spec(
         raise
 
     platforms = []
+    warnings: list[str] = []
     for index, (job, t0, pending) in enumerate(started):
         solution = solutions.get(job.platform)
         conda_packages: tuple[Package, ...] = ()
@@ -379,12 +382,14 @@ def lock_spec(
         packages: list[Package] = []
         if pending is not None:
             try:
-                packages = pending()
+                resolved = pending()
             except BaseException:
                 for _, _, later in started[index + 1 :]:
                     if later is not None:
                         later.cancel()
                 raise
+            packages = resolved.packages
+            warnings += resolved.warnings
             if spec.framework and isinstance(job.plan, _compat().Plan):
                 _compat().check_resolved(
                     spec.framework, job.plan, job.platform, {p.name: p.version for p in packages}
@@ -412,7 +417,8 @@ def lock_spec(
     new = lockmod.make(spec.spec_hash, platforms, meta)
     new, text = _keep_timestamp(new, path)
     files = {path: text, **export.render_all(new, spec.path)}
+    said = tuple(dict.fromkeys(warnings))
     if _unchanged(files):
-        return LockResult(spec, new, path, tuple(files), False, time.perf_counter() - start)
+        return LockResult(spec, new, path, tuple(files), False, time.perf_counter() - start, said)
     lockmod.write_files(files)
-    return LockResult(spec, new, path, tuple(files), False, time.perf_counter() - start)
+    return LockResult(spec, new, path, tuple(files), False, time.perf_counter() - start, said)

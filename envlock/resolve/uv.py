@@ -12,9 +12,8 @@ from functools import cache
 from pathlib import Path
 
 from envlock.errors import ResolutionError, ServiceUnavailable, ToolMissing
-from envlock.lock import Package
 from envlock.platforms import PLATFORMS
-from envlock.resolve import Request, isolated_env
+from envlock.resolve import Request, Resolved, isolated_env, warning_lines
 from envlock.resolve.artifacts import from_pylock
 from envlock.spec import expand_env
 
@@ -64,7 +63,8 @@ def command(req: Request, infile: Path, outfile: Path) -> list[str]:
         "--python-platform",
         PLATFORMS[req.platform].uv_target,
         "--no-header",
-        "--quiet",
+        "--color",
+        "never",
         "--no-config",
     ]
     if req.exclude_newer:
@@ -80,7 +80,7 @@ def command(req: Request, infile: Path, outfile: Path) -> list[str]:
     return args
 
 
-def start(req: Request) -> Callable[[], list[Package]]:
+def start(req: Request) -> Callable[[], Resolved]:
     """Start uv now; the returned function waits for it and reads the result.
 
     Callers do other work (validation, imports) while uv resolves; a caller that gives
@@ -112,13 +112,15 @@ def start(req: Request) -> Callable[[], list[Package]]:
         proc.communicate()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    def result() -> list[Package]:
+    def result() -> Resolved:
         try:
             _, stderr = proc.communicate()
             if proc.returncode != 0:
                 raise _failure(stderr, req)
             data = tomllib.loads(outfile.read_text("utf-8"))
-            return from_pylock(data, req.platform, req.python, Path(tmp))
+            packages = from_pylock(data, req.platform, req.python, Path(tmp))
+            # not --quiet: uv reports yanked pins and the like on stderr, as "warning: ..."
+            return Resolved(packages, warning_lines(redact_all(stderr), "warning:"))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -126,7 +128,7 @@ def start(req: Request) -> Callable[[], list[Package]]:
     return result
 
 
-def resolve(req: Request) -> list[Package]:
+def resolve(req: Request) -> Resolved:
     return start(req)()
 
 
@@ -140,9 +142,9 @@ def _failure(stderr: str, req: Request) -> Exception:
     target = f"{req.platform} / Python {req.python}"
     joined = " ".join(lines)
     if re.search(r"(error sending request|Failed to fetch|dns error|Connection refused|timed out)", text):
-        where = re.search(r"`(https?://[^`]+)`", text)
+        where = re.search(r"(https?://[^\s`'\"()]+)", text)
         return ServiceUnavailable(
-            f"cannot reach the package index{' ' + where.group(1) if where else ''}",
+            f"cannot reach the package index{' at ' + where.group(1) if where else ''}",
             "check the index URL and your network; envlock resolves against live indexes",
         )
     if "No solution found" in text or "not found in the" in text or "was not found" in text:

@@ -101,8 +101,9 @@ PACKAGES = [
 ]
 
 
-def write_simple_index(root: Path, wheels: Path) -> None:
-    """A PEP 503 index: /simple/NAME/ pages linking /files/FILE#sha256=..."""
+def write_simple_index(root: Path, wheels: Path, yanked: dict[str, str] | None = None) -> None:
+    """A PEP 503 index: /simple/NAME/ pages linking /files/FILE#sha256=...; ``yanked`` maps
+    file names to the reason they are yanked (PEP 592 ``data-yanked``)."""
     files = root / "files"
     files.mkdir(parents=True)
     by_project: dict[str, list[Path]] = {}
@@ -117,7 +118,9 @@ def write_simple_index(root: Path, wheels: Path) -> None:
     for project, wheels_ in by_project.items():
         (simple / project).mkdir()
         anchors = "".join(
-            f'<a href="../../files/{html.escape(w.name)}#sha256={sha256_file(w)}">{html.escape(w.name)}</a>\n'
+            f'<a href="../../files/{html.escape(w.name)}#sha256={sha256_file(w)}"'
+            + (f' data-yanked="{html.escape((yanked or {})[w.name])}"' if w.name in (yanked or {}) else "")
+            + f">{html.escape(w.name)}</a>\n"
             for w in wheels_
         )
         (simple / project / "index.html").write_text(f"<html><body>\n{anchors}</body></html>\n")
