@@ -18,7 +18,7 @@ from typing import Any
 
 from envlock import __version__, export
 from envlock import lock as lockmod
-from envlock.errors import ResolutionError, UsageError
+from envlock.errors import ResolutionError, SpecError, UsageError
 from envlock.lock import Lock, Package, PlatformLock
 from envlock.spec import Spec, load
 
@@ -182,6 +182,18 @@ def _solve_conda(spec: Spec, jobs: list[_CondaJob], resolver: str, progress: Pro
     return {s.platform: s for s in solutions}
 
 
+def _check_base_python(spec: Spec) -> None:
+    """The base must be able to provide the spec's Python (``debian:SUITE`` by envlock's
+    release table, other bases when the store has read them before): exit 2 before
+    anything is resolved, rather than a failed bootstrap at build time."""
+    from envlock.image.base import python_problem
+    from envlock.store import default_home
+
+    problem = python_problem(spec.image.base, spec.python, home=default_home(), spec_dir=spec.path.parent)
+    if problem is not None:
+        raise SpecError(f"{spec.path}: {problem.message}", problem.hint)
+
+
 def _check_resolver(resolver: str, spec: Spec) -> None:
     if resolver != "conda-lock":
         return
@@ -324,6 +336,7 @@ def lock_spec(
     from envlock import resolve
     from envlock.resolve import Request
 
+    _check_base_python(spec)
     _check_resolver(resolver, spec)
     engine = resolve.get("uv" if resolver == "conda-lock" else resolver)
     jobs = _jobs(spec)  # compat errors surface here, before anything resolves

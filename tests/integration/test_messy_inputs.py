@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import Index, build_wheel, locked_project, run_envlock, serve, write_simple_index, write_spec
+from support import Index, build_wheel, run_envlock, serve, write_simple_index, write_spec
 
 
 @pytest.fixture(scope="module")
@@ -37,3 +37,27 @@ def test_an_unyanked_resolution_has_no_warning(tmp_path: Path, yanked_index: Ind
     assert proc.returncode == 0, proc.stderr
     assert "warning:" not in proc.stderr
     assert 'version = "1.0"' in spec.with_suffix(".lock").read_text()
+
+
+def test_python_3_12_on_bookworm_is_exit_2_at_lock_time_naming_trixie(tmp_path: Path) -> None:
+    body = 'python = "3.12"\n[pip]\npackages = ["envlock-fx-beta"]\nindex-url = "http://127.0.0.1:9/simple"\n'
+    spec = write_spec(tmp_path, "py312", body + '[image]\nbase = "debian:bookworm"\n')
+    proc = run_envlock("lock", str(spec), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith(
+        f"error: {spec}: the spec asks for Python 3.12, but debian:bookworm (Debian 12)"
+    )
+    assert "trixie: 3.13" in lines[0]
+    assert lines[1].startswith('hint: use python = "3.13" with base = "debian:trixie"')
+    assert len(lines) == 2  # nothing resolved (the index is not even up), no traceback
+    assert sorted(p.name for p in spec.parent.iterdir()) == ["py312.toml"]
+
+
+def test_python_3_13_on_bookworm_names_the_suite_that_ships_it(tmp_path: Path) -> None:
+    body = 'python = "3.13"\n[pip]\npackages = ["x"]\n[image]\nbase = "debian:bookworm"\n'
+    spec = write_spec(tmp_path, "py313", body)
+    proc = run_envlock("lock", str(spec), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "debian:trixie ships 3.13" in proc.stderr
+    assert 'hint: use base = "debian:trixie", or set python = "3.11"' in proc.stderr
