@@ -182,6 +182,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         result = build_spec(
             Path(args.spec), store=store, platform=args.platform, say=say, fetch_progress=progress
         )
+    for warning in result.warnings:
+        _say(f"warning: {warning}")
     image = result.image
     if result.reused:
         say(f"Image {image.image_id[:19]} is in the store already ({result.seconds:.2f}s)")
@@ -626,9 +628,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except EnvlockError as exc:
-        _say(f"error: {exc.message}")
-        if exc.hint:
-            _say(f"hint: {exc.hint}")
+        problems = getattr(exc, "errors", (exc,))  # envlock.errors.Problems: one line each
+        for problem in problems:
+            _say(f"error: {problem.message}")
+        for hint in dict.fromkeys(p.hint for p in problems if p.hint):
+            _say(f"hint: {hint}")
         return exc.exit_code
     except KeyboardInterrupt:
         _say("error: interrupted; nothing was written")
