@@ -194,6 +194,21 @@ def _check_base_python(spec: Spec) -> None:
         raise SpecError(f"{spec.path}: {problem.message}", problem.hint)
 
 
+def _known_conflicts(spec: Spec, platform: str, packages: list[Package]) -> tuple[str, ...]:
+    """Files two packages write with different content, among the wheels at hand (local
+    find-links files, or wheels already in the store): warnings, or with ``[image]
+    file-conflicts = "error"`` exit 2 before the lock is written.  Remote wheels are
+    checked when the image is built (see README: file conflicts)."""
+    from envlock.image import conflicts
+    from envlock.store import default_home
+
+    wheels = conflicts.at_hand(packages, spec.path.parent, default_home())
+    if len(wheels) < 2:
+        return ()
+    messages = conflicts.enforce(conflicts.scan(wheels, spec.python), spec.image.file_conflicts)
+    return tuple(f"{platform}: {m}" if len(spec.platforms) > 1 else m for m in messages)
+
+
 def _check_resolver(resolver: str, spec: Spec) -> None:
     if resolver != "conda-lock":
         return
@@ -426,6 +441,8 @@ def lock_spec(
             )
         )
 
+    for plat in platforms:  # every resolver has finished: an error here leaves nothing running
+        warnings += _known_conflicts(spec, plat.name, list(plat.packages))
     meta = {"envlock": __version__, "resolver": engine_version, "resolved-at": _resolved_at()}
     new = lockmod.make(spec.spec_hash, platforms, meta)
     new, text = _keep_timestamp(new, path)

@@ -145,6 +145,7 @@ def precheck(
         if store.has_artifact(p.sha256) or ("://" in p.url and not p.url.startswith("file://")):
             continue
         local = Path(unquote(urlparse(p.url).path)) if "://" in p.url else lock_dir / p.url
+        local = Path(os.path.normpath(local))
         if not local.is_file():
             problems.append(
                 CheckFailed(f"{where}: {local} does not exist", "restore the wheelhouse or re-lock")
