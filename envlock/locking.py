@@ -182,16 +182,21 @@ def _solve_conda(spec: Spec, jobs: list[_CondaJob], resolver: str, progress: Pro
     return {s.platform: s for s in solutions}
 
 
-def _check_base_python(spec: Spec) -> None:
+def _check_base_python(spec: Spec) -> tuple[str, ...]:
     """The base must be able to provide the spec's Python (``debian:SUITE`` by envlock's
     release table, other bases when the store has read them before): exit 2 before
-    anything is resolved, rather than a failed bootstrap at build time."""
+    anything is resolved, rather than a failed bootstrap at build time.  Without a base
+    the lock is still useful (exports, other platforms), so a Python no default base has
+    is a warning (returned) about ``envlock build``."""
     from envlock.image.base import python_problem
     from envlock.store import default_home
 
     problem = python_problem(spec.image.base, spec.python, home=default_home(), spec_dir=spec.path.parent)
-    if problem is not None:
-        raise SpecError(f"{spec.path}: {problem.message}", problem.hint)
+    if problem is None:
+        return ()
+    if spec.image.base is None:
+        return (f"envlock build needs an [image] base for this spec: {problem.message}",)
+    raise SpecError(f"{spec.path}: {problem.message}", problem.hint)
 
 
 def _known_conflicts(spec: Spec, platform: str, packages: list[Package]) -> tuple[str, ...]:
@@ -351,7 +356,7 @@ def lock_spec(
     from envlock import resolve
     from envlock.resolve import Request
 
-    _check_base_python(spec)
+    base_warnings = _check_base_python(spec)
     _check_resolver(resolver, spec)
     engine = resolve.get("uv" if resolver == "conda-lock" else resolver)
     jobs = _jobs(spec)  # compat errors surface here, before anything resolves
@@ -398,7 +403,7 @@ def lock_spec(
         raise
 
     platforms = []
-    warnings: list[str] = []
+    warnings: list[str] = list(base_warnings)
     for index, (job, t0, pending) in enumerate(started):
         solution = solutions.get(job.platform)
         conda_packages: tuple[Package, ...] = ()

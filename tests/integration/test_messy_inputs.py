@@ -242,3 +242,17 @@ def test_a_build_reports_every_problem_before_downloading_anything(
     assert errors[1].endswith(f"{tmp_path}/wheels/envlock_fx_local_b-1.0-py3-none-any.whl does not exist")
     assert "Bootstrapping" not in proc.stderr  # no base made
     assert list((store / "artifacts" / "sha256").iterdir()) == []  # the remote wheel was not fetched
+
+
+def test_python_3_12_without_a_base_locks_with_a_warning_about_build(
+    tmp_path: Path, messy_wheels: Path
+) -> None:
+    body = f'python = "3.12"\n[pip]\npackages = ["envlock-fx-bp-lru"]\nfind-links = ["{messy_wheels}"]\nno-index = true\n'
+    spec = write_spec(tmp_path, "nobase", body)
+    proc = run_envlock("lock", str(spec), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        "warning: envlock build needs an [image] base for this spec: no Debian release ships Python 3.12"
+        in (proc.stderr)
+    )
+    assert spec.with_suffix(".lock").exists()

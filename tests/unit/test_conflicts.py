@@ -89,3 +89,35 @@ def test_raise_all_raises_one_error_as_itself() -> None:
         raise_all([UsageError("only")])
     with pytest.raises(Problems):
         raise_all([UsageError("one"), EnvlockError("two")])
+
+
+# -- what a build checks before it downloads anything -------------------------------------------
+
+
+def test_precheck_finds_every_problem_of_a_platform_at_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from envlock.image.build import precheck
+    from envlock.lock import PlatformLock
+    from envlock.store import Store
+
+    packages = (
+        Package(
+            "pip", "torch", "2.5.1+cpu", "https://x/torch-2.5.1+cpu-cp312-cp312-linux_x86_64.whl", "1" * 64
+        ),
+        Package("pip", "src", "1.0", "https://x/src-1.0.tar.gz", "2" * 64),
+        Package("pip", "gone", "1.0", "../wheels/gone-1.0-py3-none-any.whl", "3" * 64),
+        Package("pip", "fine", "1.0", "https://x/fine-1.0-cp311-cp311-linux_x86_64.whl", "4" * 64),
+    )
+    plat = PlatformLock("linux-64", "3.12", base="debian:bookworm", packages=packages)
+    problems = precheck(plat, tmp_path / "specs", Store(tmp_path / "store"))
+    messages = [p.message for p in problems]
+    assert len(messages) == 4  # torch's cp312 wheel is right for Python 3.12
+    assert messages[0].startswith("the spec asks for Python 3.12, but debian:bookworm")
+    assert messages[1] == "src 1.0 (src-1.0.tar.gz) is locked as a source distribution"
+    assert (
+        messages[2]
+        == f"gone 1.0 (gone-1.0-py3-none-any.whl): {tmp_path}/wheels/gone-1.0-py3-none-any.whl does not exist"
+    )
+    assert messages[3].startswith(
+        "fine 1.0 (fine-1.0-cp311-cp311-linux_x86_64.whl) cannot install on linux-64 / Python 3.12: "
+    )
+    assert Problems(problems).exit_code == 1
