@@ -152,7 +152,9 @@ def precheck(
             )
     if file_conflicts == "error":
         try:
-            decision = conflicts.scan(conflicts.at_hand(plat.packages, lock_dir, store.root), plat.python)
+            decision = conflicts.scan(
+                conflicts.at_hand(plat.packages, lock_dir, store.root), plat.python, store
+            )
             conflicts.enforce(decision, file_conflicts)
         except EnvlockError as exc:
             problems.append(exc)
@@ -250,7 +252,7 @@ def build_lock(
     wheels = [(p, paths[p.sha256]) for p in pip]
     from envlock.image import conflicts
 
-    decision = conflicts.scan(wheels, plat.python)
+    decision = conflicts.scan(wheels, plat.python, store)
     warnings = conflicts.enforce(decision, file_conflicts)
 
     say(f"Assembling {name} for {plat.name} on {reference} ({len(every)} packages)")

@@ -163,6 +163,7 @@ class _Member(io.RawIOBase):
         super().__init__()
         self.name = info.filename
         self.size = info.file_size
+        self.crc = info.CRC
         self.recorded = recorded  # its RECORD hash, "sha256=..." (or "")
         self._archive, self._info = archive, info
         self._data: io.BytesIO | None = None
@@ -222,7 +223,7 @@ class _LayerDestination(SchemeDictionaryDestination):
             # the wheel's content as it is: its RECORD has the hash (the wheel's own
             # sha256 was checked against the lock; zipfile checks the member's CRC)
             self.entries.append(
-                layermod.zip_member(target, self.archive, stream.name, stream.size, is_executable)
+                layermod.zip_member(target, self.archive, stream.name, stream.size, is_executable, stream.crc)
             )
             return RecordEntry(path, Hash("sha256", stream.recorded[7:]), stream.size)
         data = stream.read()

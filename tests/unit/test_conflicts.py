@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from envlock.errors import CheckFailed, EnvlockError, Problems, ServiceUnavailable, UsageError, raise_all
+from envlock.image import conflicts
 from envlock.image import layer as layermod
-from envlock.image.conflicts import decide, enforce
+from envlock.image.conflicts import enforce
 from envlock.lock import Package
 
 SITE = "opt/env/lib/python3.11/site-packages"
@@ -14,6 +17,10 @@ SITE = "opt/env/lib/python3.11/site-packages"
 
 def pkg(name: str, version: str = "1.0") -> Package:
     return Package("pip", name, version, f"https://x.example/{name}-{version}-py3-none-any.whl", "0" * 64)
+
+
+def decide(files: list[tuple[Package, list[layermod.Entry]]]) -> conflicts.Decision:
+    return conflicts.decide([(p, Path("/nonexistent.whl"), conflicts.index(entries)) for p, entries in files])
 
 
 def test_the_same_bytes_from_two_packages_is_no_conflict() -> None:

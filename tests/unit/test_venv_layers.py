@@ -505,3 +505,21 @@ def test_a_wheel_writing_outside_its_scheme_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(CheckFailed, match="outside /opt/env"):
         build_layer(store, [as_artifact(store, path, "evil", "1.0")], INTERP, "x")
+
+
+def test_scan_over_zip_members_confirms_same_bytes_and_caches_each_wheels_index(tmp_path: Path) -> None:
+    from envlock.image.conflicts import scan
+
+    store = Store(tmp_path / "store")
+    shared = {"backports/__init__.py": "ns\n"}
+    one = build_wheel(tmp_path / "a", "backports.tarfile", "1.2.0", root_files=shared)
+    two = build_wheel(tmp_path / "b", "backports.functools-lru-cache", "2.0.0", root_files=shared)
+    inputs = [as_artifact(store, one, "a", "1.0"), as_artifact(store, two, "b", "1.0")]
+    assert scan(inputs, "3.11", store).conflicts == ()
+    cached = sorted((store.root / "files").iterdir())
+    assert [p.name.split("-")[1] for p in cached] == sorted(p.sha256 for p, _ in inputs)
+
+    clash = clashing(tmp_path / "c", store)
+    first = scan(clash, "3.11", store)
+    assert scan(clash, "3.11", store) == first  # read back from the cache
+    assert first.omit == {"thop": frozenset({f"{SITE}/thop/profile.py"})}
