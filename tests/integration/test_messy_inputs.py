@@ -256,3 +256,17 @@ def test_python_3_12_without_a_base_locks_with_a_warning_about_build(
         in (proc.stderr)
     )
     assert spec.with_suffix(".lock").exists()
+
+
+def test_pip_tools_passes_a_yanked_pin_warning_on_too(tmp_path: Path, yanked_index: Index) -> None:
+    import sys
+
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    body = (
+        f'python = "{python}"\n[pip]\npackages = ["envlock-fx-yank==1.1"]\nindex-url = "{yanked_index.url}"\n'
+    )
+    spec = write_spec(tmp_path, "yank", body)
+    proc = run_envlock("lock", "--resolver", "pip-tools", str(spec), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning:")]
+    assert warnings and "yanked" in warnings[0] and "envlock-fx-yank" in warnings[0], proc.stderr
