@@ -205,12 +205,14 @@ def _known_conflicts(spec: Spec, platform: str, packages: list[Package]) -> tupl
     file-conflicts = "error"`` exit 2 before the lock is written.  Remote wheels are
     checked when the image is built (see README: file conflicts)."""
     from envlock.image import conflicts
-    from envlock.store import default_home
+    from envlock.store import Store, default_home
 
-    wheels = conflicts.at_hand(packages, spec.path.parent, default_home())
+    home = default_home()
+    wheels = conflicts.at_hand(packages, spec.path.parent, home)
     if len(wheels) < 2:
         return ()
-    messages = conflicts.enforce(conflicts.scan(wheels, spec.python), spec.image.file_conflicts)
+    store = Store(home) if home.is_dir() else None  # its file indexes, when there is one
+    messages = conflicts.enforce(conflicts.scan(wheels, spec.python, store), spec.image.file_conflicts)
     return tuple(f"{platform}: {m}" if len(spec.platforms) > 1 else m for m in messages)
 
 

@@ -252,7 +252,7 @@ def build_lock(
     wheels = [(p, paths[p.sha256]) for p in pip]
     from envlock.image import conflicts
 
-    decision = conflicts.scan(wheels, plat.python, store)
+    decision = conflicts.scan(wheels, plat.python, store, verified={p.sha256 for p in missing})
     warnings = conflicts.enforce(decision, file_conflicts)
 
     say(f"Assembling {name} for {plat.name} on {reference} ({len(every)} packages)")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -152,18 +152,24 @@ def decide(files: Sequence[tuple[Package, Path, Sequence[FileRef]]]) -> Decision
     return Decision(tuple(conflicts), {name: frozenset(paths) for name, paths in omit.items()})
 
 
-def scan(wheels: Sequence[tuple[Package, Path]], python: str, store: Store | None = None) -> Decision:
+def scan(
+    wheels: Sequence[tuple[Package, Path]],
+    python: str,
+    store: Store | None = None,
+    verified: Collection[str] = (),
+) -> Decision:
     """:func:`decide` over the files ``wheels`` install into ``/opt/env`` for ``python``.
 
-    Each wheel's file index comes from its RECORD and entry points through ``installer``
-    (0.3 s for torch 2.14's 555 MB wheel, 3.4 s for 58 wheels of 3.5 GB on a busy two-core
-    machine), or from the ``store``'s ``files/`` (kept there under the wheel's sha256,
-    which the caller has verified), so a wheel is indexed once.
+    A wheel's file index comes from the ``store``'s ``files/``, where it is kept under the
+    wheel's sha256 (0.4 s for 58 wheels of 3.5 GB), or else from its RECORD and entry
+    points through ``installer`` (4.7 s for the same wheels on a busy two-core machine),
+    after checking the file against the lock's sha256 (``CheckFailed`` otherwise; another
+    7 s for them) unless it is in ``verified`` (sha256 values just downloaded and checked).
     """
-    return decide([(package, path, _index(package, path, python, store)) for package, path in wheels])
+    return decide([(p, path, _index(p, path, python, store, p.sha256 in verified)) for p, path in wheels])
 
 
-def _index(package: Package, path: Path, python: str, store: Store | None) -> list[FileRef]:
+def _index(package: Package, path: Path, python: str, store: Store | None, verified: bool) -> list[FileRef]:
     import json
 
     from envlock.image import venv
@@ -174,6 +180,10 @@ def _index(package: Package, path: Path, python: str, store: Store | None) -> li
             return [FileRef(*row) for row in json.loads(file.read_text())]
         except (OSError, ValueError, TypeError):
             pass  # rebuilt below
+    if not verified:
+        venv.verify_artifact(
+            package, path
+        )  # what is indexed (and cached under its sha256) is the locked file
     interp = venv.Interpreter(f"/usr/bin/python{python}", python)  # placements do not depend on its path
     refs = index(_entries(package, path, interp))
     if store is not None and file is not None:
@@ -210,7 +220,8 @@ def enforce(decision: Decision, policy: str) -> tuple[str, ...]:
 def at_hand(packages: Sequence[Package], lock_dir: Path, home: Path) -> list[tuple[Package, Path]]:
     """The pip wheels among ``packages`` that can be read without a download: in the store
     at ``home`` (named by their sha256) or local files (``file://`` or relative to
-    ``lock_dir``, as find-links gives them) whose sha256 is the lock's.  Never writes."""
+    ``lock_dir``, as find-links gives them).  :func:`scan` checks each one's sha256
+    against the lock before reading it."""
     from urllib.parse import unquote, urlparse
 
     found = []
@@ -227,14 +238,6 @@ def at_hand(packages: Sequence[Package], lock_dir: Path, home: Path) -> list[tup
             local = lock_dir / package.url
         else:
             continue
-        if local.is_file() and _sha256(local) == package.sha256:
+        if local.is_file():
             found.append((package, local))
     return found
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

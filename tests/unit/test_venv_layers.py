@@ -523,3 +523,18 @@ def test_scan_over_zip_members_confirms_same_bytes_and_caches_each_wheels_index(
     first = scan(clash, "3.11", store)
     assert scan(clash, "3.11", store) == first  # read back from the cache
     assert first.omit == {"thop": frozenset({f"{SITE}/thop/profile.py"})}
+
+
+def test_scan_refuses_a_wheel_that_is_not_the_locked_one_and_caches_nothing(tmp_path: Path) -> None:
+    from envlock.image.conflicts import scan
+
+    store = Store(tmp_path / "store")
+    thop, ultra = clashing(tmp_path, store)
+    other = build_wheel(tmp_path / "x", "thop", "0.1.1", root_files={"thop/profile.py": "EVIL = 1\n"})
+    thop[1].chmod(0o644)
+    thop[1].write_bytes(other.read_bytes())  # the store's copy went bad
+
+    with pytest.raises(CheckFailed, match=r"thop 0\.1\.1: .* is corrupt"):
+        scan([thop, ultra], "3.11", store)
+    assert not thop[1].exists()  # removed, so the next build fetches it again
+    assert not any(p.name.split("-")[1] == thop[0].sha256 for p in (store.root / "files").glob("*"))
