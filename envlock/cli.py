@@ -104,6 +104,8 @@ def cmd_lock(args: argparse.Namespace) -> int:
     changed = 0
     for spec in specs:
         result = lock_spec(spec, upgrade=args.upgrade, resolver=args.resolver, progress=progress)
+        for warning in result.warnings:
+            _say(f"warning: {warning}")
         if args.hook:
             if not result.up_to_date:
                 changed += 1
@@ -223,6 +225,8 @@ def _build(args: argparse.Namespace, store: Any) -> int:
         result = build_spec(
             Path(args.spec), store=store, platform=args.platform, say=say, fetch_progress=progress
         )
+    for warning in result.warnings:
+        _say(f"warning: {warning}")
     image = result.image
     if result.reused:
         say(f"Image {image.image_id[:19]} is in the store already ({result.seconds:.2f}s)")
@@ -798,10 +802,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         return int(args.func(args))
-    except EnvlockError as exc:  # one error line, whatever text from outside the message holds
-        _say("error: " + " ".join(exc.message.splitlines()))
-        if exc.hint:  # envlock's own words; may show a block to paste (init --pre-commit)
-            _say(f"hint: {exc.hint}")
+    except EnvlockError as exc:  # one error line each, whatever text from outside a message holds
+        problems = getattr(exc, "errors", (exc,))  # envlock.errors.Problems: one line each
+        for problem in problems:
+            _say("error: " + " ".join(problem.message.splitlines()))
+        for hint in dict.fromkeys(p.hint for p in problems if p.hint):
+            _say(f"hint: {hint}")  # envlock's own words; may show a block to paste (init --pre-commit)
         return exc.exit_code
     except ModuleNotFoundError as exc:
         # a dependency imported lazily by this command is missing: a broken install

@@ -73,3 +73,32 @@ class StoreError(EnvlockError):
     """
 
     exit_code = EXIT_CHECK_FAILED
+
+
+# Which code wins when several problems are reported at once: a failed check (something is
+# not what the lock says) first, then an unavailable service, then bad input.
+_SEVERITY = (EXIT_CHECK_FAILED, EXIT_UNAVAILABLE, EXIT_BAD_INPUT)
+
+
+class Problems(EnvlockError):
+    """Several independent failures found in one pass (e.g. before a build downloads
+    anything); the CLI prints one ``error:`` line for each and exits with the most
+    severe code (1 before 3 before 2)."""
+
+    errors: tuple[EnvlockError, ...]
+
+    def __init__(self, errors: list[EnvlockError]) -> None:
+        assert errors
+        flat = [e for err in errors for e in (err.errors if isinstance(err, Problems) else (err,))]
+        super().__init__(flat[0].message, flat[0].hint)
+        self.errors = tuple(flat)
+        codes = {e.exit_code for e in flat}
+        self.exit_code = next((c for c in _SEVERITY if c in codes), flat[0].exit_code)
+
+
+def raise_all(errors: list[EnvlockError]) -> None:
+    """Raise nothing for no errors, the error itself for one, :class:`Problems` for more."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise Problems(errors)

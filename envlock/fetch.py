@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlparse
 
 from envlock import credentials
-from envlock.errors import CheckFailed, ServiceUnavailable
+from envlock.errors import CheckFailed, EnvlockError, ServiceUnavailable, raise_all
 from envlock.lock import Package
 from envlock.store import CHUNK, Store
 from envlock.urls import redact, redact_text
@@ -147,8 +147,9 @@ def fetch_all(
 
     ``sources`` are the lock's index and channel URLs (``${VAR}`` form): their credentials
     are used for packages of the same origin, and every variable a download needs is
-    checked before the first one starts.  All downloads are attempted; if any fails, the
-    first error is raised after the others finish (what was verified stays in the store).
+    checked before the first one starts.  All downloads are attempted; if any fail, every
+    failure is raised together after the others finish (``envlock.errors.Problems``; what
+    was verified stays in the store).
     """
     result: dict[str, Path] = {}
     errors: list[BaseException] = []
@@ -167,7 +168,8 @@ def fetch_all(
                 result[fetched.package.sha256] = fetched.path
             except BaseException as exc:
                 errors.append(exc)
-    if errors:
-        checks = [e for e in errors if isinstance(e, CheckFailed)]
-        raise (checks or errors)[0]
+    expected = [e for e in errors if isinstance(e, EnvlockError)]
+    if len(expected) < len(errors):
+        raise next(e for e in errors if not isinstance(e, EnvlockError))
+    raise_all(sorted(expected, key=lambda e: not isinstance(e, CheckFailed)))  # every failure, checks first
     return result

@@ -103,7 +103,7 @@ def prepare(
                 try:
                     pinned = resolve(
                         replace(request, requirements=requires, platform=BUILD_PLATFORM, constraints=())
-                    )
+                    ).packages
                 except ResolutionError as exc:
                     raise ResolutionError(
                         f"{package.name} {package.version}: its build requirements "

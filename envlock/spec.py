@@ -63,6 +63,7 @@ class ImageSection:
     env: tuple[tuple[str, str], ...] = ()
     workdir: str = "/workspace"
     bytecode: bool = False  # compile .pyc into the image (PEP 552, by the base's interpreter)
+    file_conflicts: str = "warn"  # two packages, one path, different content: "warn" | "error"
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ class Spec:
             data["image"]["bytecode"] = True
         if self.pip.require_hashes:  # likewise
             data["pip"]["require-hashes"] = {name: list(d) for name, d in self.pip.require_hashes}
+        if self.image.file_conflicts != "warn":  # likewise
+            data["image"]["file-conflicts"] = self.image.file_conflicts
         if self.framework is not None:
             data["framework"] = {
                 "name": self.framework.name,
@@ -434,7 +437,7 @@ def _conda(c: _Checker, raw: Any) -> CondaSection:
 
 
 def _image(c: _Checker, raw: Any) -> ImageSection:
-    image = c.table(raw, ("image",), ("base", "system", "env", "workdir", "bytecode"))
+    image = c.table(raw, ("image",), ("base", "system", "env", "workdir", "bytecode", "file-conflicts"))
     base = c.string(image, ("image", "base"))
     system = c.strings(image, ("image", "system"))
     env_raw = image.get("env", {})
@@ -452,8 +455,20 @@ def _image(c: _Checker, raw: Any) -> ImageSection:
     bytecode = image.get("bytecode", False)
     if not isinstance(bytecode, bool):
         raise c.fail(("image", "bytecode"), "'image.bytecode' must be true or false")
+    conflicts = image.get("file-conflicts", "warn")
+    if conflicts not in ("warn", "error"):
+        raise c.fail(
+            ("image", "file-conflicts"),
+            f'\'image.file-conflicts\' must be "warn" or "error", not {conflicts!r}',
+            '"warn" keeps the documented winner and says so; "error" refuses the environment',
+        )
     return ImageSection(
-        base=base, system=system, env=tuple(sorted(env_raw.items())), workdir=workdir, bytecode=bytecode
+        base=base,
+        system=system,
+        env=tuple(sorted(env_raw.items())),
+        workdir=workdir,
+        bytecode=bytecode,
+        file_conflicts=conflicts,
     )
 
 

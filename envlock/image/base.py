@@ -41,7 +41,6 @@ from envlock.store import Store, canonical_json
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_EPOCH = 1700000000  # fixed SOURCE_DATE_EPOCH for bootstraps: inputs, not the clock
-SUITE_FOR_PYTHON = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
 BASE_FORMAT = "envlock-base/1"
 
 Say = Callable[[str], None]
@@ -61,13 +60,87 @@ class BaseImage:
 
 
 def default_base(python: str) -> str:
-    suite = SUITE_FOR_PYTHON.get(python)
+    """``debian:SUITE`` of the newest Debian release whose Python is ``python``
+    (``envlock.suites``); a ``SpecError`` when there is none."""
+    from envlock import suites
+
+    suite = suites.debian_suite_for(python)
     if suite is None:
         raise SpecError(
-            f"no Debian suite ships Python {python}, so envlock has no default base for it",
-            'set [image] base = "oci:PATH" or a registry reference pinned by digest',
+            f"{suites.no_debian_ships(python)}, so envlock has no default base for it",
+            'set [image] base = "oci:PATH" or a registry reference pinned by digest, '
+            "or a Python a Debian release ships",
         )
     return f"debian:{suite}"
+
+
+def python_problem(reference: str | None, python: str, *, home: Path, spec_dir: Path) -> EnvlockError | None:
+    """Whether the base can provide the spec's Python, from what is known without any download.
+
+    ``debian:SUITE``: the release table in ``envlock.suites`` (packages.debian.org).  No base:
+    the default base for ``python`` must exist.  ``oci:PATH[@sha256:..]`` and
+    ``REF@sha256:..``: the interpreter found when the base was last read into the store
+    at ``home`` (``bases/inspect-*.json``); an unknown base is checked when it is built.
+    Reads only; never creates the store.  Returns the error (exit 2) or ``None``.
+    """
+    from envlock import suites
+
+    if not reference:
+        try:
+            default_base(python)
+        except SpecError as exc:
+            return exc
+        return None
+    if reference.startswith("debian:"):
+        found = suites.python_problem(reference.split(":", 1)[1], python)
+        return SpecError(*found) if found else None
+    interp = cached_interpreter(reference, home=home, spec_dir=spec_dir)
+    if interp is None or interp.version == python:
+        return None
+    return SpecError(
+        f"the spec asks for Python {python}, but base {reference} has Python {interp.version} "
+        f"({interp.path}, as read when it was last built)",
+        f'set python = "{interp.version}" or choose a base with Python {python}',
+    )
+
+
+def cached_interpreter(reference: str, *, home: Path, spec_dir: Path) -> Interpreter | None:
+    """The interpreter of a pinned registry base or an ``oci:`` layout, if the store at
+    ``home`` has inspected that manifest before; ``None`` when it is not known yet."""
+    from envlock.digest import is_digest
+
+    digest = ""
+    places = [home / "blobs" / "sha256"]  # where an image index's blob may be read
+    if reference.startswith("oci:"):
+        path, _, digest = reference[4:].partition("@")
+        root = Path(path) if Path(path).is_absolute() else spec_dir / path
+        places.insert(0, root / "blobs" / "sha256")
+        if not digest:
+            index = _json_or_none(root / "index.json")
+            manifests = index.get("manifests", []) if isinstance(index, dict) else []
+            digest = manifests[0].get("digest", "") if len(manifests) == 1 else ""
+    elif "@" in reference:
+        digest = reference.rsplit("@", 1)[1]
+    for _ in range(2):  # an image index points at the manifest that was inspected
+        if not is_digest(digest):
+            return None
+        data = _json_or_none(home / "bases" / f"inspect-{digest[7:]}.json")
+        if isinstance(data, dict):
+            ok = isinstance(data.get("path"), str) and isinstance(data.get("version"), str)
+            return Interpreter(data["path"], data["version"]) if ok else None
+        index = next((d for d in (_json_or_none(p / digest[7:]) for p in places) if d is not None), None)
+        try:
+            digest = pick_platform(index["manifests"])  # type: ignore[index]
+        except (KeyError, TypeError, AttributeError, CheckFailed):
+            return None
+    return None
+
+
+def _json_or_none(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
 
 
 def resolve(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envlock import lock as lockmod
-from envlock.errors import CheckFailed, UsageError
+from envlock.errors import CheckFailed, EnvlockError, UsageError, raise_all
 from envlock.image import base as basemod
 from envlock.image import conda as condamod
 from envlock.image import layer as layermod
@@ -40,6 +40,7 @@ class BuildResult:
     seconds: float
     base: str  # base reference
     base_digest: str  # manifest digest of the base in the store
+    warnings: tuple[str, ...] = ()  # for ``warning:`` lines (file conflicts and their winners)
 
     @property
     def image_id(self) -> str:
@@ -124,6 +125,63 @@ def lock_layer_entries(lock: Lock) -> list[layermod.Entry]:
     return [layermod.file("opt/env/envlock.lock", tomlwrite.dumps(data, header=header).encode())]
 
 
+def precheck(
+    plat: PlatformLock, lock_dir: Path, store: Store, file_conflicts: str = "warn"
+) -> list[EnvlockError]:
+    """Every problem knowable before a base is bootstrapped or pulled and before anything is
+    downloaded: the base's Python (``envlock.suites`` for ``debian:SUITE``, the store's
+    inspection for other bases), locked files that cannot install on the platform (an sdist,
+    a wheel's tags), local files that are gone, and, with ``file_conflicts = "error"``,
+    conflicts among the wheels already at hand.  Returns them all; raises nothing."""
+    from urllib.parse import unquote, urlparse
+
+    from envlock.image import conflicts
+    from envlock.platforms import wheel_problem
+
+    problems: list[EnvlockError] = []
+    python = basemod.python_problem(plat.base or None, plat.python, home=store.root, spec_dir=lock_dir)
+    if python is not None:
+        problems.append(python)
+    for p in plat.packages:
+        if p.manager != "pip":
+            continue
+        where = f"{p.name} {p.version} ({p.filename})"
+        if p.source == "git" or (p.source == "path" and p.url.endswith("/")):
+            continue  # a checkout or a directory, built into a wheel (envlock.sources)
+        if not p.filename.endswith(".whl"):
+            if not p.built:
+                problems.append(
+                    CheckFailed(
+                        f"{where} is a source distribution locked without the digest of its built wheel",
+                        "re-lock with: envlock lock --upgrade SPEC (envlock builds it at lock time)",
+                    )
+                )
+        elif (why := wheel_problem(p.filename, plat.name, plat.python)) is not None:
+            problems.append(
+                CheckFailed(
+                    f"{where} cannot install on {plat.name} / Python {plat.python}: {why}",
+                    "the lock was edited or made for another target; re-lock the spec",
+                )
+            )
+        if store.has_artifact(p.sha256) or ("://" in p.url and not p.url.startswith("file://")):
+            continue
+        local = Path(unquote(urlparse(p.url).path)) if "://" in p.url else lock_dir / p.url
+        local = Path(os.path.normpath(local))
+        if not local.is_file():
+            problems.append(
+                CheckFailed(f"{where}: {local} does not exist", "restore the wheelhouse or re-lock")
+            )
+    if file_conflicts == "error":
+        try:
+            decision = conflicts.scan(
+                conflicts.at_hand(plat.packages, lock_dir, store.root), plat.python, store
+            )
+            conflicts.enforce(decision, file_conflicts)
+        except EnvlockError as exc:
+            problems.append(exc)
+    return problems
+
+
 def _groups(
     packages: Sequence[tuple[Package, Path]],
 ) -> list[tuple[str, list[tuple[Package, Path]]]]:
@@ -146,7 +204,15 @@ def build_lock(
     say: Say | None = None,
     fetch_progress: FetchProgress | None = None,
     workers: int = 0,
+    file_conflicts: str = "warn",
 ) -> BuildResult:
+    """Build (or find in the store) the image of one platform of ``lock``.
+
+    Everything knowable up front is checked before any download (:func:`precheck`), and
+    every problem is reported (:class:`envlock.errors.Problems`).  Two packages writing
+    one path are decided over the whole image (``envlock.image.conflicts``):
+    ``file_conflicts`` ``"warn"`` returns the warnings in the result, ``"error"`` raises.
+    """
     start = time.perf_counter()
     say = say or (lambda _m: None)
     workers = workers or max(2, os.cpu_count() or 2)
@@ -183,6 +249,7 @@ def build_lock(
             base_digest,
         )
 
+    raise_all(precheck(plat, lock_dir, store, file_conflicts))
     conda = [p for p in plat.packages if p.manager == "conda"]
     reference = plat.base or basemod.default_base(plat.python)
     located = reference
@@ -209,6 +276,12 @@ def build_lock(
     sources = (*sources_from_options(plat.pip_options), *plat.conda_channels)
     paths = fetch_all(store, fetched, lock_dir, progress=fetch_progress, sources=sources)
     wheels = _wheels(store, pip, paths, lock_dir, plat.python, say)
+    from envlock.image import conflicts
+
+    # checked just now: downloads by their sha256, wheels built from source by their content digest
+    checked = {p.sha256 for p in missing} | {p.sha256 for p in pip if p.built}
+    decision = conflicts.scan(wheels, plat.python, store, verified=checked)
+    warnings = conflicts.enforce(decision, file_conflicts)
 
     say(f"Assembling {name} for {plat.name} on {reference} ({len(every)} packages)")
     # With conda's own python, /opt/env is a conda prefix and its interpreter is conda's;
@@ -236,9 +309,9 @@ def build_lock(
     groups = _groups(wheels)
     # largest first, so the long ones start at once and the small ones fill the other cores
     if plat.bytecode:
-        package_layers, code_layers = _with_bytecode(store, base, groups, workers, say)
+        package_layers, code_layers = _with_bytecode(store, base, groups, workers, say, decision.omit)
     else:
-        package_layers, code_layers = _build_layers(store, groups, interpreter, workers), []
+        package_layers, code_layers = _build_layers(store, groups, interpreter, workers, decision.omit), []
     lock_layer = venv.store_entries(store, lock_layer_entries(lock), "envlock: lock")
     ours = (*first, *package_layers, *code_layers, lock_layer)
 
@@ -283,6 +356,7 @@ def build_lock(
         time.perf_counter() - start,
         reference,
         base.digest,
+        warnings,
     )
 
 
@@ -331,6 +405,7 @@ def _build_layers(
     groups: list[tuple[str, list[tuple[Package, Path]]]],
     interpreter: venv.Interpreter,
     workers: int,
+    omit: venv.Omit | None = None,
 ) -> list[Layer]:
     """Build the package layers, largest first, in worker processes.
 
@@ -342,18 +417,19 @@ def _build_layers(
     from multiprocessing import get_context
 
     by_size = sorted(range(len(groups)), key=lambda i: -sum(p.stat().st_size for _, p in groups[i][1]))
-    todo = [i for i in by_size if venv.cached(store, groups[i][1], interpreter) is None]
+    todo = [i for i in by_size if venv.cached(store, groups[i][1], interpreter, omit) is None]
     if len(todo) < 2 or workers < 2:
-        return [venv.build_layer(store, wheels, interpreter, label) for label, wheels in groups]
+        return [venv.build_layer(store, wheels, interpreter, label, omit) for label, wheels in groups]
     with ProcessPoolExecutor(
         max_workers=min(workers, len(todo)), mp_context=get_context("spawn"), initializer=_worker_init
     ) as pool:
         futures = {
-            i: pool.submit(venv.build_layer, store, groups[i][1], interpreter, groups[i][0]) for i in todo
+            i: pool.submit(venv.build_layer, store, groups[i][1], interpreter, groups[i][0], omit)
+            for i in todo
         }
         for future in futures.values():
             future.result()  # raise the first failure
-    return [venv.build_layer(store, wheels, interpreter, label) for label, wheels in groups]
+    return [venv.build_layer(store, wheels, interpreter, label, omit) for label, wheels in groups]
 
 
 def _with_bytecode(
@@ -362,6 +438,7 @@ def _with_bytecode(
     groups: list[tuple[str, list[tuple[Package, Path]]]],
     workers: int,
     say: Say,
+    omit: venv.Omit | None = None,
 ) -> tuple[list[Layer], list[Layer]]:
     """Package layers and their byte code at once: the compiler is prepared (sources read,
     the base's Python copied out) and runs while the package layers are written, so no core
@@ -370,9 +447,9 @@ def _with_bytecode(
 
     stop = threading.Event()
     with ThreadPoolExecutor(1, thread_name_prefix="envlock-bytecode") as pool:
-        code = pool.submit(_bytecode_layers, store, base, groups, workers, say, stop)
+        code = pool.submit(_bytecode_layers, store, base, groups, workers, say, stop, omit)
         try:
-            package_layers = _build_layers(store, groups, base.interpreter, workers)
+            package_layers = _build_layers(store, groups, base.interpreter, workers, omit)
         except BaseException:
             stop.set()  # compilers stop at their next file; this error is the one to report
             raise
@@ -386,6 +463,7 @@ def _bytecode_layers(
     workers: int,
     say: Say,
     stop: threading.Event | None = None,
+    omit: venv.Omit | None = None,
 ) -> list[Layer]:
     """A byte-code layer per package layer, compiled by the base's interpreter; cached by
     the package layer's inputs and the base."""
@@ -394,13 +472,13 @@ def _bytecode_layers(
     interp = base.interpreter
     labels = [label.replace("envlock: pip ", "envlock: byte code ", 1) for label, _ in groups]
     keys = [
-        bytecode.layer_key(venv.layer_key([p for p, _ in wheels], interp), base.digest, interp)
+        bytecode.layer_key(venv.layer_key([p for p, _ in wheels], interp, omit), base.digest, interp)
         for _, wheels in groups
     ]
     layers = [venv.cached_by_key(store, key, label) for key, label in zip(keys, labels, strict=True)]
     todo = [i for i, found in enumerate(layers) if found is None]
     if todo:
-        files = [bytecode.sources(venv.wheel_entries(groups[i][1], interp), interp) for i in todo]
+        files = [bytecode.sources(venv.wheel_entries(groups[i][1], interp, omit), interp) for i in todo]
         count = sum(len(f) for f in files)
         files_word = "file" if count == 1 else "files"
         say(f"Compiling {count} Python {files_word} to byte code with the base's {interp.path}")
@@ -479,4 +557,5 @@ def build_spec(
         platform=platform,
         say=say,
         fetch_progress=fetch_progress,
+        file_conflicts=spec.image.file_conflicts,
     )

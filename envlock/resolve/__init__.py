@@ -42,12 +42,21 @@ class Request:
 
 
 @dataclass(frozen=True)
+class Resolved:
+    """An engine's answer: one artifact per package, and what the engine warned about
+    (a yanked pin, ...), one line each, without the ``warning:`` prefix."""
+
+    packages: list[Package]
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Engine:
     name: str
     version: Callable[[], str]
-    resolve: Callable[[Request], list[Package]]
+    resolve: Callable[[Request], Resolved]
     # start resolving in the background; the returned function waits for the result
-    start: Callable[[Request], Callable[[], list[Package]]]
+    start: Callable[[Request], Callable[[], Resolved]]
 
 
 def get(name: str) -> Engine:
@@ -80,6 +89,13 @@ _LEAKY = (
     "UV_INDEX_STRATEGY",
 )
 _KEEP = ("PIP_CERT", "PIP_DEFAULT_TIMEOUT", "PIP_CLIENT_CERT", "PIP_TRUSTED_HOST")
+
+
+def warning_lines(text: str, prefix: str) -> tuple[str, ...]:
+    """The lines of a tool's output that start with ``prefix`` (e.g. ``"warning: "``), without
+    it, in order, each once."""
+    found = (ln.strip()[len(prefix) :].strip() for ln in text.splitlines() if ln.strip().startswith(prefix))
+    return tuple(dict.fromkeys(w for w in found if w))
 
 
 def isolated_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

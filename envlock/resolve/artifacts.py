@@ -10,7 +10,7 @@ from urllib.parse import unquote
 
 from envlock.errors import ResolutionError
 from envlock.lock import Package
-from envlock.platforms import wheel_rank
+from envlock.platforms import wheel_problem, wheel_rank
 from envlock.urls import written
 
 
@@ -18,6 +18,14 @@ def _location(art: Mapping[str, Any], base: Path, sources: Sequence[str]) -> str
     if "url" in art:
         return written(str(art["url"]), sources, os.environ)
     return (base / str(art["path"])).resolve().as_uri()
+
+
+def _why_none(pkg: Mapping[str, Any], rejected: list[str]) -> str:
+    """The files the resolver offered and why each was rejected, or what the package was instead."""
+    if rejected:
+        return "; ".join(sorted(rejected))
+    kind = next((k for k in ("vcs", "directory", "archive") if k in pkg), None)
+    return f"it is a {kind} source, not a file from an index" if kind else "the resolver listed no files"
 
 
 def from_pylock(
@@ -36,11 +44,14 @@ def from_pylock(
         name = canonicalize_name(pkg["name"])
         version = str(pkg.get("version", ""))
         ranked = []
+        rejected = []
         for wheel in pkg.get("wheels", []):
             filename = wheel.get("name") or unquote(_location(wheel, base, sources).rsplit("/", 1)[-1])
             rank = wheel_rank(filename, platform, python)
             if rank is not None:
                 ranked.append((rank, filename, wheel))
+            else:
+                rejected.append(f"{filename}: {wheel_problem(filename, platform, python)}")
         others: tuple[str, ...] = ()
         if ranked:
             art = min(ranked, key=lambda r: (r[0], r[1]))[2]
@@ -49,8 +60,13 @@ def from_pylock(
         elif "sdist" in pkg:
             art = pkg["sdist"]
         else:
-            chosen.append(_direct(pkg, name, version, platform, python, base, sources))
-            continue
+            if any(k in pkg for k in ("vcs", "directory", "archive")):
+                chosen.append(_direct(pkg, name, version, platform, python, base, sources))
+                continue
+            raise ResolutionError(
+                f"{name} {version} has no file for {platform} / Python {python}: {_why_none(pkg, rejected)}",
+                "pick a version with a wheel for this target (or an sdist), or name a file by URL",
+            )
         sha256 = art.get("hashes", {}).get("sha256")
         if not sha256:
             raise ResolutionError(

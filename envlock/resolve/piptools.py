@@ -20,7 +20,7 @@ from pathlib import Path
 from envlock.errors import ResolutionError, ServiceUnavailable, ToolMissing, UsageError
 from envlock.lock import Package
 from envlock.platforms import host_subdir
-from envlock.resolve import Request, isolated_env
+from envlock.resolve import Request, Resolved, isolated_env, warning_lines
 from envlock.resolve.uv import credentials_hint
 from envlock.urls import expand, redact_text, secret_in_path, written
 
@@ -74,18 +74,18 @@ def check(req: Request) -> None:
         )
 
 
-def start(req: Request) -> Callable[[], list[Package]]:
+def start(req: Request) -> Callable[[], Resolved]:
     """pip-compile runs when the result is asked for (it is not worth a background start)."""
     check(req)
 
-    def result() -> list[Package]:
+    def result() -> Resolved:
         return resolve(req)
 
     result.cancel = lambda: None  # type: ignore[attr-defined]
     return result
 
 
-def resolve(req: Request) -> list[Package]:
+def resolve(req: Request) -> Resolved:
     check(req)
     index = _index_args(req)
     date = [f"--uploaded-prior-to={req.exclude_newer}"] if req.exclude_newer else []
@@ -118,7 +118,7 @@ def resolve(req: Request) -> list[Package]:
             *(["--pip-args", shlex.join(date)] if date else []),
             str(infile),
         ]
-        _run(compile_cmd, env, req)
+        said = _run(compile_cmd, env, req)
         report = Path(tmp, "report.json")
         report_cmd = [
             sys.executable,
@@ -137,9 +137,10 @@ def resolve(req: Request) -> list[Package]:
             "-r",
             str(pinned),
         ]
-        _run(report_cmd, env, req)
+        said += _run(report_cmd, env, req)
         data = json.loads(report.read_text("utf-8"))
-    return [_package(item, req.sources) for item in data.get("install", [])]
+    packages = [_package(item, req.sources) for item in data.get("install", [])]
+    return Resolved(packages, warning_lines(said, "WARNING:"))
 
 
 def _package(item: dict[str, object], sources: tuple[str, ...]) -> Package:
@@ -160,10 +161,11 @@ def _package(item: dict[str, object], sources: tuple[str, ...]) -> Package:
     )
 
 
-def _run(cmd: list[str], env: dict[str, str], req: Request) -> None:
+def _run(cmd: list[str], env: dict[str, str], req: Request) -> str:
+    """Run a pip(-tools) command; its (redacted) stderr on success, for its warnings."""
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode == 0:
-        return
+        return redact_text(proc.stderr, req.sources, os.environ)
     text = redact_text(proc.stderr + proc.stdout, req.sources, os.environ)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("WARNING")]
     # pip prints these when a file download is refused; an index page it refuses is only

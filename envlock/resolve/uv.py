@@ -13,9 +13,8 @@ from functools import cache
 from pathlib import Path
 
 from envlock.errors import ResolutionError, ServiceUnavailable, ToolMissing
-from envlock.lock import Package
 from envlock.platforms import PLATFORMS
-from envlock.resolve import Request, isolated_env
+from envlock.resolve import Request, Resolved, isolated_env, warning_lines
 from envlock.resolve.artifacts import from_pylock
 from envlock.urls import expand, redact_text, secret_in_path
 
@@ -65,7 +64,8 @@ def command(req: Request, infile: Path, outfile: Path) -> list[str]:
         "--python-platform",
         PLATFORMS[req.platform].uv_target,
         "--no-header",
-        "--quiet",
+        "--color",
+        "never",
         "--no-config",
     ]
     if req.exclude_newer:
@@ -81,7 +81,7 @@ def command(req: Request, infile: Path, outfile: Path) -> list[str]:
     return args
 
 
-def start(req: Request) -> Callable[[], list[Package]]:
+def start(req: Request) -> Callable[[], Resolved]:
     """Start uv now; the returned function waits for it and reads the result.
 
     Callers do other work (validation, imports) while uv resolves; a caller that gives
@@ -117,13 +117,15 @@ def start(req: Request) -> Callable[[], list[Package]]:
         proc.communicate()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    def result() -> list[Package]:
+    def result() -> Resolved:
         try:
             _, stderr = proc.communicate()
             if proc.returncode != 0:
                 raise _failure(stderr, req)
             data = tomllib.loads(outfile.read_text("utf-8"))
-            return from_pylock(data, req.platform, req.python, Path(tmp), req.sources)
+            packages = from_pylock(data, req.platform, req.python, Path(tmp), req.sources)
+            # not --quiet: uv reports yanked pins and the like on stderr, as "warning: ..."
+            return Resolved(packages, warning_lines(redact_text(stderr, req.sources, os.environ), "warning:"))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -131,7 +133,7 @@ def start(req: Request) -> Callable[[], list[Package]]:
     return result
 
 
-def resolve(req: Request) -> list[Package]:
+def resolve(req: Request) -> Resolved:
     return start(req)()
 
 
@@ -167,9 +169,9 @@ def _failure(stderr: str, req: Request) -> Exception:
                 f"cannot download {direct.group(1)}",
                 "check the URL in the spec and your network",
             )
-        where = re.search(r"`(https?://[^`]+)`", text) or re.search(r"Failed to fetch: (\S+)", text)
+        where = re.search(r"(https?://[^\s`'\"()]+)", text)
         return ServiceUnavailable(
-            f"cannot reach the package index{' ' + where.group(1) if where else ''}",
+            f"cannot reach the package index{' at ' + where.group(1) if where else ''}",
             "check the index URL and your network; envlock resolves against live indexes",
         )
     if "No solution found" in text or "not found in the" in text or "was not found" in text:
