@@ -294,6 +294,7 @@ class Outcome:
     error: str = ""
     cls: str = ""
     warnings: list[str] = field(default_factory=list)
+    detail: str = ""  # the failing stage's last output, for classifying again (--report)
 
 
 # (pattern, class) tried in order against the failing stage's output; first match wins.
@@ -303,7 +304,13 @@ RULES: tuple[tuple[str, str], ...] = (
         "environment",
     ),
     (r"channel|conda", "environment"),
+    # PEP 517 dynamic build requirements (setup_requires) are not locked: see bench/README.md
     (r"cannot be built from source", "envlock"),
+    # --cpu only: PyPI's torchvision is built against PyPI's (CUDA) torch; the matching CPU
+    # torchvision is on download.pytorch.org, which this machine cannot reach
+    (r"operator torchvision::\w+ does not exist", "environment"),
+    # an old release chosen for a loose pin whose metadata does not cap pyarrow
+    (r"module 'pyarrow' has no attribute", "project"),
     (r"No solution found|unsatisfiable|no version of|requirements are unsatisfiable", "project"),
     (r"Python>=|Python<|requires-python|only .* available for Python", "project"),
     (r"libcuda|NVIDIA driver|CUDA driver|no CUDA GPUs", "project"),
@@ -417,10 +424,30 @@ def cpu_torch(spec: Path, wheels: Path) -> str:
     pin = ""
     if versions and wanted and all(r.specifier.contains(versions[-1], prereleases=True) for r in wanted):
         pin = f"torch=={versions[-1]}"
-        at = text.index("packages = [", text.index("\n[pip]\n"))
-        text = text[:at] + f"packages = [{json.dumps(pin)}, " + text[at + len("packages = [") :]
+        # appended last: uv takes requirements in order, and a pin first changes its choices
+        end = _list_end(text, text.index("packages = [", text.index("\n[pip]\n")))
+        text = text[:end].rstrip().rstrip(",") + f", {json.dumps(pin)}" + text[end:]
     spec.write_text(text)
     return pin
+
+
+def _list_end(text: str, at: int) -> int:
+    """Index of the ``]`` closing the TOML array that opens at the first ``[`` from ``at``
+    (brackets inside basic strings, as in ``"coverage[toml]"``, do not count)."""
+    i = text.index("[", at) + 1
+    in_string = False
+    while True:
+        c = text[i]
+        if in_string:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c == "]":
+            return i
+        i += 1
 
 
 def free_gb(path: Path) -> float:
@@ -436,6 +463,7 @@ def bench_one(p: Project, args: argparse.Namespace, work: Path, env: dict[str, s
 
     def fail(stage: str, text: str) -> Outcome:
         out.stage, out.error, out.cls = stage, error_line(text), classify(text)
+        out.detail = text[-3000:]
         return out
 
     cmd = envlock("init", p.name, "--from", str(src), "--exclude-newer", args.exclude_newer)
@@ -551,7 +579,26 @@ def main() -> None:
     parser.add_argument("--lock-timeout", type=float, default=900)
     parser.add_argument("--build-timeout", type=float, default=3600)
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="JSON",
+        help="classify a results file again and print its table; runs nothing",
+    )
     args = parser.parse_args()
+    if args.report:
+        data = json.loads(args.report.read_text())
+        outcomes = [Outcome(**o) for o in data["projects"]]
+        for o in outcomes:
+            if o.stage:
+                o.cls = classify(o.detail or o.error)
+        data["projects"], data["shares"] = [asdict(o) for o in outcomes], shares(outcomes)
+        args.report.write_text(json.dumps(data, indent=2) + "\n")
+        print(table(outcomes))
+        print()
+        for k, v in shares(outcomes).items():
+            print(f"- {k}: {v}")
+        return
 
     known = {p.name: p for p in PROJECTS}
     unknown = [n for n in args.only if n not in known]
