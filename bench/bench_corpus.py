@@ -1,6 +1,6 @@
 """Benchmark: real ML projects' dependency files -> spec -> lock -> image -> import (issue 11).
 
-    python bench/bench_corpus.py [--only NAME ...] [--no-build] [--cpu] [--keep]
+    python bench/bench_corpus.py [--only NAME ...] [--no-build] [--cpu] [--system] [--keep]
                                  [--exclude-newer DATE] [--min-free-gb N]
 
 Each project under bench/corpus/<project>/ holds one public project's dependency file
@@ -59,6 +59,9 @@ class Project:
     file: str
     imports: tuple[str, ...]
     extras: tuple[str, ...] = ()
+    # Debian packages its imports need that no Python dependency file can declare (found by
+    # this benchmark); added to [image] system only with --system
+    system: tuple[str, ...] = ()
 
 
 PROJECTS: tuple[Project, ...] = (
@@ -164,6 +167,7 @@ PROJECTS: tuple[Project, ...] = (
             "pandas",
             "seaborn",
         ),
+        system=("libgl1", "libglib2.0-0", "libxcb1"),
     ),
     Project(
         "lightning-hydra-template",
@@ -257,6 +261,7 @@ PROJECTS: tuple[Project, ...] = (
             "mlflow",
             "yellowbrick",
         ),
+        system=("libgomp1",),
     ),
     Project(
         "stable-diffusion",
@@ -431,6 +436,18 @@ def cpu_torch(spec: Path, wheels: Path) -> str:
     return pin
 
 
+def add_system(spec: Path, packages: tuple[str, ...]) -> None:
+    """Add ``packages`` as the spec's ``[image] system`` (a text edit of envlock's own output)."""
+    text = spec.read_text()
+    line = f"system = {json.dumps(list(packages))}\n"
+    text = (
+        text.replace("\n[image]\n", "\n[image]\n" + line, 1)
+        if "\n[image]\n" in text
+        else text + "\n[image]\n" + line
+    )
+    spec.write_text(text)
+
+
 def _list_end(text: str, at: int) -> int:
     """Index of the ``]`` closing the TOML array that opens at the first ``[`` from ``at``
     (brackets inside basic strings, as in ``"coverage[toml]"``, do not count)."""
@@ -481,6 +498,9 @@ def bench_one(p: Project, args: argparse.Namespace, work: Path, env: dict[str, s
         if pin:
             out.warnings.append(f"--cpu: added {pin} from {args.cpu_wheels}")
 
+    if args.system and p.system:
+        add_system(spec, p.system)
+        out.warnings.append(f"--system: [image] system = {list(p.system)}")
     rc, so, se, took = run(envlock("lock", str(spec)), cwd, env, args.lock_timeout)
     out.seconds["lock"] = round(took, 2)
     out.lock = rc == 0
@@ -573,6 +593,7 @@ def main() -> None:
     parser.add_argument("--no-build", action="store_true", help="init and lock only")
     parser.add_argument("--cpu", action="store_true", help="add --cpu-wheels as find-links (CPU torch)")
     parser.add_argument("--cpu-wheels", type=Path, default=Path("/opt/wheels"))
+    parser.add_argument("--system", action="store_true", help="add each project's known Debian packages")
     parser.add_argument("--keep", action="store_true", help="keep images, the store and the work directory")
     parser.add_argument("--exclude-newer", default="2026-11-01")
     parser.add_argument("--min-free-gb", type=float, default=20.0)
