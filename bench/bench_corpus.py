@@ -316,6 +316,8 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"operator torchvision::\w+ does not exist", "environment"),
     # an old release chosen for a loose pin whose metadata does not cap pyarrow
     (r"module 'pyarrow' has no attribute", "project"),
+    # tensorflow-probability imports tf_keras but declares it only in its [tf] extra
+    (r"No module named 'tf_keras'", "project"),
     (r"No solution found|unsatisfiable|no version of|requirements are unsatisfiable", "project"),
     (r"Python>=|Python<|requires-python|only .* available for Python", "project"),
     (r"libcuda|NVIDIA driver|CUDA driver|no CUDA GPUs", "project"),
