@@ -309,7 +309,6 @@ RULES: tuple[tuple[str, str], ...] = (
         "environment",
     ),
     (r"channel|conda", "environment"),
-    # PEP 517 dynamic build requirements (setup_requires) are not locked: see bench/README.md
     (r"cannot be built from source", "envlock"),
     # --cpu only: PyPI's torchvision is built against PyPI's (CUDA) torch; the matching CPU
     # torchvision is on download.pytorch.org, which this machine cannot reach
@@ -318,6 +317,9 @@ RULES: tuple[tuple[str, str], ...] = (
     (r"module 'pyarrow' has no attribute", "project"),
     # tensorflow-probability imports tf_keras but declares it only in its [tf] extra
     (r"No module named 'tf_keras'", "project"),
+    # tensorflow-hub imports pkg_resources without declaring setuptools; tensorflow-addons
+    # (end of life) imports Keras 2 internals that Keras 3 removed
+    (r"No module named 'pkg_resources'|No module named 'keras\.src\.engine'", "project"),
     (r"No solution found|unsatisfiable|no version of|requirements are unsatisfiable", "project"),
     (r"Python>=|Python<|requires-python|only .* available for Python", "project"),
     (r"libcuda|NVIDIA driver|CUDA driver|no CUDA GPUs", "project"),
