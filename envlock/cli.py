@@ -232,7 +232,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.push:
         from envlock.image import registry
 
-        pushed = registry.push(store, image, args.push, say)
+        pushed = registry.push(store, image, args.push, say, compression=args.compression)
         print(pushed)
     return 0
 
@@ -566,6 +566,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--docker-archive", metavar="FILE", help="also write a `docker load` archive")
     p.add_argument("--load", action="store_true", help="load the image into the Docker engine")
     p.add_argument("--push", metavar="REG/REPO", help="push by digest; prints REG/REPO@sha256:... last")
+    p.add_argument(
+        "--compression",
+        choices=["gzip", "zstd"],
+        default="gzip",
+        help="with --push: layer compression (zstd needs containerd >= 1.5, Docker >= 23 with the "
+        "containerd image store, or podman)",
+    )
     p.add_argument("--platform", help="platform of the lock to build (default: linux-64)")
     p.add_argument(
         "--engine",

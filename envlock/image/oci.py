@@ -13,7 +13,9 @@ import os
 import shutil
 import tarfile
 from pathlib import Path
+from typing import IO
 
+from envlock.errors import EnvlockError
 from envlock.image import layer as layermod
 from envlock.image.model import INDEX, Image
 from envlock.lock import write_files
@@ -71,10 +73,25 @@ def image_manifest_digest(image: Image) -> str:
 
 def write_docker_archive(store: Store, image: Image, path: Path, tags: list[str]) -> None:
     """A ``docker load`` archive (manifest.json format), written atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with tmp.open("wb") as fh:
+            docker_archive_into(store, image, fh, tags)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def docker_archive_into(store: Store, image: Image, fh: IO[bytes], tags: list[str]) -> None:
+    """Write the ``docker load`` archive of ``image`` to a writable stream (no seeking).
+
+    Deterministic: the same image and tags give the same bytes.  Raises
+    ``EnvlockError`` when a blob is missing from the store.
+    """
     config_name = f"blobs/sha256/{image.image_id.split(':')[1]}"
     layer_names = [f"blobs/sha256/{la.digest.split(':')[1]}" for la in image.layers]
     manifest = [{"Config": config_name, "RepoTags": sorted(tags), "Layers": layer_names}]
-    tmp = path.with_name(f".{path.name}.tmp")
     seen: set[str] = set()
 
     def add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -82,23 +99,21 @@ def write_docker_archive(store: Store, image: Image, path: Path, tags: list[str]
         info.size, info.mtime, info.mode = len(data), layermod.MTIME, 0o644
         tar.addfile(info, io.BytesIO(data))
 
-    try:
-        with (
-            tmp.open("wb") as fh,
-            tarfile.open(fileobj=fh, mode="w|", format=layermod.FORMAT) as tar,
-        ):
-            setattr(tar, "copybufsize", 1 << 20)  # noqa: B010 (not in the stubs)
-            add_bytes(tar, config_name, image.config_bytes)
-            for la, name in zip(image.layers, layer_names, strict=True):
-                if name in seen:
-                    continue
-                seen.add(name)
-                info = tarfile.TarInfo(name)
-                info.size, info.mtime, info.mode = la.size, layermod.MTIME, 0o644
-                with store.blob_path(la.digest).open("rb") as src:
-                    tar.addfile(info, src)
-            add_bytes(tar, "manifest.json", canonical_json(manifest))
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with tarfile.open(fileobj=fh, mode="w|", format=layermod.FORMAT) as tar:
+        setattr(tar, "copybufsize", 1 << 20)  # noqa: B010 (not in the stubs)
+        add_bytes(tar, config_name, image.config_bytes)
+        for la, name in zip(image.layers, layer_names, strict=True):
+            if name in seen:
+                continue
+            seen.add(name)
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = la.size, layermod.MTIME, 0o644
+            try:
+                src = store.blob_path(la.digest).open("rb")
+            except FileNotFoundError:
+                raise EnvlockError(
+                    f"layer {la.digest} is not in the store {store.root}", "build the image again"
+                ) from None
+            with src:
+                tar.addfile(info, src)
+        add_bytes(tar, "manifest.json", canonical_json(manifest))

@@ -8,7 +8,6 @@ blob and manifest is verified against its digest before it enters the store.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import re
@@ -25,16 +24,13 @@ from envlock.image.model import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
     INDEX,
-    LAYER_GZIP,
     MANIFEST,
     Image,
-    Layer,
     digest_of,
 )
-from envlock.store import CHUNK, Store, canonical_json
+from envlock.store import Store
 
 ACCEPT = ", ".join([MANIFEST, INDEX, DOCKER_MANIFEST, DOCKER_LIST])
-GZIP_LEVEL = 6
 Say = Callable[[str], None]
 
 
@@ -267,69 +263,18 @@ def pull(store: Store, reference: str, say: Say | None = None) -> str:
     if say:
         total = sum(la["size"] for la in manifest["layers"])
         say(f"Pulling {ref} ({len(manifest['layers'])} layers, {total / 1e6:.1f} MB)")
-    client.blob_into(store, manifest["config"]["digest"])
-    for la in manifest["layers"]:
-        client.blob_into(store, la["digest"])
+    from envlock.image.pull import fetch_blobs
+
+    fetch_blobs(client, store, [manifest["config"]["digest"], *(la["digest"] for la in manifest["layers"])])
     store.put_blob(data)
     return digest
 
 
-def compressed(store: Store, layer: Layer) -> Layer:
-    """The gzip form of a stored layer, made once with fixed settings and cached."""
-    if layer.media_type != "application/vnd.oci.image.layer.v1.tar":
-        return layer
-    index = store.root / "gzip" / layer.digest.split(":")[1]
-    if index.is_file():
-        cached_digest, cached_size = index.read_text().split()
-        if store.has_blob(cached_digest):
-            return Layer(cached_digest, layer.diff_id, int(cached_size), LAYER_GZIP, layer.created_by)
-    writer = store.writer()
-    try:
-        with (
-            store.blob_path(layer.digest).open("rb") as src,
-            gzip.GzipFile(
-                filename="",
-                mode="wb",
-                fileobj=writer.stream(),
-                compresslevel=GZIP_LEVEL,
-                mtime=0,
-            ) as gz,
-        ):
-            while chunk := src.read(CHUNK):
-                gz.write(chunk)
-        digest, size = store.publish(writer)
-    except BaseException:
-        writer.abort()
-        raise
-    index.parent.mkdir(parents=True, exist_ok=True)
-    store._write_small(index, f"{digest} {size}\n".encode())
-    return Layer(digest, layer.diff_id, size, LAYER_GZIP, layer.created_by)
+def push(store: Store, image: Image, target: str, say: Say | None = None, compression: str = "gzip") -> str:
+    """Push by digest; returns ``REGISTRY/REPO@sha256:...`` of the pushed manifest.
 
+    Streaming, parallel and cached: see ``envlock.image.push``.
+    """
+    from envlock.image.push import push_image
 
-def push(store: Store, image: Image, target: str, say: Say | None = None) -> str:
-    """Push by digest; returns ``REGISTRY/REPO@sha256:...`` of the pushed manifest."""
-    ref = parse(target)
-    if ref.digest:
-        raise UsageError(
-            "push to a repository, not a digest",
-            f"envlock build --push {ref.registry}/{ref.repository}",
-        )
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        layers = tuple(pool.map(lambda la: compressed(store, la), image.layers))
-    client = Client(ref)
-    config_digest = image.image_id
-    store.put_blob(image.config_bytes)
-    for la in (*layers,):
-        if say:
-            say(f"Pushing layer {la.digest[:19]} ({la.size / 1e6:.1f} MB)")
-        client.upload(la.digest, store.blob_path(la.digest))
-    client.upload(config_digest, store.blob_path(config_digest))
-    manifest = canonical_json(image.manifest(layers))
-    digest = digest_of(manifest)
-    store.put_blob(manifest)
-    client.put_manifest(manifest, MANIFEST, digest)
-    if ref.tag:
-        client.put_manifest(manifest, MANIFEST, ref.tag)
-    return f"{ref.registry}/{ref.repository}@{digest}"
+    return push_image(store, image, target, say, compression=compression).reference
