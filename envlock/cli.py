@@ -279,6 +279,8 @@ def cmd_store(args: argparse.Namespace) -> int:
         print(table(["name", "platform", "env id", "image id"], rows))
         _say(f"{len(rows)} image(s), {store.usage() / 1e6:.0f} MB in {store.root}")
         return 0
+    if args.action == "du":
+        return _store_du(store, args.json)
     if args.action == "fsck":
         problems = store.fsck()
         for line in problems:
@@ -291,9 +293,33 @@ def cmd_store(args: argparse.Namespace) -> int:
     from envlock.record import env_ids
 
     keep |= env_ids(Path.cwd())
+    if args.keep_artifacts:  # every downloaded wheel stays: a rebuild needs no network
+        artifacts |= {p.name for p in store.artifacts.iterdir()}
     removed, freed = store.gc(keep, artifacts, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     _say(f"{verb} {removed} file(s), {freed / 1e6:.1f} MB; kept {len(keep)} env(s) referenced by locks")
+    return 0
+
+
+def _store_du(store: Any, as_json: bool) -> int:
+    import json
+
+    from envlock.output import table
+    from envlock.storeusage import usage
+
+    found = usage(store)
+    if as_json:
+        print(json.dumps(found.to_json(), indent=2, sort_keys=True))
+        return 0
+    rows = [[kind, f"{size / 1e6:.1f}"] for kind, size in found.categories.items()]
+    print(table(["what", "MB"], [*rows, ["total", f"{found.total / 1e6:.1f}"]]))
+    images = [
+        [im.name, im.platform, im.image_id[:19], f"{im.bytes / 1e6:.1f}", f"{im.own / 1e6:.1f}"]
+        for im in found.images
+    ]
+    if images:
+        print()
+        print(table(["image", "platform", "image id", "MB", "own MB"], images))
     return 0
 
 
@@ -636,9 +662,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser("store", help="inspect and maintain the local store")
-    p.add_argument("action", choices=["ls", "fsck", "gc"])
+    p.add_argument("action", choices=["ls", "du", "fsck", "gc"])
     p.add_argument("specs", nargs="*", help="gc: specs whose locks' images are kept (default: specs/*.toml)")
     p.add_argument("--dry-run", action="store_true", help="gc: only say what would be removed")
+    p.add_argument("--keep-artifacts", action="store_true", help="gc: keep every downloaded wheel/package")
+    p.add_argument("--json", action="store_true", help="du: machine-readable output")
     p.add_argument("--store", help="store directory")
     p.set_defaults(func=cmd_store)
     refs = "a spec, a lock, LOCK@REV, a model NAME or NAME@REV, or an env ID (sha256:...)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import http.server
+import json
 import re
 import subprocess
 import threading
@@ -266,3 +267,47 @@ def shutil_rm(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
+
+
+def test_store_du_says_where_the_bytes_are_and_push_keeps_no_compressed_copies(
+    built: tuple[Path, Path, str], tmp_path: Path, reg: Registry
+) -> None:
+    spec, store, image_id = built
+    proc = run_envlock(
+        "build", str(spec), "--store", str(store), "--push", f"{reg.address}/du/app", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    pushed = proc.stdout.split()[-1]
+    du = run_envlock("store", "du", "--json", "--store", str(store), cwd=tmp_path)
+    assert du.returncode == 0, du.stderr
+    data = json.loads(du.stdout)
+    cats = data["categories"]
+    assert data["schema"] == "envlock.store-du/v1"
+    assert cats["layers"] > 24 << 20 and cats["artifacts"] > 24 << 20  # the heavy wheel and its layer
+    assert cats["compressed"] == 0  # pushes left no gzip copies
+    assert cats["unreferenced"] < 4096  # the oci: base's own manifest and config
+    assert cats["cache"] > 0  # only the diff_id -> compressed digest cache
+    assert data["total"] == sum(cats.values())
+    (image,) = data["images"]
+    assert image["image_id"] == image_id and 0 < image["own"] <= image["bytes"]
+    # a pulled image is kept as it came: compressed layers
+    fresh = tmp_path / "fresh"
+    assert run_envlock("pull", pushed, "--store", str(fresh), cwd=tmp_path).returncode == 0
+    pulled = json.loads(run_envlock("store", "du", "--json", "--store", str(fresh), cwd=tmp_path).stdout)
+    assert pulled["categories"]["compressed"] > 0 and pulled["categories"]["layers"] == 0
+    table = run_envlock("store", "du", "--store", str(store), cwd=tmp_path)
+    assert table.returncode == 0 and "compressed" in table.stdout and image_id[:19] in table.stdout
+
+
+def test_gc_keep_artifacts_keeps_the_wheels(built: tuple[Path, Path, str], tmp_path: Path) -> None:
+    _, store, _ = built
+    copy = tmp_path / "store"
+    subprocess.run(["cp", "-a", str(store), str(copy)], check=True)
+    wheels = sorted(p.name for p in (copy / "artifacts" / "sha256").iterdir())
+    assert wheels
+    proc = run_envlock("store", "gc", "--keep-artifacts", "--store", str(copy), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (copy / "artifacts" / "sha256").iterdir()) == wheels
+    proc = run_envlock("store", "gc", "--store", str(copy), cwd=tmp_path)  # no spec here: nothing kept
+    assert proc.returncode == 0, proc.stderr
+    assert list((copy / "artifacts" / "sha256").iterdir()) == []
