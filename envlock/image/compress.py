@@ -151,6 +151,10 @@ class Compressed:
     def digest(self) -> str:
         return "sha256:" + self._hash.hexdigest()
 
+    def close(self) -> None:
+        """Stop compressing (a no-op once everything was read)."""
+        self._chunks.close()
+
 
 @dataclass(frozen=True)
 class CacheEntry:

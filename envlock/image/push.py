@@ -37,7 +37,7 @@ class Pushed:
     """What a push did: the manifest's reference and how each layer got there."""
 
     reference: str  # REGISTRY/REPO@sha256:...
-    compressed: int  # layers compressed and uploaded
+    uploaded: int  # layers uploaded (compressed on the way when stored uncompressed)
     skipped: int  # layers the registry had
     mounted: int  # layers mounted from another repository
 
@@ -95,12 +95,12 @@ def _stream_upload(client: Client, location: str | None, body: compress.Compress
 def push_layer(
     store: Store, client: Client, layer: Layer, chosen: compress.Codec, threads: int
 ) -> tuple[Layer, str]:
-    """Get one layer into the registry; returns its manifest entry and ``compressed|skipped|mounted``."""
+    """Get one layer into the registry; returns its manifest entry and ``uploaded|skipped|mounted``."""
     if layer.media_type != LAYER_TAR:  # a base layer kept compressed, as pulled
         if client.has_blob(layer.digest):
             return layer, "skipped"
         client.upload(layer.digest, store.blob_path(layer.digest))
-        return layer, "compressed"
+        return layer, "uploaded"
     here = f"{client.ref.registry}/{client.ref.repository}"
     entry = compress.cached(store, layer.diff_id, chosen)
     location: str | None = None
@@ -119,7 +119,10 @@ def push_layer(
                 return done, "mounted"
             break  # the registry opened a plain upload instead; use it
     body = compress.Compressed(store.blob_path(layer.diff_id), chosen, threads)
-    _stream_upload(client, location, body)
+    try:
+        _stream_upload(client, location, body)
+    finally:
+        body.close()  # stops the compressor if the upload failed half way
     if entry is not None and entry.digest != body.digest:
         raise CheckFailed(
             f"compressing layer {layer.diff_id} with {chosen.ident} gave {body.digest}, "
@@ -130,7 +133,7 @@ def push_layer(
     compress.remember(
         store, compress.CacheEntry(layer.diff_id, chosen.ident, body.digest, body.size, repos), chosen
     )
-    return Layer(body.digest, layer.diff_id, body.size, chosen.media_type, layer.created_by), "compressed"
+    return Layer(body.digest, layer.diff_id, body.size, chosen.media_type, layer.created_by), "uploaded"
 
 
 def push_image(
@@ -159,7 +162,7 @@ def push_image(
     threads = threads or compress.cores()
     client = Client(ref)
     client.has_blob(image.image_id)  # one request first: authenticates before the parallel part
-    counts = {"compressed": 0, "skipped": 0, "mounted": 0}
+    counts = {"uploaded": 0, "skipped": 0, "mounted": 0}
 
     def one(layer: Layer) -> Layer:
         if say:
@@ -181,7 +184,7 @@ def push_image(
         client.put_manifest(manifest, MANIFEST, ref.tag)
     if say:
         say(
-            f"Pushed {len(unique)} layer(s) with {chosen.ident}: {counts['compressed']} uploaded, "
+            f"Pushed {len(unique)} layer(s) with {chosen.ident}: {counts['uploaded']} uploaded, "
             f"{counts['skipped']} already there, {counts['mounted']} mounted"
         )
     return Pushed(f"{ref.registry}/{ref.repository}@{digest}", **counts)
