@@ -293,12 +293,40 @@ def cmd_store(args: argparse.Namespace) -> int:
     from envlock.record import env_ids
 
     keep |= env_ids(Path.cwd())
+    if args.keep_newer_than is not None or args.max_size is not None:
+        from envlock.storepolicy import images_to_keep
+
+        keep = images_to_keep(store, keep, newer_than_days=args.keep_newer_than, max_bytes=args.max_size)
     if args.keep_artifacts:  # every downloaded wheel stays: a rebuild needs no network
         artifacts |= {p.name for p in store.artifacts.iterdir()}
     removed, freed = store.gc(keep, artifacts, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     _say(f"{verb} {removed} file(s), {freed / 1e6:.1f} MB; kept {len(keep)} env(s) referenced by locks")
     return 0
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: days must be 0 or more")
+    return value
+
+
+def _size(text: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    number, unit = text.rstrip("BbIi").upper(), ""
+    if number and number[-1] in units:
+        number, unit = number[:-1], number[-1]
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 500M, 20G)") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a size is 0 or more")
+    return int(value)
 
 
 def _store_du(store: Any, as_json: bool) -> int:
@@ -666,6 +694,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("specs", nargs="*", help="gc: specs whose locks' images are kept (default: specs/*.toml)")
     p.add_argument("--dry-run", action="store_true", help="gc: only say what would be removed")
     p.add_argument("--keep-artifacts", action="store_true", help="gc: keep every downloaded wheel/package")
+    p.add_argument(
+        "--keep-newer-than",
+        type=_days,
+        metavar="DAYS",
+        help="gc: also keep unreferenced images built or pulled within DAYS days",
+    )
+    p.add_argument(
+        "--max-size",
+        type=_size,
+        metavar="SIZE",
+        help="gc: also keep unreferenced images, newest first, while all kept images fit in SIZE (e.g. 20G)",
+    )
     p.add_argument("--json", action="store_true", help="du: machine-readable output")
     p.add_argument("--store", help="store directory")
     p.set_defaults(func=cmd_store)
