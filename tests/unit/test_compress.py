@@ -111,3 +111,17 @@ def test_the_cache_is_trusted_only_for_the_same_codec(tmp_path: Path) -> None:
     # a damaged cache file is a miss, never an error
     next((store.root / "compressed").iterdir()).write_text('{"diff_id": "../../etc"}')
     assert compress.cached(store, diff_id, gz) is None
+
+
+@pytest.mark.parametrize(("name", "threads"), [("gzip", 1), ("gzip", 4), ("zstd", 4)])
+def test_closing_half_way_stops_every_compression_thread(tmp_path: Path, name: str, threads: int) -> None:
+    """An upload that fails after the first chunk must not leave threads compressing."""
+    import threading
+
+    path = tmp_path / "noise"
+    path.write_bytes(random.Random(3).randbytes(24 << 20))
+    before = threading.active_count()
+    body = compress.Compressed(path, compress.codec(name), threads)
+    next(iter(body))
+    body.close()
+    assert threading.active_count() == before
