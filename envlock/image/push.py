@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from envlock.errors import CheckFailed, ServiceUnavailable, UsageError
+from envlock.errors import ServiceUnavailable, UsageError
 from envlock.image import compress
 from envlock.image.model import LAYER_TAR, MANIFEST, Image, Layer, digest_of
 from envlock.image.registry import Client, Reference, parse
@@ -123,13 +123,10 @@ def push_layer(
         _stream_upload(client, location, body)
     finally:
         body.close()  # stops the compressor if the upload failed half way
-    if entry is not None and entry.digest != body.digest:
-        raise CheckFailed(
-            f"compressing layer {layer.diff_id} with {chosen.ident} gave {body.digest}, "
-            f"earlier {entry.digest}",
-            "the compressor is not deterministic here; report it (the image ID is unaffected)",
-        )
-    repos = (*entry.repositories, here) if entry is not None else (here,)
+    # The registry verified body.digest.  A cache entry with another digest (a store shared by
+    # machines whose ISA-L picks other instructions) only knew repositories holding that one.
+    same = entry is not None and entry.digest == body.digest
+    repos = (*entry.repositories, here) if entry is not None and same else (here,)
     compress.remember(
         store, compress.CacheEntry(layer.diff_id, chosen.ident, body.digest, body.size, repos), chosen
     )
@@ -149,8 +146,7 @@ def push_image(
 
     ``compression`` is ``gzip`` or ``zstd``; ``threads`` compression threads per layer
     (default: every core).  Raises ``UsageError`` for a digest target or an unknown
-    codec, ``ServiceUnavailable`` when the registry fails, ``CheckFailed`` when a
-    cached compressed digest is not reproduced.
+    codec, ``ServiceUnavailable`` when the registry fails or refuses a blob.
     """
     ref: Reference = parse(target)
     if ref.digest:

@@ -311,3 +311,24 @@ def test_gc_keep_artifacts_keeps_the_wheels(built: tuple[Path, Path, str], tmp_p
     proc = run_envlock("store", "gc", "--store", str(copy), cwd=tmp_path)  # no spec here: nothing kept
     assert proc.returncode == 0, proc.stderr
     assert list((copy / "artifacts" / "sha256").iterdir()) == []
+
+
+def test_a_cache_entry_with_another_digest_is_corrected_by_the_next_push(
+    built: tuple[Path, Path, str], reg: Registry
+) -> None:
+    """A store shared by machines whose compressor gave other bytes: the push still succeeds."""
+    from envlock.image import compress
+
+    store = Store(built[1])
+    image = stored_image(store)
+    first = push_image(store, image, f"{reg.address}/c/one")
+    gz = compress.codec("gzip")
+    layer = next(la for la in image.layers if la.digest == la.diff_id)
+    right = compress.cached(store, layer.diff_id, gz)
+    assert right is not None
+    wrong = compress.CacheEntry(layer.diff_id, gz.ident, "sha256:" + "e" * 64, 1, right.repositories)
+    compress.remember(store, wrong, gz)
+    second = push_image(store, image, f"{reg.address}/c/two")
+    assert second.reference.split("@")[1] == first.reference.split("@")[1]
+    fixed = compress.cached(store, layer.diff_id, gz)
+    assert fixed is not None and (fixed.digest, fixed.size) == (right.digest, right.size)
