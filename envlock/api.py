@@ -92,7 +92,7 @@ def record(
         from envlock.record import repo_root
 
         root = repo_root(Path(cwd) if cwd is not None else Path.cwd())
-        mlflow_handoff.tag_run(run, done.record, root / done.record["lock"])
+        mlflow_handoff.tag_run(run, done.record, root / done.record.lock)
     return done
 
 

@@ -9,6 +9,7 @@ Heavy modules are imported inside the command that needs them.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +34,10 @@ def _out(chunk: bytes) -> None:
 def _say(message: str) -> None:
     sys.stderr.write(message + "\n")
     sys.stderr.flush()
+
+
+def _warn(message: str) -> None:
+    _say(f"warning: {message}")
 
 
 def _default_specs() -> list[Path]:
@@ -99,6 +104,8 @@ def cmd_lock(args: argparse.Namespace) -> int:
     changed = 0
     for spec in specs:
         result = lock_spec(spec, upgrade=args.upgrade, resolver=args.resolver, progress=progress)
+        for warning in result.warnings:
+            _say(f"warning: {warning}")
         if args.hook:
             if not result.up_to_date:
                 changed += 1
@@ -143,6 +150,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from envlock.errors import CheckFailed
     from envlock.spec import load
 
+    if args.output:
+        from envlock.boundary import check_output
+
+        check_output(Path(args.output), "-o FILE", make_parents=False)
     spec = load(args.spec)
     current = lock.read(spec.path.with_suffix(".lock"))
     if current.spec_hash != spec.spec_hash:
@@ -189,10 +200,21 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from envlock.image.oci import check_archive_target, check_layout_target
+
+    if args.oci:  # a bad target is refused before anything is built
+        check_layout_target(Path(args.oci))
+    if args.docker_archive:
+        check_archive_target(Path(args.docker_archive))
+    store = _store(args)
+    with store.using():  # gc waits until the image is built and exported
+        return _build(args, store)
+
+
+def _build(args: argparse.Namespace, store: Any) -> int:
     from envlock.image.build import build_spec, image_ref
     from envlock.progress import FetchProgress
 
-    store = _store(args)
     say = (lambda _m: None) if args.quiet else _say
     if args.engine == "docker":
         from envlock.dockerfile import build_with_docker
@@ -203,6 +225,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         result = build_spec(
             Path(args.spec), store=store, platform=args.platform, say=say, fetch_progress=progress
         )
+    for warning in result.warnings:
+        _say(f"warning: {warning}")
     image = result.image
     if result.reused:
         say(f"Image {image.image_id[:19]} is in the store already ({result.seconds:.2f}s)")
@@ -241,14 +265,15 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from envlock.image import registry
 
     store = _store(args)
-    digest = registry.pull(store, args.reference, None if args.quiet else _say)
-    manifest = store.read_json(digest)
-    store.tag(
-        args.reference.replace("@", "-").replace("/", "_").replace(":", "_"),
-        digest,
-        len(store.read_blob(digest)),
-    )
-    print(manifest["config"]["digest"])
+    with store.using():
+        digest = registry.pull(store, args.reference, None if args.quiet else _say)
+        manifest = store.read_manifest(digest)
+        store.tag(
+            args.reference.replace("@", "-").replace("/", "_").replace(":", "_"),
+            digest,
+            len(store.read_blob(digest)),
+        )
+    print(manifest.config.digest)
     return 0
 
 
@@ -257,17 +282,69 @@ def cmd_run(args: argparse.Namespace) -> int:
     from envlock.image.build import build_spec
 
     store = _store(args)
-    result = build_spec(Path(args.spec), store=store, say=_say)
-    name = result.image.annotations.get("org.opencontainers.image.ref.name", "envlock/image:latest")
-    engine.load(store, result.image, [name], _say)
     command = args.command
     if not command:
         raise UsageError("no command given", "envlock run SPEC -- python train.py")
+    from envlock.locking import fresh_lock
+    from envlock.spec import load
+
+    current = fresh_lock(load(Path(args.spec)))
+    if current is not None:  # checked before a long build; a stale lock is build_spec's error to give
+        _preflight(current, Path(args.spec).stem, store, None, args.no_check)
+    result = build_spec(Path(args.spec), store=store, say=_say)
+    name = result.image.annotations.get("org.opencontainers.image.ref.name", "envlock/image:latest")
+    engine.load(store, result.image, [name], _say)
     workdir = result.image.config["config"].get("WorkingDir") or "/workspace"
     cuda = result.image.config["config"].get("Labels", {}).get("dev.envlock.cuda", "cpu") != "cpu"
     return engine.run(
         result.image_id, command, mount=Path(args.mount), workdir=workdir, cuda=cuda, say=_say, output=_out
     )
+
+
+def _preflight(lock: Any, label: str, store: Any, platform: str | None, skip: bool) -> None:
+    """The doctor's checks before a container starts: warnings printed, a known failure refused."""
+    if skip:
+        _say("warning: --no-check: the GPU, driver and NVIDIA runtime checks were skipped")
+        return
+    from envlock import doctor
+
+    report = doctor.preflight(lock, label, store=store, platform=platform)
+    for v in report.verdicts:
+        if v.level == "warning":
+            _say(f"warning: {v.message}")
+    doctor.refuse(report)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from envlock import doctor
+
+    store = None
+    if args.target:  # architectures are read from the store's wheels; doctor never creates a store
+        from envlock.store import Store, default_home
+
+        home = Path(args.store) if args.store else default_home()
+        store = Store(home) if home.is_dir() else None
+    report = doctor.diagnose(
+        args.target,
+        root=Path(),
+        gpus=args.gpu or [],
+        driver=args.driver,
+        store=store,
+        platform=args.platform,
+    )
+    if args.json:
+        import json
+
+        print(json.dumps(report.to_json(), indent=2))
+        return report.exit_code
+    lines = doctor.host_lines(report.host) + (doctor.env_lines(report.env) if report.env else [])
+    for line in lines:
+        print(line)
+    for v in report.verdicts:
+        print(f"{v.level}: {v.message}")
+        if v.hint and v.level in ("warning", "error", "note"):
+            print(f"hint: {v.hint}")
+    return report.exit_code
 
 
 def cmd_store(args: argparse.Namespace) -> int:
@@ -289,19 +366,26 @@ def cmd_store(args: argparse.Namespace) -> int:
             f"{len(problems)} problem(s) in {store.root}" if problems else f"{store.root}: all blobs verified"
         )
         return 1 if problems else 0
-    keep, artifacts = _referenced(args.specs)
-    from envlock.record import env_ids
+    from envlock.collect import collect
 
-    keep |= env_ids(Path.cwd())
-    if args.keep_newer_than is not None or args.max_size is not None:
-        from envlock.storepolicy import images_to_keep
-
-        keep = images_to_keep(store, keep, newer_than_days=args.keep_newer_than, max_bytes=args.max_size)
-    if args.keep_artifacts:  # every downloaded wheel stays: a rebuild needs no network
-        artifacts |= {p.name for p in store.artifacts.iterdir()}
-    removed, freed = store.gc(keep, artifacts, dry_run=args.dry_run)
+    specs = [Path(s) for s in args.specs] if args.specs else []
+    if not specs and Path("specs").is_dir():
+        specs = _default_specs()
+    done = collect(
+        store,
+        specs,
+        Path.cwd(),
+        dry_run=args.dry_run,
+        waiting=lambda: _say("Waiting for running builds to finish with the store"),
+        keep_artifacts=args.keep_artifacts,
+        keep_newer_than=args.keep_newer_than,
+        max_size=args.max_size,
+    )
     verb = "would remove" if args.dry_run else "removed"
-    _say(f"{verb} {removed} file(s), {freed / 1e6:.1f} MB; kept {len(keep)} env(s) referenced by locks")
+    _say(
+        f"{verb} {done.removed} file(s), {done.freed / 1e6:.1f} MB; "
+        f"kept {done.kept} env(s) referenced by locks"
+    )
     return 0
 
 
@@ -351,23 +435,6 @@ def _store_du(store: Any, as_json: bool) -> int:
     return 0
 
 
-def _referenced(specs: list[str]) -> tuple[set[str], set[str]]:
-    """Env IDs and artifact hashes referenced by the locks beside the given (or found) specs."""
-    from envlock import lock
-
-    envs: set[str] = set()
-    artifacts: set[str] = set()
-    paths = [Path(s) for s in specs] if specs else (_default_specs() if Path("specs").is_dir() else [])
-    for spec in paths:
-        try:
-            current = lock.read(spec.with_suffix(".lock"))
-        except EnvlockError:
-            continue
-        envs.add(current.env_id)
-        artifacts |= {p.sha256 for plat in current.platforms for p in plat.packages}
-    return envs, artifacts
-
-
 def cmd_record(args: argparse.Namespace) -> int:
     from envlock.api import record
 
@@ -383,32 +450,32 @@ def cmd_record(args: argparse.Namespace) -> int:
         say=_say,
     )
     rec = done.record
-    if rec["dirty"]:
-        _say(f"warning: recorded a dirty tree ({', '.join(rec['dirty_paths'][:5])})")
-    _say(f"Recorded {rec['name']} ({rec['id']}) on {rec['commit'][:12]}: env {rec['env_id'][:19]}…")
-    print(rec["id"])
+    if rec.dirty:
+        _say(f"warning: recorded a dirty tree ({', '.join(rec.dirty_paths[:5])})")
+    _say(f"Recorded {rec.name} ({rec.id}) on {rec.commit[:12]}: env {rec.env_id[:19]}…")
+    print(rec.id)
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     from envlock.output import table
-    from envlock.record import all_records, created_at
+    from envlock.record import all_records
 
-    records = all_records(Path.cwd())
+    records = all_records(Path.cwd(), _warn)
     if args.json:
         import json
 
-        print(json.dumps(records, indent=2, sort_keys=True))
+        print(json.dumps([r.to_json() for r in records], indent=2, sort_keys=True))
         return 0
     rows = [
         [
-            str(r.get("name")),
-            str(r.get("id")),
-            str(r.get("commit", ""))[:10] + ("*" if r.get("dirty") else ""),
-            created_at(r),
-            str(r.get("env_id", ""))[7:19],
-            str(r.get("image_id", ""))[7:19],
-            str(r.get("model", {}).get("sha256", ""))[:12],
+            r.name,
+            r.id,
+            r.commit[:10] + ("*" if r.dirty else ""),
+            r.created_at,
+            r.env_id[7:19],
+            r.image_id[7:19],
+            r.model.sha256[:12],
         ]
         for r in records
     ]
@@ -421,15 +488,20 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     from envlock.record import check_model, find
 
-    rec = find(args.model, Path.cwd())
-    print(json.dumps(rec, indent=2, sort_keys=True))
+    rec = find(args.model, Path.cwd(), _warn)
+    print(json.dumps(rec.to_json(), indent=2, sort_keys=True))
+    from envlock.doctor import differences, this_host
+
+    host = rec.data.get("host")
+    for line in differences(host if isinstance(host, dict) else {}, this_host()):
+        _say(f"note: this host differs from the training host: {line}")
     if args.check:
         problems = check_model(rec, Path.cwd())
         for line in problems:
             _say(f"error: {line}")
         if problems:
             return 1
-        _say(f"{rec['model']['path']}: sha256 matches the record")
+        _say(f"{rec.model.path}: sha256 matches the record")
     return 0
 
 
@@ -440,15 +512,29 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     worktree = Path(args.worktree) if args.worktree else None
     if args.run and worktree is None:
         raise UsageError("--run needs the code checked out", "add --worktree PATH (a new directory)")
+    if (args.gpu_product or args.node_selector) and not args.k8s_job:
+        raise UsageError("--gpu-product and --node-selector are for --k8s-job")
+    if args.run:  # before anything is pulled or built
+        from envlock.rebuild import lock_at_commit
+        from envlock.record import find, repo_root
+
+        root = repo_root(Path.cwd())
+        ref = args.model
+        if ref.startswith("mlflow:"):
+            from envlock.mlflow_handoff import record_of_run
+
+            ref = record_of_run(ref.removeprefix("mlflow:"))
+        wanted = find(ref, root, _warn)
+        _preflight(lock_at_commit(root, wanted), wanted.name, store, wanted.platform, args.no_check)
     done = rebuild(args.model, cwd=Path.cwd(), store=store, worktree=worktree, say=_say)
     rec = done.record
     source = {"store": "found in the store", "registry": "pulled from the registry", "built": "rebuilt"}[
         done.how
     ]
-    _say(f"{rec['name']} ({rec['id']}): image {done.image_id[:19]}… {source}, matches the record")
+    _say(f"{rec.name} ({rec.id}): image {done.image_id[:19]}… {source}, matches the record")
     command = list(args.command)
     if args.k8s_job:
-        reference = rec.get("registry")
+        reference = rec.registry
         if args.push:
             from envlock.image import registry
 
@@ -458,16 +544,18 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
                 "the record has no registry reference for the Job's image",
                 "pass --push REG/REPO, or record with --push",
             )
-        sys.stdout.write(k8s_job(rec, done.image, reference, command))
+        placement = {"gpu_products": args.gpu_product or [], "node_selector": args.node_selector or []}
+        sys.stdout.write(k8s_job(rec, done.image, reference, command, **placement))
         return 0
     if args.run:
         from envlock import engine
+        from envlock.rebuild import split_command
 
-        name = f"envlock/{rec['name']}:{rec['id']}"
-        engine.load(store, done.image, [name], _say)
-        run_command = command or __import__("shlex").split(rec.get("command") or "")
+        run_command = command or split_command(rec.command)
         if not run_command:
             raise UsageError("the record has no command", "give one after --")
+        name = f"envlock/{rec.name.lower()}:{rec.id}"
+        engine.load(store, done.image, [name], _say)
         workdir = done.image.config["config"].get("WorkingDir") or "/workspace"
         cuda = done.image.config["config"].get("Labels", {}).get("dev.envlock.cuda", "cpu") != "cpu"
         assert worktree is not None
@@ -493,6 +581,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
     for side in (diff.a, diff.b):
         if side.note:
             _say(f"note: {side.label}: {side.note}")
+    from envlock.doctor import record_host_differences
+
+    for line in record_host_differences(args.a, args.b, Path()):
+        _say(f"note: the training hosts differ: {line}")
     if args.json:
         import json
 
@@ -526,6 +618,11 @@ def cmd_tui(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="envlock", description="Reproducible machine-learning environments.")
     parser.add_argument("--version", action="version", version=f"envlock {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an internal error (also ENVLOCK_DEBUG=1); any position",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("init", help="write specs/NAME.toml from a template")
@@ -649,6 +746,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("command", nargs="*", help="the command, after --")
     p.add_argument("--mount", default=".", help="directory mounted at the image's workdir (default: .)")
     p.add_argument("--store", help="store directory")
+    p.add_argument(
+        "--no-check", action="store_true", help="start it even if envlock doctor says it will fail"
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("record", help="record a trained model on HEAD (git note under refs/notes/envlock)")
@@ -682,8 +782,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", action="store_true", help="run the command in the image, worktree mounted")
     p.add_argument("--k8s-job", action="store_true", help="print a Kubernetes batch/v1 Job")
     p.add_argument("--push", metavar="REG/REPO", help="with --k8s-job: push the image first")
+    p.add_argument(
+        "--gpu-product",
+        action="append",
+        metavar="PRODUCT",
+        help="with --k8s-job: only nodes with this nvidia.com/gpu.product label (repeatable)",
+    )
+    p.add_argument(
+        "--node-selector",
+        action="append",
+        metavar="KEY=VALUE",
+        help="with --k8s-job: a nodeSelector label (repeatable)",
+    )
+    p.add_argument("--no-check", action="store_true", help="with --run: skip the envlock doctor checks")
     p.add_argument("--store", help="store directory")
     p.set_defaults(func=cmd_rebuild)
+
+    p = sub.add_parser(
+        "doctor",
+        help="will a locked environment run on this host (GPUs, driver, NVIDIA runtime)?",
+        description="Without --gpu/--driver: this host. With them: plan for a fleet without the hardware. "
+        "Exit 0 runs, 1 will not run, 2 bad input.",
+    )
+    p.add_argument("target", nargs="?", help="a spec, lock, LOCK@REV, model NAME[@REV] or env ID")
+    p.add_argument(
+        "--gpu",
+        action="append",
+        metavar="ARCH",
+        help="plan for GPUs of this architecture: sm_90, 8.6 (repeatable)",
+    )
+    p.add_argument("--driver", metavar="VERSION", help="plan for this NVIDIA driver, e.g. 535.104.05")
+    p.add_argument("--platform", help="platform of the lock (default: linux-64)")
+    p.add_argument("--json", action="store_true", help="envlock.doctor/v1 JSON on stdout")
+    p.add_argument("--store", help="store directory (architectures are read from the wheels it holds)")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("sync", help="push and fetch model records (refs/notes/envlock), merging")
     p.add_argument("remote", nargs="?", default="origin")
@@ -730,6 +862,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in raw:  # everything after -- is the command to run, verbatim
         cut = raw.index("--")
         raw, tail = raw[:cut], raw[cut + 1 :]
+    debug = "--debug" in raw or os.environ.get("ENVLOCK_DEBUG", "") not in ("", "0")
+    raw = [a for a in raw if a != "--debug"]
     args = parser.parse_args(raw)
     if tail is not None:
         if not hasattr(args, "command") or not isinstance(args.command, list):
@@ -740,10 +874,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         return int(args.func(args))
-    except EnvlockError as exc:
-        _say(f"error: {exc.message}")
-        if exc.hint:
-            _say(f"hint: {exc.hint}")
+    except EnvlockError as exc:  # one error line each, whatever text from outside a message holds
+        problems = getattr(exc, "errors", (exc,))  # envlock.errors.Problems: one line each
+        for problem in problems:
+            _say("error: " + " ".join(problem.message.splitlines()))
+        for hint in dict.fromkeys(p.hint for p in problems if p.hint):
+            _say(f"hint: {hint}")  # envlock's own words; may show a block to paste (init --pre-commit)
         return exc.exit_code
     except ModuleNotFoundError as exc:
         # a dependency imported lazily by this command is missing: a broken install
@@ -756,6 +892,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:  # a bug: one line, the traceback only on request
+        if debug:
+            raise
+        from envlock.boundary import internal_error
+
+        error = internal_error(exc)
+        _say(f"error: {error.message}")
+        _say(f"hint: {error.hint}")
+        return error.exit_code
 
 
 if __name__ == "__main__":

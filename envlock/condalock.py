@@ -77,6 +77,14 @@ def channels(lock: Lock) -> list[str]:
     return list(seen)
 
 
+def _env_vars(url: str) -> list[str]:
+    """The ``${VAR}`` names a channel URL uses, sorted, as conda-lock lists them
+    (``conda_lock.models.channel.Channel.used_env_vars``)."""
+    from envlock.urls import variables
+
+    return sorted(variables(url))
+
+
 def has_conda(lock: Lock) -> bool:
     return any(p.manager == "conda" for plat in lock.platforms for p in plat.packages)
 
@@ -98,7 +106,9 @@ def render(lock: Lock, spec_path: Path) -> str:
         "  channels:",
     ]
     for url in channels(lock):
-        lines += [f"  - url: {scalar(url)}", "    used_env_vars: []"]
+        names = _env_vars(url)
+        lines += [f"  - url: {scalar(url)}", "    used_env_vars:" + ("" if names else " []")]
+        lines += [f"    - {scalar(name)}" for name in names]
     if not channels(lock):
         lines[-1] = "  channels: []"
     lines += ["  platforms:", *(f"  - {scalar(plat.name)}" for plat in lock.platforms)]
@@ -134,7 +144,7 @@ def as_data(lock: Lock, spec_path: Path) -> dict[str, Any]:
         "version": 1,
         "metadata": {
             "content_hash": {plat.name: content_hash(plat) for plat in lock.platforms},
-            "channels": [{"url": url, "used_env_vars": []} for url in channels(lock)],
+            "channels": [{"url": url, "used_env_vars": _env_vars(url)} for url in channels(lock)],
             "platforms": [plat.name for plat in lock.platforms],
             "sources": [spec_path.name],
         },

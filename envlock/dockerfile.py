@@ -48,10 +48,11 @@ def render(
 
 def build_with_docker(spec_path: Path, *, store: object, say: Say, platform: str | None = None) -> str:
     from envlock import engine
+    from envlock.digest import parse_digest
     from envlock.export import requirements
     from envlock.fetch import fetch_all
     from envlock.image import base as basemod
-    from envlock.image.build import _base_path, choose_platform
+    from envlock.image.build import _base_path, _to_fetch, _wheels, choose_platform
     from envlock.locking import fresh_lock, lock_path
     from envlock.spec import load
     from envlock.store import Store
@@ -70,22 +71,30 @@ def build_with_docker(spec_path: Path, *, store: object, say: Say, platform: str
     base_tag = f"envlock-base:{base.digest.split(':')[1][:16]}"
     engine.load(store, base_image, [base_tag], say)
     pip = [p for p in plat.packages if p.manager == "pip"]
-    paths = fetch_all(store, pip, spec.path.parent)
+    from envlock.credentials import sources_from_options
+
+    # packages built from source become their (checked) wheels, as in envlock's own build
+    paths = fetch_all(
+        store,
+        _to_fetch(store, pip, plat.python),
+        spec.path.parent,
+        sources=sources_from_options(plat.pip_options),
+    )
+    wheels_in = _wheels(store, pip, paths, spec.path.parent, plat.python, say)
     say("warning: --engine docker runs pip inside docker build; the image is NOT bit-reproducible")
     with tempfile.TemporaryDirectory(prefix="envlock-docker-", dir=store.tmp) as tmp:
         ctx = Path(tmp)
         wheels = ctx / "wheels"
         wheels.mkdir()
-        for p in pip:
+        for p, path in wheels_in:
             target = wheels / p.filename
             try:
-                os.link(paths[p.sha256], target)
+                os.link(path, target)
             except OSError:
-                shutil.copyfile(paths[p.sha256], target)
-        req = requirements(lock, plat.name, lock_path(spec.path).name)
-        (ctx / "requirements.txt").write_text(
-            "\n".join(line for line in req.splitlines() if not line.startswith("--")) + "\n"
-        )
+                shutil.copyfile(path, target)
+        header = requirements(lock, plat.name, lock_path(spec.path).name).splitlines()[:2]
+        lines = [f"{p.name}=={p.version} \\\n    --hash=sha256:{p.sha256}" for p, _ in sorted(wheels_in)]
+        (ctx / "requirements.txt").write_text("\n".join([*header, *lines]) + "\n")
         (ctx / "Dockerfile").write_text(
             render(
                 base=base_tag,
@@ -99,7 +108,7 @@ def build_with_docker(spec_path: Path, *, store: object, say: Say, platform: str
         )
         tag = f"envlock/{spec.name}:dockerfile-{lock.env_id.split(':')[1][:12]}"
         image_id = engine.build_dockerfile(ctx, tag, say)
-    record = store.root / "dockerfile-builds" / f"{lock.env_id.split(':')[1]}.json"
+    record = store.root / "dockerfile-builds" / f"{parse_digest(lock.env_id, source='env-id')[7:]}.json"
     record.parent.mkdir(parents=True, exist_ok=True)
     history = json.loads(record.read_text()) if record.is_file() else []
     history.append({"image_id": image_id, "tag": tag, "base": base.digest})

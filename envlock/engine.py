@@ -58,7 +58,9 @@ def load(store: Store, image: Image, tags: Sequence[str], say: Say | None = None
     if not has_image(c, image.image_id):
         if say:
             say(f"Loading {image.image_id[:19]} into the Docker engine")
-        _stream_load(c, store, image, list(tags))
+        with store.using():
+            store.check_blobs([la.digest for la in image.layers])
+            _stream_load(c, store, image, list(tags))
     engine_image = _get_loaded(c, image.image_id)
     for tag in tags:
         repo, _, name = tag.rpartition(":")

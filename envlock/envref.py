@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from envlock import lock as lockmod
 from envlock.diff import EnvDiff, diff_locks
@@ -67,6 +68,30 @@ def _from_store(ref: str) -> tuple[str, Lock] | None:
     if not hits:
         return None
     entry = hits[0]
+    import tarfile
+
+    try:
+        return _stored_lock(store, entry)
+    except (
+        OSError,
+        tarfile.TarError,
+        LookupError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        RecursionError,
+    ) as exc:
+        from envlock.errors import CheckFailed
+
+        raise CheckFailed(
+            f"the store's image {entry.image_id[:19]}… of env {entry.env_id[:19]}… cannot be read "
+            f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]})",
+            "check the store: envlock store fsck",
+        ) from None
+
+
+def _stored_lock(store: Any, entry: Any) -> tuple[str, Lock]:
+    """The environment recorded in the last layer of a stored image (``opt/env/envlock.lock``)."""
     from envlock.image.build import load_image
 
     image = load_image(store, entry.manifest)

@@ -39,10 +39,29 @@ def requirements(lock: Lock, platform: str, lock_name: str) -> str:
     ]
     for p in sorted(plat.packages):
         if p.manager == "pip":
-            lines.append(f"{p.name}=={p.version} \\")
-            digests = [p.sha256, *sorted(set(p.other_hashes) - {p.sha256})]
-            lines.append(" \\\n".join(f"    --hash=sha256:{d}" for d in digests))
+            lines += _requirement(p)
     return "\n".join(lines) + "\n"
+
+
+def _requirement(p: Package) -> list[str]:
+    """One package in pip's requirements format (pip's "Requirements File Format": a PEP 508
+    requirement or a path, then ``--hash``).  pip cannot hash a git checkout or a directory, so
+    those lines carry none (envlock checks their tree digest itself)."""
+    if p.source == "git":
+        return [
+            "# git: pip cannot check a hash of a checkout; envlock checks its tree digest",
+            f"{p.name} @ {p.url}@{p.commit}",
+        ]
+    if p.source == "path" and p.url.endswith("/"):
+        return ["# a local directory: pip cannot check its hash; envlock checks its tree digest", p.url]
+    if p.source == "url":
+        first = f"{p.name} @ {p.url}"
+    elif p.source == "path":
+        first = p.url
+    else:
+        first = f"{p.name}=={p.version}"
+    digests = [p.sha256, *sorted(set(p.other_hashes) - {p.sha256})]
+    return [f"{first} \\", " \\\n".join(f"    --hash=sha256:{d}" for d in digests)]
 
 
 def _artifact(p: Package) -> dict[str, Any]:
@@ -55,6 +74,17 @@ def _artifact(p: Package) -> dict[str, Any]:
         art["size"] = p.size
     art["hashes"] = {"sha256": p.sha256}
     return art
+
+
+def _direct(p: Package) -> dict[str, Any]:
+    """PEP 751 ``[packages.vcs]``, ``[packages.directory]`` or ``[packages.archive]``."""
+    if p.source == "git":
+        return {"vcs": {"type": "git", "url": p.url.removeprefix("git+"), "commit-id": p.commit}}
+    if p.source == "path" and p.url.endswith("/"):
+        return {"directory": {"path": p.url.rstrip("/")}}
+    art = _artifact(p)
+    del art["name"]
+    return {"archive": art}
 
 
 def pylock(lock: Lock) -> str:
@@ -74,12 +104,19 @@ def pylock(lock: Lock) -> str:
         if len(g["platforms"]) != len(envs):
             entry["marker"] = " or ".join(f"({envs[n]})" for n in sorted(g["platforms"]))
         arts: list[Package] = sorted(g["artifacts"].values())
-        wheels = [_artifact(p) for p in arts if p.filename.endswith(".whl")]
-        sdists = [_artifact(p) for p in arts if not p.filename.endswith(".whl")]
-        if wheels:
-            entry["wheels"] = wheels
-        if sdists:
-            entry["sdist"] = sdists[0]
+        direct = [p for p in arts if p.source is not None]
+        if direct:
+            entry.update(_direct(direct[0]))
+        else:
+            wheels = [_artifact(p) for p in arts if p.filename.endswith(".whl")]
+            sdists = [_artifact(p) for p in arts if not p.filename.endswith(".whl")]
+            if wheels:
+                entry["wheels"] = wheels
+            if sdists:
+                entry["sdist"] = sdists[0]
+        built = next((p for p in arts if p.built), None)
+        if built is not None:
+            entry["tool"] = {"envlock": {"built": built.built}}
         packages.append(entry)
     pythons = sorted({plat.python for plat in lock.platforms})
     data: dict[str, Any] = {

@@ -21,7 +21,9 @@ def git(args: Sequence[str], cwd: Path, stdin: bytes | None = None) -> bytes:
     except FileNotFoundError:
         raise ToolMissing("git is not installed", "install git, e.g. apt-get install git") from None
     if proc.returncode != 0:
-        why = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        from envlock.urls import redact_text
+
+        why = redact_text(proc.stderr.decode("utf-8", "replace")).strip().splitlines()
         raise UsageError(f"git {args[0]} failed: {why[-1] if why else proc.returncode}")
     return proc.stdout
 

@@ -100,14 +100,47 @@ def locks_at(path: Path, revs: Sequence[str]) -> dict[str, Lock]:
     return out
 
 
-def lock_at(path: Path, rev: str) -> Lock:
-    """The lock file ``path`` as it was at git revision ``rev`` (``git show REV:./PATH``)."""
-    cwd, rel = _where(path)
+def resolve_commit(cwd: Path, rev: str) -> str:
+    """The full name of the commit ``rev`` names.
+
+    ``rev`` comes from the user (``LOCK@REV``): it is passed after ``--end-of-options`` so
+    git never reads it as an option (``--output=FILE`` would make git write a file).
+
+    Raises:
+        UsageError: ``rev`` names no commit (or holds a newline).
+    """
+    if not rev or any(c in rev for c in "\n\r\0"):
+        raise UsageError(f"{rev[:80]!r} is not a git revision", "name a commit, a branch or a tag")
     try:
-        text = _git(["show", f"{rev}:{rel}"], cwd).decode("utf-8")
+        out = _git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"], cwd)
     except UsageError as exc:
+        if "not inside a git repository" in exc.message:
+            raise
         raise UsageError(
-            f"{path}@{rev}: {exc.message}",
-            exc.hint or f"list the revisions that have it: git log --oneline -- {path}",
+            f"{rev[:80]!r} is not a commit of this repository", "name a commit, a branch or a tag"
         ) from None
-    return lockmod.parse(text, f"{path}@{rev}")
+    return out.decode().strip()
+
+
+def lock_at(path: Path, rev: str) -> Lock:
+    """The lock file ``path`` as it was at git revision ``rev`` (validated by
+    :func:`resolve_commit`, then read with ``git cat-file``: no user text reaches git's
+    command line as an option)."""
+    cwd, rel = _where(path)
+    if not cwd.is_dir():
+        raise UsageError(f"{path}: no such directory", "name a lock inside a git checkout")
+    try:
+        commit = resolve_commit(cwd, rev)
+    except UsageError as exc:
+        hint = exc.hint if "git repository" in exc.message else None
+        raise UsageError(
+            f"{path}@{rev[:80]}: {exc.message}",
+            hint or f"list the revisions that have it: git log --oneline -- {path}",
+        ) from None
+    (blob,) = _cat(cwd, [f"{commit}:{rel}"])
+    if blob is None:
+        raise UsageError(
+            f"{path}@{rev}: no such file at that revision",
+            f"list the revisions that have it: git log --oneline -- {path}",
+        )
+    return lockmod.parse(blob, f"{path}@{rev}")

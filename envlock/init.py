@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from envlock import precommit
+from envlock.boundary import check_output
 from envlock.errors import UsageError
 from envlock.lock import write_files
 from envlock.spec import parse
@@ -27,9 +28,17 @@ def render(name: str, template: str, today: dt.date | None = None) -> str:
 
 
 def init(name: str, template: str, directory: Path, *, force: bool = False) -> Path:
-    """Write ``DIRECTORY/NAME.toml``; refuses to overwrite unless ``force``."""
+    """Write ``DIRECTORY/NAME.toml``; refuses to overwrite unless ``force``.
+
+    ``DIRECTORY`` is created when missing (with its parents).
+
+    Raises:
+        UsageError: unknown template or name, the spec exists (without ``force``), the spec
+            path is a directory, or ``DIRECTORY`` (or a parent) is a file.
+    """
     text = render(name, template)
     path = directory / f"{name}.toml"
+    check_output(path, "NAME or --dir", make_parents=True)  # --dir may be new; never a file
     if path.exists() and not force:
         raise UsageError(f"{path} already exists", "pass --force to overwrite it")
     parse(text, path)  # a template that does not validate is a bug; fail before writing

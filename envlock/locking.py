@@ -18,7 +18,7 @@ from typing import Any
 
 from envlock import __version__, export
 from envlock import lock as lockmod
-from envlock.errors import CheckFailed, ResolutionError, UsageError
+from envlock.errors import CheckFailed, ResolutionError, SpecError, UsageError
 from envlock.lock import Lock, Package, PlatformLock
 from envlock.spec import Spec, load
 
@@ -37,6 +37,7 @@ class LockResult:
     written: tuple[Path, ...]
     up_to_date: bool
     seconds: float
+    warnings: tuple[str, ...] = ()  # for ``warning:`` lines: the resolver's, file conflicts
 
 
 def lock_path(spec_path: Path) -> Path:
@@ -49,7 +50,7 @@ def fresh_lock(spec: Spec) -> Lock | None:
     try:
         text = path.read_text("utf-8")
         current = lockmod.parse(text, path)
-    except (OSError, lockmod.LockError):
+    except (OSError, UnicodeDecodeError, lockmod.LockError):
         return None
     if current.spec_hash != spec.spec_hash or lockmod.problems(current):
         return None
@@ -61,7 +62,7 @@ def fresh_lock(spec: Spec) -> Lock | None:
         try:
             if file.read_text("utf-8") != content:
                 return None
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             return None
     return current
 
@@ -107,7 +108,7 @@ def _jobs(spec: Spec) -> list[_Job]:
         options += [f"--extra-index-url {url}" for url in (*priority, *spec.pip.indexes)]
         options += [f"--find-links {link}" for link in spec.pip.find_links]
         request = Request(
-            requirements=(*(plan.requirements if plan else ()), *spec.pip.packages),
+            requirements=(*(plan.requirements if plan else ()), *_direct_refs(spec)),
             platform=platform,
             python=spec.python,
             index_url=spec.pip.index_url,
@@ -182,6 +183,40 @@ def _solve_conda(spec: Spec, jobs: list[_CondaJob], resolver: str, progress: Pro
     return {s.platform: s for s in solutions}
 
 
+def _check_base_python(spec: Spec) -> tuple[str, ...]:
+    """The base must be able to provide the spec's Python (``debian:SUITE`` by envlock's
+    release table, other bases when the store has read them before): exit 2 before
+    anything is resolved, rather than a failed bootstrap at build time.  Without a base
+    the lock is still useful (exports, other platforms), so a Python no default base has
+    is a warning (returned) about ``envlock build``."""
+    from envlock.image.base import python_problem
+    from envlock.store import default_home
+
+    problem = python_problem(spec.image.base, spec.python, home=default_home(), spec_dir=spec.path.parent)
+    if problem is None:
+        return ()
+    if spec.image.base is None:
+        return (f"envlock build needs an [image] base for this spec: {problem.message}",)
+    raise SpecError(f"{spec.path}: {problem.message}", problem.hint)
+
+
+def _known_conflicts(spec: Spec, platform: str, packages: list[Package]) -> tuple[str, ...]:
+    """Files two packages write with different content, among the wheels at hand (local
+    find-links files, or wheels already in the store): warnings, or with ``[image]
+    file-conflicts = "error"`` exit 2 before the lock is written.  Remote wheels are
+    checked when the image is built (see README: file conflicts)."""
+    from envlock.image import conflicts
+    from envlock.store import Store, default_home
+
+    home = default_home()
+    wheels = conflicts.at_hand(packages, spec.path.parent, home)
+    if len(wheels) < 2:
+        return ()
+    store = Store(home) if home.is_dir() else None  # its file indexes, when there is one
+    messages = conflicts.enforce(conflicts.scan(wheels, spec.python, store), spec.image.file_conflicts)
+    return tuple(f"{platform}: {m}" if len(spec.platforms) > 1 else m for m in messages)
+
+
 def _check_resolver(resolver: str, spec: Spec) -> None:
     if resolver != "conda-lock":
         return
@@ -199,12 +234,12 @@ def _check_resolver(resolver: str, spec: Spec) -> None:
         )
 
 
-def _resolve_on_top(engine: object, request: object, solution: object) -> list[Package]:
+def _resolve_on_top(engine: object, request: object, solution: object) -> Any:
     """pip on top of conda: what conda provides is offered to pip as already there, at
     conda's version, and left out of the pip set (see ``resolve.conda.provided_constraints``)."""
     import tempfile
 
-    from envlock.resolve import Engine, Request, conda
+    from envlock.resolve import Engine, Request, Resolved, conda
 
     assert (
         isinstance(engine, Engine) and isinstance(request, Request) and isinstance(solution, conda.Solution)
@@ -217,20 +252,46 @@ def _resolve_on_top(engine: object, request: object, solution: object) -> list[P
             constraints=(*request.constraints, *constraints),
         )
         try:
-            packages = engine.resolve(on_top)
+            resolved = engine.resolve(on_top)
         except ResolutionError as exc:
             provided = ", ".join(f"{n} {v}" for n, v in sorted(solution.python_names.items()))
             raise ResolutionError(
                 f"{exc.message} (conda provides: {provided})",
                 "pip must use the conda packages' versions: change the [conda] pin or the pip requirement",
             ) from None
-    return conda.drop_provided(packages, solution.python_names, request.platform)
+    kept = conda.drop_provided(resolved.packages, solution.python_names, request.platform)
+    return Resolved(kept, resolved.warnings)
 
 
 def _local_links(spec: Spec) -> dict[str, str]:
     """Relative find-links as written in the spec -> absolute paths (symlinks kept)."""
     base = Path.cwd() / spec.path.parent
     return {link: os.path.normpath(base / link) for link in spec.pip.find_links if "://" not in link}
+
+
+def _direct_refs(spec: Spec) -> tuple[str, ...]:
+    """The spec's pip packages for the resolver (relative paths made absolute)."""
+    if not any("@" in r.split(";")[0] for r in spec.pip.packages):
+        return spec.pip.packages
+    from envlock import directrefs
+
+    return directrefs.for_resolver(spec.pip.packages, spec.path)
+
+
+def _from_source(
+    packages: list[Package], spec: Spec, request: object, say: Progress, memo: dict[Any, Package]
+) -> list[Package]:
+    """Lock entries as written (see ``envlock.directrefs``); sdists, URLs, git and paths built
+    into wheels now, so a spec whose image cannot be built fails here (``envlock.sources``)."""
+    if not any(p.needs_build or p.source for p in packages):
+        return _relative(packages, spec)
+    from envlock import directrefs, sources
+    from envlock.store import Store
+
+    located = directrefs.as_locked(_relative(packages, spec), spec.pip.packages, spec.path)
+    return sources.prepare(
+        Store(), located, request, spec.path.parent, lambda ps: _relative(ps, spec), say, memo
+    )
 
 
 def _relative(packages: list[Package], spec: Spec) -> list[Package]:
@@ -278,7 +339,7 @@ def _keep_timestamp(new: Lock, path: Path) -> tuple[Lock, str]:
     now = new.meta.get("resolved-at", "")
     try:
         old = path.read_text("utf-8")
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         old = ""
     stamp = re.search(r'^resolved-at = "([^"]+)"$', old, re.M)
     if stamp is None or stamp.group(1) == now:
@@ -300,7 +361,7 @@ def _unchanged(files: dict[Path, str]) -> bool:
         try:
             if file.read_text("utf-8") != content:
                 return False
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             return False
     return True
 
@@ -345,6 +406,7 @@ def lock_spec(
     from envlock import resolve
     from envlock.resolve import Request
 
+    base_warnings = _check_base_python(spec)
     _check_resolver(resolver, spec)
     engine = resolve.get("uv" if resolver == "conda-lock" else resolver)
     jobs = _jobs(spec)  # compat errors surface here, before anything resolves
@@ -369,7 +431,7 @@ def lock_spec(
         if solution is not None and getattr(solution, "python_names", None):
             request = job.request
 
-            def on_top() -> list[Package]:
+            def on_top() -> Any:
                 return _resolve_on_top(engine, request, solution)
 
             on_top.cancel = lambda: None  # type: ignore[attr-defined]
@@ -391,6 +453,8 @@ def lock_spec(
         raise
 
     platforms = []
+    built: dict[Any, Package] = {}  # what was built from source, for the next platform
+    warnings: list[str] = list(base_warnings)
     for index, (job, t0, pending) in enumerate(started):
         solution = solutions.get(job.platform)
         conda_packages: tuple[Package, ...] = ()
@@ -402,12 +466,14 @@ def lock_spec(
         packages: list[Package] = []
         if pending is not None:
             try:
-                packages = pending()
+                resolved = pending()
+                packages = _from_source(resolved.packages, spec, job.request, progress, built)
             except BaseException:
                 for _, _, later in started[index + 1 :]:
                     if later is not None:
                         later.cancel()
                 raise
+            warnings += resolved.warnings
             if spec.framework and isinstance(job.plan, _compat().Plan):
                 _compat().check_resolved(
                     spec.framework, job.plan, job.platform, {p.name: p.version for p in packages}
@@ -427,16 +493,19 @@ def lock_spec(
                 system=tuple(sorted(spec.image.system)),
                 conda_channels=channels if conda_packages else (),
                 bytecode=spec.image.bytecode,
-                packages=(*conda_packages, *_relative(packages, spec)),
+                packages=(*conda_packages, *packages),
             )
         )
 
+    for plat in platforms:  # every resolver has finished: an error here leaves nothing running
+        warnings += _known_conflicts(spec, plat.name, list(plat.packages))
     check_required_hashes(spec, platforms)
     meta = {"envlock": __version__, "resolver": engine_version, "resolved-at": _resolved_at()}
     new = lockmod.make(spec.spec_hash, platforms, meta)
     new, text = _keep_timestamp(new, path)
     files = {path: text, **export.render_all(new, spec.path)}
+    said = tuple(dict.fromkeys(warnings))
     if _unchanged(files):
-        return LockResult(spec, new, path, tuple(files), False, time.perf_counter() - start)
+        return LockResult(spec, new, path, tuple(files), False, time.perf_counter() - start, said)
     lockmod.write_files(files)
-    return LockResult(spec, new, path, tuple(files), False, time.perf_counter() - start)
+    return LockResult(spec, new, path, tuple(files), False, time.perf_counter() - start, said)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envlock.errors import ServiceUnavailable, ToolMissing, UsageError
+
+if TYPE_CHECKING:
+    from envlock.manifest import Record
 
 TAG_PREFIX = "envlock."
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -34,7 +36,7 @@ def _client() -> Any:
 
 
 def _where() -> str:
-    from envlock.spec import redact
+    from envlock.urls import redact
 
     return redact(os.environ.get("MLFLOW_TRACKING_URI") or "./mlruns")
 
@@ -84,7 +86,7 @@ def check_run(run_id: str) -> None:
     _call(f"reading run {run_id}", client.get_run, run_id)
 
 
-def tag_run(run_id: str, record: Mapping[str, Any], lock_path: Path) -> None:
+def tag_run(run_id: str, record: Record, lock_path: Path) -> None:
     """Tag ``run_id`` with ``record``'s ID, env ID, image ID, commit and model name, and log
     ``lock_path`` as the artifact ``envlock/<lock file name>``.
 
@@ -93,11 +95,11 @@ def tag_run(run_id: str, record: Mapping[str, Any], lock_path: Path) -> None:
     """
     client = _client()
     tags = {
-        "record_id": record["id"],
-        "env_id": record["env_id"],
-        "image_id": record["image_id"],
-        "commit": record["commit"],
-        "model": record["name"],
+        "record_id": record.id,
+        "env_id": record.env_id,
+        "image_id": record.image_id,
+        "commit": record.commit,
+        "model": record.name,
     }
     for key, value in tags.items():
         _call(f"tagging run {run_id}", client.set_tag, run_id, TAG_PREFIX + key, str(value))

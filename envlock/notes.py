@@ -6,62 +6,33 @@ A record's home is ``refs/notes/envlock``: one JSON note per commit, holding::
      "records": [{"name": "resnet50", "commit": "<sha>", "lock": "specs/vision.lock",
                   "env_id": "sha256:...", ...}, ...]}
 
-This module knows only that minimal contract (``name``, ``commit``, ``lock`` relative to
-the repository root, ``env_id``); other fields are kept in ``Record.data``.  Reading costs
+Each record is parsed and validated by :mod:`envlock.manifest` (a bad one is skipped with a
+message, never a crash).  Reading costs
 three git processes whatever the number of notes: ``git notes list``, then one
 ``git cat-file --batch`` for the notes and one for the files they point at.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from envlock.gitcli import cat_files, git
+from envlock.manifest import SCHEMA, Record, parse_note
+
+__all__ = ["NOTES_REF", "SCHEMA", "Notes", "Record", "files_at", "read"]
 
 NOTES_REF = "envlock"  # refs/notes/envlock
-SCHEMA = "envlock.manifest/v1"
-_FIELDS = ("name", "commit", "lock", "env_id")
-
-
-@dataclass(frozen=True)
-class Record:
-    name: str
-    commit: str
-    lock: str  # path relative to the repository root
-    env_id: str
-    note_commit: str  # the commit the note is attached to
-    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Notes:
-    """Records found, plus one message per note that could not be read as a manifest."""
+    """Records found (each parsed by ``envlock.manifest.parse``), plus one message per note
+    or record that could not be read as an ``envlock.manifest/v1`` record (it is skipped)."""
 
     records: tuple[Record, ...] = ()
     errors: tuple[str, ...] = ()
-
-
-def _records(note: bytes, note_commit: str) -> tuple[list[Record], str | None]:
-    short = note_commit[:12]
-    try:
-        data = json.loads(note)
-    except (UnicodeDecodeError, ValueError) as exc:
-        return [], f"note on {short} is not JSON: {exc}"
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        return [], f"note on {short} is not an {SCHEMA} manifest"
-    raw = data.get("records")
-    if not isinstance(raw, list):
-        return [], f"note on {short}: 'records' must be a list"
-    records = []
-    for i, rec in enumerate(raw):
-        if not isinstance(rec, dict) or not all(isinstance(rec.get(k), str) for k in _FIELDS):
-            return [], f"note on {short}: records[{i}] lacks one of {', '.join(_FIELDS)}"
-        records.append(Record(rec["name"], rec["commit"], rec["lock"], rec["env_id"], note_commit, rec))
-    return records, None
 
 
 def read(cwd: Path) -> Notes:
@@ -74,10 +45,9 @@ def read(cwd: Path) -> Notes:
     records: list[Record] = []
     errors: list[str] = []
     for (_, commit), blob in zip(pairs, cat_files((b for b, _ in pairs), cwd), strict=True):
-        found, error = _records(blob or b"", commit)
-        records.extend(found)
-        if error:
-            errors.append(error)
+        note = parse_note(blob or b"", commit)
+        records.extend(note.records)
+        errors.extend(note.warnings)
     return Notes(tuple(records), tuple(errors))
 
 

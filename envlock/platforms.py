@@ -8,6 +8,7 @@ target's tags.
 from __future__ import annotations
 
 import platform as _host
+import re
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -82,6 +83,11 @@ def host_subdir() -> str | None:
 
 
 def _platform_tags(p: Platform) -> list[str]:
+    """The platform tags of a target, best first, as pip orders them for
+    ``pip download --platform manylinux_2_28_ARCH``: PEP 600 ``manylinux_2_N`` from the
+    assumed glibc down to 2.5 with the PEP 599/571/513 legacy aliases, then plain
+    ``linux_ARCH`` last (what pip accepts on any Linux; download.pytorch.org tags its
+    ``+cpu``/``+cuXXX`` builds so)."""
     if p.os == "linux":
         major, newest = MANYLINUX_GLIBC
         legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
@@ -90,6 +96,7 @@ def _platform_tags(p: Platform) -> list[str]:
             tags.append(f"manylinux_{major}_{minor}_{p.arch}")
             if minor in legacy:
                 tags.append(f"{legacy[minor]}_{p.arch}")
+        tags.append(f"linux_{p.arch}")
         return tags
     if p.os == "macos":
         from packaging.tags import mac_platforms
@@ -100,7 +107,13 @@ def _platform_tags(p: Platform) -> list[str]:
 
 @cache
 def tag_ranks(subdir: str, python: str) -> dict[str, int]:
-    """Map each wheel tag the target accepts to its rank (0 is the best)."""
+    """Map each wheel tag the target accepts to its rank (0 is the best).
+
+    The order is ``packaging.tags``' (pip's): for each interpreter and ABI (``cp311``,
+    ``abi3``, ``none``, then older ``abi3``), every platform tag best first; then the
+    ``pyXY``/``none`` tags of ``compatible_tags``.  So within one ABI a ``linux_x86_64``
+    wheel ranks after every manylinux one, and a native wheel before a pure one.
+    """
     from packaging.tags import compatible_tags, cpython_tags
 
     p = PLATFORMS[subdir]
@@ -128,6 +141,59 @@ def wheel_rank(filename: str, subdir: str, python: str) -> int | None:
     ranks = tag_ranks(subdir, python)
     found = [ranks[str(t)] for t in tags if str(t) in ranks]
     return min(found) if found else None
+
+
+def wheel_problem(filename: str, subdir: str, python: str) -> str | None:
+    """Why a wheel cannot install on the target, in words; ``None`` when it can.
+
+    The reason names the part of the tag that is wrong (PEP 425: python tag, ABI tag,
+    platform tag), e.g. ``"python tag cp312 (the target is CPython 3.11)"``.
+    """
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    try:
+        _, _, _, tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        return "not a wheel file name (PEP 427)"
+    if any(str(t) in tag_ranks(subdir, python) for t in tags):
+        return None
+    interpreters, platforms = _accepted_parts(subdir, python)
+    reasons = []
+    for tag in sorted(tags, key=str):
+        if tag.platform not in platforms:
+            reasons.append(_platform_problem(tag.platform, subdir))
+        elif tag.interpreter not in interpreters:
+            reasons.append(f"python tag {tag.interpreter} (the target is CPython {python})")
+        else:
+            reasons.append(
+                f"ABI {tag.abi} with python tag {tag.interpreter} (the target is CPython {python})"
+            )
+    return "; ".join(dict.fromkeys(reasons))
+
+
+@cache
+def _accepted_parts(subdir: str, python: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The python tags and the platform tags that occur in the target's accepted tags."""
+    parts = [key.split("-") for key in tag_ranks(subdir, python)]
+    return frozenset(p[0] for p in parts), frozenset(p[2] for p in parts)
+
+
+def _platform_problem(tag: str, subdir: str) -> str:
+    p = PLATFORMS[subdir]
+    target = f"the target is {subdir}"
+    if p.os == "linux":
+        target += f", glibc {MANYLINUX_GLIBC[0]}.{MANYLINUX_GLIBC[1]}"
+        if tag.startswith("musllinux"):
+            return f"platform {tag} needs musl libc ({target})"
+        many = re.match(r"manylinux_(\d+)_(\d+)_(.+)$", tag)
+        if many and many.group(3) == p.arch:
+            return f"platform {tag} needs glibc {many.group(1)}.{many.group(2)} ({target})"
+    if p.os == "macos":
+        mac = re.match(r"macosx_(\d+)_(\d+)_(.+)$", tag)
+        if mac and mac.group(3) in (p.arch, "universal2"):
+            assumed = f"macOS {MACOS_VERSION[0]}.{MACOS_VERSION[1]}"
+            return f"platform {tag} needs macOS {mac.group(1)}.{mac.group(2)} ({target}, {assumed})"
+    return f"platform {tag} ({target})"
 
 
 def markers(subdir: str, python: str) -> str:

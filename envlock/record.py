@@ -16,7 +16,6 @@ import fcntl
 import hashlib
 import json
 import platform as host_platform
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,8 +24,10 @@ from typing import Any
 
 from envlock.errors import CheckFailed, UsageError
 from envlock.gitcli import git, toplevel
-from envlock.notes import NOTES_REF, SCHEMA
+from envlock.manifest import SCHEMA, Record, check_name, parse, parse_note, render_note
+from envlock.notes import NOTES_REF, Notes
 from envlock.notes import read as read_notes
+from envlock.store import holding_store
 
 Say = Callable[[str], None]
 CHUNK = 1 << 20
@@ -78,18 +79,11 @@ def host_info(framework: str | None) -> dict[str, Any]:
         "os": host_platform.platform(),
         "machine": host_platform.machine(),
     }
-    if shutil.which("nvidia-smi"):
-        proc = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        rows = [r.split(", ") for r in proc.stdout.strip().splitlines() if r.strip()]
-        info["gpus"] = [r[0] for r in rows]
-        if rows and len(rows[0]) > 1:
-            info["driver"] = rows[0][1]
+    from envlock.doctor import this_host
+
+    gpus = this_host()  # gpus, gpu_archs (sm_XY) and driver, when the host has GPUs
+    if gpus:
+        info.update(gpus)
     probe = {
         "pytorch": "import torch; print(torch.version.cuda or '')",
         "tensorflow": "import tensorflow as t; print(t.sysconfig.get_build_info().get('cuda_version',''))",
@@ -114,8 +108,14 @@ def host_info(framework: str | None) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _notes_lock(root: Path) -> Iterator[None]:
-    gitdir = Path(git(["rev-parse", "--absolute-git-dir"], root).decode().strip())
-    with (gitdir / "envlock-notes.lock").open("a") as fh:
+    """Exclusive while a note is read, extended and written back.
+
+    The lock lives in the *common* git directory: the notes ref is shared by the main
+    checkout and every linked worktree (git-worktree(1), "refs are shared"), so a lock
+    per worktree would let two of them overwrite each other's note.
+    """
+    out = git(["rev-parse", "--path-format=absolute", "--git-common-dir"], root).decode().strip()
+    with (Path(out) / "envlock-notes.lock").open("a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -124,19 +124,33 @@ def _notes_lock(root: Path) -> Iterator[None]:
 
 
 def note_of(root: Path, commit: str) -> list[dict[str, Any]]:
+    """The record objects of the note on ``commit`` as they are (``[]`` without a note).
+
+    Records that do not parse are kept as they are, so appending never drops one.
+
+    Raises:
+        CheckFailed: the commit carries a note that is not an envlock manifest (someone
+            else's note); it is never overwritten.
+    """
     try:
-        raw = git(["notes", "--ref", NOTES_REF, "show", commit], root)
+        raw = git(["notes", "--ref", NOTES_REF, "show", "--end-of-options", commit], root)
     except UsageError:
         return []
-    data = json.loads(raw)
-    records: list[dict[str, Any]] = data.get("records", [])
-    return records
+    note = parse_note(raw, commit)
+    if note.raw is None:
+        raise CheckFailed(
+            f"commit {commit[:12]} has a note under refs/notes/{NOTES_REF} that is not an "
+            f"envlock record list ({note.warnings[0]}); not overwriting it",
+            f"look at it with: git notes --ref {NOTES_REF} show {commit[:12]}; "
+            "move it to another notes ref, or remove it, then record again",
+        )
+    return [dict(r) for r in note.raw]
 
 
 def write_note(root: Path, commit: str, records: list[dict[str, Any]]) -> None:
-    ordered = sorted(records, key=lambda r: (r.get("created", ""), r.get("id", "")))
-    body = json.dumps({"schema": SCHEMA, "records": ordered}, indent=2, sort_keys=True) + "\n"
-    git(["notes", "--ref", NOTES_REF, "add", "-f", "-F", "-", commit], root, body.encode())
+    """Replace the note on ``commit`` with ``records`` (``manifest.render_note``)."""
+    body = render_note(records)
+    git(["notes", "--ref", NOTES_REF, "add", "-f", "-F", "-", "--end-of-options", commit], root, body)
 
 
 def _dirty_paths(root: Path) -> list[str]:
@@ -146,7 +160,7 @@ def _dirty_paths(root: Path) -> list[str]:
 
 def _tracked(root: Path, rel: str) -> bool:
     try:
-        git(["ls-files", "--error-unmatch", rel], root)
+        git(["ls-files", "--error-unmatch", "--", rel], root)
         return True
     except UsageError:
         return False
@@ -154,10 +168,13 @@ def _tracked(root: Path, rel: str) -> bool:
 
 @dataclass(frozen=True)
 class Recorded:
-    record: dict[str, Any]
+    """The record just written, and whether its image had to be built."""
+
+    record: Record
     built: bool
 
 
+@holding_store  # until the note names the image: gc cannot remove it in between
 def record(
     model: Path,
     *,
@@ -180,8 +197,7 @@ def record(
         lock_rel = lock_abs.relative_to(root).as_posix()
     except ValueError:
         raise UsageError(f"{spec_path} is not inside the repository {root}") from None
-    if not name or "@" in name or "/" in name:
-        raise UsageError(f"invalid model name {name!r}", "use letters, digits, '-', '_' and '.'")
+    check_name(name)
     try:
         head = git(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"], root).decode().strip()
     except UsageError:
@@ -195,9 +211,15 @@ def record(
             f"the working tree is not committed ({what}); a record must point at the code that trained",
             "commit (including the spec and lock), or pass --allow-dirty to record it as dirty",
         )
+    note_of(root, head)  # someone else's note on HEAD: refuse now, before building
     model_abs = (cwd or Path.cwd()) / model if not model.is_absolute() else model
     say(f"Hashing {model}")
-    model_info = hash_model(model_abs)
+    try:
+        model_info = hash_model(model_abs)
+    except OSError as exc:
+        from envlock.boundary import os_error
+
+        raise os_error(exc, exc.filename or model, "model") from None
     try:
         model_rel = model_abs.absolute().relative_to(root).as_posix()
     except ValueError:
@@ -233,70 +255,97 @@ def record(
         "host": host_info(framework.name if framework else None),
     }
     body["id"] = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+    parsed = parse(body, head)  # what we write must read back
     with _notes_lock(root):
         records = note_of(root, head)
         records.append(body)
         write_note(root, head, records)
-    return Recorded(body, not built.reused)
+    return Recorded(parsed, not built.reused)
 
 
 # -- reading ------------------------------------------------------------------------------
 
 
-def all_records(cwd: Path) -> list[dict[str, Any]]:
-    """Every record of the repository, newest first."""
+def read_records(cwd: Path) -> Notes:
+    """Every valid record of the repository, newest first, and a warning per note or record
+    that was skipped (see ``envlock.manifest``).
+
+    Raises:
+        UsageError: outside a git repository.
+    """
     root = repo_root(cwd)
     notes = read_notes(root)
-    out = [dict(r.data) for r in notes.records]
-    out.sort(key=lambda r: (r.get("created", ""), r.get("id", "")), reverse=True)
-    return out
+    ordered = sorted(notes.records, key=lambda r: (r.created, r.id), reverse=True)
+    return Notes(tuple(ordered), notes.errors)
 
 
-def find(ref: str, cwd: Path) -> dict[str, Any]:
-    """``NAME`` (latest), ``NAME@REV`` (latest of that name on that commit), or a record ID."""
+def all_records(cwd: Path, warn: Say | None = None) -> list[Record]:
+    """Every valid record of the repository, newest first; ``warn`` gets one line per
+    note or record that was skipped."""
+    found = read_records(cwd)
+    for message in found.errors:
+        if warn is not None:
+            warn(message)
+    return list(found.records)
+
+
+def _commit_of(root: Path, rev: str) -> str:
+    """The full name of the commit ``rev`` names (never read as an option by git)."""
+    try:
+        out = git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"], root)
+    except UsageError:
+        raise UsageError(f"{rev!r} is not a commit of this repository") from None
+    return out.decode().strip()
+
+
+def find(ref: str, cwd: Path, warn: Say | None = None) -> Record:
+    """``NAME`` (latest), ``NAME@REV`` (latest of that name on that commit), or a record ID.
+
+    Raises:
+        UsageError: no record matches (with the closest names as a hint), or REV is not a commit.
+    """
     root = repo_root(cwd)
-    records = all_records(root)
+    records = all_records(root, warn)
     name, _, rev = ref.partition("@")
     if rev:
-        try:
-            commit = git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], root).decode().strip()
-        except UsageError:
-            raise UsageError(f"{rev!r} is not a commit of this repository") from None
-        hits = [r for r in records if r.get("name") == name and r.get("commit") == commit]
+        commit = _commit_of(root, rev)
+        hits = [r for r in records if r.name == name and r.commit == commit]
         if hits:
             return hits[0]
-        if any(r.get("name") == name for r in records):
-            on = sorted({r["commit"][:10] for r in records if r.get("name") == name})
+        if any(r.name == name for r in records):
+            on = sorted({r.commit[:10] for r in records if r.name == name})
             raise UsageError(f"no record of {name!r} on {rev}", f"{name} was recorded on: {', '.join(on)}")
     else:
-        hits = [r for r in records if r.get("name") == name]
+        hits = [r for r in records if r.name == name]
         if hits:
             return hits[0]
-        by_id = [r for r in records if str(r.get("id", "")).startswith(ref) and len(ref) >= 6]
+        by_id = [r for r in records if r.id.startswith(ref) and len(ref) >= 6]
         if len(by_id) == 1:
             return by_id[0]
-    names = sorted({str(r.get("name")) for r in records})
+    names = sorted({r.name for r in records})
     close = difflib.get_close_matches(name, names, n=3)
     hint = (
         f"did you mean: {', '.join(close)}"
         if close
         else f"recorded models: {', '.join(names[:10]) or 'none'}"
     )
-    raise UsageError(f"no model named {name!r}", hint)
+    raise UsageError(f"no model named {name[:80]!r}", hint)
 
 
-def check_model(rec: dict[str, Any], cwd: Path) -> list[str]:
+def check_model(rec: Record, cwd: Path) -> list[str]:
     """Re-hash the recorded model file; returns problems (empty when it matches)."""
     root = repo_root(cwd)
-    model = rec["model"]
-    path = Path(model["path"])
+    model = rec.model
+    path = Path(model.path)
     path = path if path.is_absolute() else root / path
     try:
         now = hash_model(path)
     except UsageError:
-        return [f"{model['path']}: the model file is gone"]
-    if now["sha256"] != model["sha256"]:
-        return [f"{model['path']}: sha256 is {now['sha256']}, the record says {model['sha256']}"]
+        return [f"{model.path}: the model file is gone"]
+    except OSError as exc:
+        return [f"{model.path}: cannot be read ({exc.strerror or exc})"]
+    if now["sha256"] != model.sha256:
+        return [f"{model.path}: sha256 is {now['sha256']}, the record says {model.sha256}"]
     return []
 
 
@@ -309,11 +358,7 @@ def commit_exists(root: Path, commit: str) -> bool:
 
 
 def env_ids(cwd: Path) -> set[str]:
-    """Env IDs of every record (``store gc`` keeps their images)."""
+    """Env IDs of every valid record (``store gc`` keeps their images)."""
     with contextlib.suppress(UsageError):
-        return {str(r.get("env_id")) for r in all_records(cwd)}
+        return {r.env_id for r in all_records(cwd)}
     return set()
-
-
-def created_at(rec: dict[str, Any]) -> str:
-    return str(rec.get("created", ""))[:19].replace("T", " ")

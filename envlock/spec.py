@@ -20,13 +20,14 @@ from typing import Any
 from envlock.errors import SpecError
 from envlock.platforms import PLATFORMS
 from envlock.tomlpos import find_line
+from envlock.urls import PLACEHOLDER
 
 FRAMEWORKS = ("pytorch", "tensorflow", "jax")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _PYTHON = re.compile(r"^3\.(\d{1,2})$")
 _CUDA = re.compile(r"^\d{1,2}(\.\d{1,2})?$")
-_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_CHANNEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_.\-]+)*$")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class ImageSection:
     env: tuple[tuple[str, str], ...] = ()
     workdir: str = "/workspace"
     bytecode: bool = False  # compile .pyc into the image (PEP 552, by the base's interpreter)
+    file_conflicts: str = "warn"  # two packages, one path, different content: "warn" | "error"
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ class Spec:
             data["image"]["bytecode"] = True
         if self.pip.require_hashes:  # likewise
             data["pip"]["require-hashes"] = {name: list(d) for name, d in self.pip.require_hashes}
+        if self.image.file_conflicts != "warn":  # likewise
+            data["image"]["file-conflicts"] = self.image.file_conflicts
         if self.framework is not None:
             data["framework"] = {
                 "name": self.framework.name,
@@ -192,17 +196,13 @@ def _kind(value: Any) -> str:
 
 def load(path: str | Path, *, strict: bool = True) -> Spec:
     """Read and validate a spec file; raise ``SpecError`` naming file and line."""
+    from envlock.boundary import read_text
+
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise SpecError(f"{p}: no such spec file", "create one with: envlock init NAME") from None
-    except OSError as exc:
-        raise SpecError(f"{p}: cannot read: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SpecError(f"{p}: not UTF-8 text") from None
+    if not p.exists() and not p.is_symlink():
+        raise SpecError(f"{p}: no such spec file", "create one with: envlock init NAME")
+
+    text = read_text(p, "spec", None, SpecError)  # a directory, unreadable, binary, not UTF-8
     return parse(text, p, strict=strict)
 
 
@@ -218,6 +218,12 @@ def parse(text: str, path: Path, *, strict: bool = True) -> Spec:
         where = f"{path}:{m.group(1)}:{m.group(2)}" if m else str(path)
         reason = msg[: m.start()].strip() if m else msg
         raise SpecError(f"{where}: invalid TOML: {reason}") from None
+    except (RecursionError, ValueError) as exc:
+        from envlock.boundary import toml_failure
+
+        line, why = toml_failure(exc, text)
+        where = f"{path}:{line}" if line else str(path)
+        raise SpecError(f"{where}: invalid TOML: {why}") from None
     c = _Checker(path, text)
     top = c.table(data, (), ("name", "python", "platforms", "framework", "pip", "conda", "image"))
 
@@ -317,15 +323,33 @@ def _requirement_problem(value: str) -> str | None:
         Requirement(value)
     except InvalidRequirement as exc:
         return f"invalid requirement {value!r}: {str(exc).splitlines()[0]}"
+    # a direct reference's URL follows the index rule: credentials only as ${VAR} placeholders
+    # (a bare user name is fine for ssh, as in git+ssh://git@host/repo)
+    userinfo = re.match(r"^[^@;]*@\s*(?:git\+)?([a-z]+)://([^/@\s]*)@", value)
+    literal = userinfo is not None and PLACEHOLDER.sub("", userinfo.group(2)).strip(":")
+    if userinfo and literal and not (userinfo.group(1) == "ssh" and ":" not in userinfo.group(2)):
+        shown = value[: userinfo.start(2)] + "***" + value[userinfo.end(2) :]  # never print the secret
+        return f"{shown!r} holds credentials; write them as ${{ENV_VAR}} placeholders"
     return None
 
 
 def _url_problem(value: str) -> str | None:
-    if not re.match(r"^(https?|file)://", value):
-        return f"{value!r} is not an http(s):// or file:// URL"
-    userinfo = re.match(r"^[a-z]+://([^/@]*)@", value)
-    if userinfo and _ENV_VAR.sub("", userinfo.group(1)).strip(":"):
-        return f"{value!r} holds credentials; write them as ${{ENV_VAR}} placeholders"
+    from envlock import urls
+
+    return urls.problem(value)
+
+
+def _channel_problem(value: str) -> str | None:
+    """A conda channel: a URL (checked like an index URL) or a name on anaconda.org."""
+    if "://" in value:
+        return _url_problem(value)
+    if not _CHANNEL_NAME.match(value):
+        from envlock.urls import redact
+
+        return (
+            f"{redact(value)!r} is neither a channel name (letters, digits, '.', '_', '-', '/') "
+            "nor an http(s):// or file:// URL"
+        )
     return None
 
 
@@ -344,7 +368,11 @@ def _date(c: _Checker, value: Any, keypath: tuple[str, ...]) -> str:
             stamp = stamp.replace(tzinfo=dt.UTC)
     else:
         raise c.fail(keypath, f"'exclude-newer' must be a date, not {_kind(value)}")
-    return stamp.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        utc = stamp.astimezone(dt.UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise c.fail(keypath, f"date {value!s} is out of range", "use a date between 0001 and 9999") from None
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _pip(c: _Checker, raw: Any, strict: bool) -> PipSection:
@@ -400,14 +428,16 @@ def _require_hashes(c: _Checker, raw: Any) -> tuple[tuple[str, tuple[str, ...]],
 
 def _conda(c: _Checker, raw: Any) -> CondaSection:
     conda = c.table(raw, ("conda",), ("channels", "packages"))
+    channels = c.strings(conda, ("conda", "channels"))
+    c.check_each(channels, ("conda", "channels"), _channel_problem)
     return CondaSection(
-        channels=c.strings(conda, ("conda", "channels")),
+        channels=channels,
         packages=c.strings(conda, ("conda", "packages")),
     )
 
 
 def _image(c: _Checker, raw: Any) -> ImageSection:
-    image = c.table(raw, ("image",), ("base", "system", "env", "workdir", "bytecode"))
+    image = c.table(raw, ("image",), ("base", "system", "env", "workdir", "bytecode", "file-conflicts"))
     base = c.string(image, ("image", "base"))
     system = c.strings(image, ("image", "system"))
     env_raw = image.get("env", {})
@@ -425,32 +455,23 @@ def _image(c: _Checker, raw: Any) -> ImageSection:
     bytecode = image.get("bytecode", False)
     if not isinstance(bytecode, bool):
         raise c.fail(("image", "bytecode"), "'image.bytecode' must be true or false")
+    conflicts = image.get("file-conflicts", "warn")
+    if conflicts not in ("warn", "error"):
+        raise c.fail(
+            ("image", "file-conflicts"),
+            f'\'image.file-conflicts\' must be "warn" or "error", not {conflicts!r}',
+            '"warn" keeps the documented winner and says so; "error" refuses the environment',
+        )
     return ImageSection(
-        base=base, system=system, env=tuple(sorted(env_raw.items())), workdir=workdir, bytecode=bytecode
+        base=base,
+        system=system,
+        env=tuple(sorted(env_raw.items())),
+        workdir=workdir,
+        bytecode=bytecode,
+        file_conflicts=conflicts,
     )
 
 
 def discover(directory: Path) -> list[Path]:
     """Spec files in a directory: ``*.toml`` whose stem has no dot (so not ``pylock.NAME.toml``)."""
     return sorted(p for p in directory.glob("*.toml") if "." not in p.stem)
-
-
-def expand_env(url: str) -> str:
-    """Replace ``${VAR}`` placeholders from the environment (credentials never live in specs)."""
-    import os
-
-    def sub(m: re.Match[str]) -> str:
-        value = os.environ.get(m.group(1))
-        if value is None:
-            raise SpecError(
-                f"environment variable {m.group(1)} is not set (used in {redact(url)})",
-                f"export {m.group(1)}=... before running envlock",
-            )
-        return value
-
-    return _ENV_VAR.sub(sub, url)
-
-
-def redact(url: str) -> str:
-    """Drop any user:password@ part of a URL."""
-    return re.sub(r"^([a-z+]+://)[^/@]*@", r"\1", url)

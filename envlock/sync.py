@@ -9,16 +9,16 @@ machines that recorded different models on the same commit both keep theirs.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from envlock.errors import ServiceUnavailable, UsageError
 from envlock.gitcli import cat_files, git
+from envlock.manifest import Note, parse_note
 from envlock.notes import NOTES_REF
 from envlock.record import _notes_lock, repo_root, write_note
+from envlock.urls import redact
 
 REMOTE_REF = "refs/notes/envlock-remote"
 LOCAL_REF = f"refs/notes/{NOTES_REF}"
@@ -32,18 +32,19 @@ class Synced:
     merged_notes: int
 
 
-def _notes(root: Path, ref: str) -> dict[str, list[dict[str, Any]]]:
+def _notes(root: Path, ref: str, warn: Say) -> dict[str, Note]:
+    """Every note under ``refs/notes/REF``, parsed (``envlock.manifest.parse_note``)."""
     try:
         listing = git(["notes", "--ref", ref, "list"], root).decode().split()
     except UsageError:
         return {}
     pairs = list(zip(listing[0::2], listing[1::2], strict=True))
-    out: dict[str, list[dict[str, Any]]] = {}
+    out: dict[str, Note] = {}
     for (_, commit), blob in zip(pairs, cat_files((b for b, _ in pairs), root), strict=True):
-        try:
-            out[commit] = list(json.loads(blob or b"{}").get("records", []))
-        except ValueError:
-            out[commit] = []
+        note = parse_note(blob or b"", commit)
+        for message in note.warnings:
+            warn(f"{ref}: {message}")
+        out[commit] = note
     return out
 
 
@@ -56,35 +57,58 @@ def _has_ref(root: Path, ref: str) -> bool:
 
 
 def sync(remote: str = "origin", *, cwd: Path, say: Say | None = None) -> Synced:
+    """Fetch the remote's notes, merge them into ours by record ID, push the result.
+
+    Records from the remote are parsed (``envlock.manifest``): invalid ones are not merged
+    and get a ``warning:`` line through ``say``; a note of ours that is not an envlock
+    manifest is kept as it is.
+
+    Raises:
+        UsageError: no such remote, or not a git repository.
+        ServiceUnavailable: the remote cannot be fetched from or pushed to.
+    """
     say = say or (lambda _m: None)
+
+    def warn(message: str) -> None:
+        say(f"warning: {message}")
+
     root = repo_root(cwd)
+    shown = redact(remote)  # a remote may be a URL with a password in it
     remotes = git(["remote"], root).decode().split()
+    if remote.startswith("-") or any(c in remote for c in "\n\r\0"):
+        raise UsageError(f"{remote[:80]!r} is not a remote name or URL", "name a remote: git remote -v")
     if remote not in remotes and "/" not in remote and ":" not in remote:
         raise UsageError(
-            f"no remote named {remote!r}", f"remotes: {', '.join(remotes) or 'none'}; git remote add ..."
+            f"no remote named {shown!r}", f"remotes: {', '.join(remotes) or 'none'}; git remote add ..."
         )
     with _notes_lock(root):
         try:
-            git(["fetch", "--quiet", remote, f"+{LOCAL_REF}:{REMOTE_REF}"], root)
+            git(["fetch", "--quiet", "--end-of-options", remote, f"+{LOCAL_REF}:{REMOTE_REF}"], root)
             have_remote = True
         except UsageError as exc:
             if "couldn't find remote ref" in exc.message or "could not find remote ref" in exc.message:
                 have_remote = False
             else:
-                raise ServiceUnavailable(f"cannot fetch notes from {remote}: {exc.message}") from None
+                raise ServiceUnavailable(f"cannot fetch notes from {shown}: {exc.message}") from None
         fetched = merged = 0
         if have_remote:
-            theirs = _notes(root, "envlock-remote")
+            theirs = _notes(root, "envlock-remote", warn)
             if not _has_ref(root, LOCAL_REF):
                 git(["update-ref", LOCAL_REF, REMOTE_REF], root)
-                fetched = sum(len(v) for v in theirs.values())
+                fetched = sum(len(v.records) for v in theirs.values())
             else:
-                ours = _notes(root, NOTES_REF)
+                ours = _notes(root, NOTES_REF, lambda _m: None)
                 # a merge commit keeping both histories, with our notes' content
                 git(["notes", "--ref", NOTES_REF, "merge", "-q", "-s", "ours", REMOTE_REF], root)
                 for commit in sorted(set(ours) | set(theirs)):
-                    mine = {r.get("id"): r for r in ours.get(commit, [])}
-                    other = {r.get("id"): r for r in theirs.get(commit, [])}
+                    mine_note = ours.get(commit, Note(raw=()))
+                    if mine_note.raw is None:  # someone else's note here: never overwritten
+                        if commit in theirs and theirs[commit].records:
+                            warn(f"kept the non-envlock note on {commit[:12]}; remote records not merged")
+                        continue
+                    mine = {str(r.get("id")): dict(r) for r in mine_note.raw}
+                    # only records that parse come in from the remote
+                    other = {r.id: r.to_json() for r in theirs.get(commit, Note()).records}
                     union = {**other, **mine}
                     if set(union) != set(mine):
                         fetched += len(set(union) - set(mine))
@@ -93,11 +117,11 @@ def sync(remote: str = "origin", *, cwd: Path, say: Say | None = None) -> Synced
         pushed = False
         if _has_ref(root, LOCAL_REF):
             try:
-                git(["push", "--quiet", remote, f"{LOCAL_REF}:{LOCAL_REF}"], root)
+                git(["push", "--quiet", "--end-of-options", remote, f"{LOCAL_REF}:{LOCAL_REF}"], root)
                 pushed = True
             except UsageError as exc:
                 raise ServiceUnavailable(
-                    f"cannot push notes to {remote}: {exc.message}", "envlock sync again"
+                    f"cannot push notes to {shown}: {exc.message}", "envlock sync again"
                 ) from None
-    say(f"Synced records with {remote}: {fetched} new from the remote, {merged} note(s) merged")
+    say(f"Synced records with {shown}: {fetched} new from the remote, {merged} note(s) merged")
     return Synced(fetched, pushed, merged)

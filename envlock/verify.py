@@ -16,12 +16,14 @@ back to its spec (``envlock.layout``).  git is used through its CLI, and only wh
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from envlock import export, layout
 from envlock import lock as lockmod
+from envlock.boundary import read_text
 from envlock.errors import EnvlockError, UsageError
 from envlock.spec import load
 
@@ -60,17 +62,18 @@ def verify_spec(spec_path: Path) -> list[Problem]:
     except EnvlockError as exc:
         return [_from_error(spec_path, exc, "correct the spec")]
     lock_path = spec_path.with_suffix(".lock")
-    try:
-        text = lock_path.read_text("utf-8")
-    except FileNotFoundError:
+    if not lock_path.exists() and not lock_path.is_symlink():
         return [Problem(lock_path, "missing: the spec has no lock", relock)]
     try:
+        text = read_text(lock_path, "lock", error=lockmod.LockError)
         lock = lockmod.parse(text, lock_path)
     except EnvlockError as exc:
         return [
             Problem(
                 lock_path,
-                exc.message.removeprefix(f"{lock_path}: "),
+                re.sub(rf"^{re.escape(str(lock_path))}:(\d+): ", r"line \1: ", exc.message).removeprefix(
+                    f"{lock_path}: "
+                ),
                 f"envlock lock --upgrade {spec_path}",
             )
         ]
@@ -93,6 +96,10 @@ def verify_spec(spec_path: Path) -> list[Problem]:
             actual = path.read_text("utf-8")
         except FileNotFoundError:
             found.append(Problem(path, "missing export", relock))
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror or str(exc)
+            found.append(Problem(path, f"export cannot be read: {why}", relock))
             continue
         if actual != expected:
             found.append(Problem(path, "export does not match the lock (edited by hand?)", relock))

@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envlock.errors import CheckFailed, CompatError
 from envlock.platforms import PLATFORMS
-from envlock.spec import FRAMEWORKS, Framework
+
+if TYPE_CHECKING:  # envlock doctor reads the CUDA table without the spec module's import cost
+    from envlock.spec import Framework
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ def _key(version: str) -> tuple[int, ...]:
 
 @cache
 def framework(name: str) -> FrameworkInfo:
+    from envlock.spec import FRAMEWORKS
+
     if name not in FRAMEWORKS:
         raise CompatError(f"unknown framework {name!r}", f"valid frameworks: {', '.join(FRAMEWORKS)}")
     data = _read(name)

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from envlock.digest import is_digest, parse_digest
 from envlock.errors import CheckFailed, EnvlockError, ServiceUnavailable, SpecError, ToolMissing
 from envlock.image import layer as layermod
+from envlock.image.extract import boundary
 from envlock.image.model import (
     CONFIG,
     CREATED,
-    DOCKER_LIST,
-    INDEX,
     LAYER_TAR,
     Layer,
     digest_of,
@@ -41,7 +41,6 @@ from envlock.store import Store, canonical_json
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_EPOCH = 1700000000  # fixed SOURCE_DATE_EPOCH for bootstraps: inputs, not the clock
-SUITE_FOR_PYTHON = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
 BASE_FORMAT = "envlock-base/1"
 
 Say = Callable[[str], None]
@@ -61,13 +60,87 @@ class BaseImage:
 
 
 def default_base(python: str) -> str:
-    suite = SUITE_FOR_PYTHON.get(python)
+    """``debian:SUITE`` of the newest Debian release whose Python is ``python``
+    (``envlock.suites``); a ``SpecError`` when there is none."""
+    from envlock import suites
+
+    suite = suites.debian_suite_for(python)
     if suite is None:
         raise SpecError(
-            f"no Debian suite ships Python {python}, so envlock has no default base for it",
-            'set [image] base = "oci:PATH" or a registry reference pinned by digest',
+            f"{suites.no_debian_ships(python)}, so envlock has no default base for it",
+            'set [image] base = "oci:PATH" or a registry reference pinned by digest, '
+            "or a Python a Debian release ships",
         )
     return f"debian:{suite}"
+
+
+def python_problem(reference: str | None, python: str, *, home: Path, spec_dir: Path) -> EnvlockError | None:
+    """Whether the base can provide the spec's Python, from what is known without any download.
+
+    ``debian:SUITE``: the release table in ``envlock.suites`` (packages.debian.org).  No base:
+    the default base for ``python`` must exist.  ``oci:PATH[@sha256:..]`` and
+    ``REF@sha256:..``: the interpreter found when the base was last read into the store
+    at ``home`` (``bases/inspect-*.json``); an unknown base is checked when it is built.
+    Reads only; never creates the store.  Returns the error (exit 2) or ``None``.
+    """
+    from envlock import suites
+
+    if not reference:
+        try:
+            default_base(python)
+        except SpecError as exc:
+            return exc
+        return None
+    if reference.startswith("debian:"):
+        found = suites.python_problem(reference.split(":", 1)[1], python)
+        return SpecError(*found) if found else None
+    interp = cached_interpreter(reference, home=home, spec_dir=spec_dir)
+    if interp is None or interp.version == python:
+        return None
+    return SpecError(
+        f"the spec asks for Python {python}, but base {reference} has Python {interp.version} "
+        f"({interp.path}, as read when it was last built)",
+        f'set python = "{interp.version}" or choose a base with Python {python}',
+    )
+
+
+def cached_interpreter(reference: str, *, home: Path, spec_dir: Path) -> Interpreter | None:
+    """The interpreter of a pinned registry base or an ``oci:`` layout, if the store at
+    ``home`` has inspected that manifest before; ``None`` when it is not known yet."""
+    from envlock.digest import is_digest
+
+    digest = ""
+    places = [home / "blobs" / "sha256"]  # where an image index's blob may be read
+    if reference.startswith("oci:"):
+        path, _, digest = reference[4:].partition("@")
+        root = Path(path) if Path(path).is_absolute() else spec_dir / path
+        places.insert(0, root / "blobs" / "sha256")
+        if not digest:
+            index = _json_or_none(root / "index.json")
+            manifests = index.get("manifests", []) if isinstance(index, dict) else []
+            digest = manifests[0].get("digest", "") if len(manifests) == 1 else ""
+    elif "@" in reference:
+        digest = reference.rsplit("@", 1)[1]
+    for _ in range(2):  # an image index points at the manifest that was inspected
+        if not is_digest(digest):
+            return None
+        data = _json_or_none(home / "bases" / f"inspect-{digest[7:]}.json")
+        if isinstance(data, dict):
+            ok = isinstance(data.get("path"), str) and isinstance(data.get("version"), str)
+            return Interpreter(data["path"], data["version"]) if ok else None
+        index = next((d for d in (_json_or_none(p / digest[7:]) for p in places) if d is not None), None)
+        try:
+            digest = pick_platform(index["manifests"])  # type: ignore[index]
+        except (KeyError, TypeError, AttributeError, CheckFailed):
+            return None
+    return None
+
+
+def _json_or_none(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
 
 
 def resolve(
@@ -91,16 +164,18 @@ def resolve(
 
 
 def load(store: Store, reference: str, manifest_digest: str, python: str) -> BaseImage:
-    manifest = store.read_json(manifest_digest)
-    config = store.read_json(manifest["config"]["digest"])
-    diff_ids = config.get("rootfs", {}).get("diff_ids", [])
-    if len(diff_ids) != len(manifest["layers"]):
+    from envlock.image.manifest import diff_ids as parse_diff_ids
+
+    manifest = store.read_manifest(manifest_digest)
+    config = store.read_json(manifest.config.digest)
+    diff_ids = parse_diff_ids(config, f"base {reference}: config")
+    if len(diff_ids) != len(manifest.layers):
         raise CheckFailed(
-            f"base {reference}: config lists {len(diff_ids)} layers, manifest {len(manifest['layers'])}"
+            f"base {reference}: config lists {len(diff_ids)} layers, manifest {len(manifest.layers)}"
         )
     layers = tuple(
-        Layer(la["digest"], diff_id, la["size"], la["mediaType"], "base")
-        for la, diff_id in zip(manifest["layers"], diff_ids, strict=True)
+        Layer(la.digest, diff_id, la.size, la.media_type, "base")
+        for la, diff_id in zip(manifest.layers, diff_ids, strict=True)
     )
     interp = find_interpreter(store, manifest_digest, layers)
     if interp is None:
@@ -130,13 +205,22 @@ def open_layer(store: Store, layer: Layer) -> IO[bytes]:
 
 
 def find_interpreter(store: Store, manifest: str, layers: Sequence[Layer]) -> Interpreter | None:
-    cache = store.bases / f"inspect-{manifest.split(':')[1]}.json"
-    if cache.is_file():
-        data = json.loads(cache.read_text())
-        return Interpreter(**data) if data else None
+    cache = store.bases / f"inspect-{parse_digest(manifest, source='base manifest')[7:]}.json"
+    try:
+        data = json.loads(cache.read_bytes())
+    except (OSError, ValueError):
+        data = None  # not inspected yet, or the cache file is damaged: inspect again
+    if data == {}:
+        return None
+    if isinstance(data, dict) and all(isinstance(data.get(k), str) for k in ("path", "version")):
+        return Interpreter(data["path"], data["version"])
     found: dict[str, str] = {}
     for la in layers:
-        with open_layer(store, la) as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
+        with (
+            boundary(f"base layer {la.digest}"),
+            open_layer(store, la) as fh,
+            tarfile.open(fileobj=fh, mode="r|*") as tar,
+        ):
             for member in tar:
                 name = member.name.removeprefix("./")
                 m = _PY.match(name)
@@ -158,59 +242,67 @@ def find_interpreter(store: Store, manifest: str, layers: Sequence[Layer]) -> In
 
 
 def _from_layout(store: Store, spec: str) -> str:
-    path, _, digest = spec.partition("@")
+    """Copy an image from a local OCI layout into the store; every blob is verified, and
+    every digest (the pin, index.json, manifests) parsed before it names a file."""
+    from envlock.image import manifest as manifests_
+
+    path, _, pinned = spec.partition("@")
     root = Path(path)
     try:
-        index = json.loads((root / "index.json").read_text())
-    except (OSError, ValueError):
+        raw_index = (root / "index.json").read_bytes()
+    except OSError:
         raise SpecError(f"oci:{path} is not an OCI image layout (no readable index.json)") from None
-    manifests = index.get("manifests", [])
-    if digest:
-        chosen = next((m for m in manifests if m["digest"] == digest), {"digest": digest})
-    elif len(manifests) == 1:
-        chosen = manifests[0]
+    index = manifests_.parse(raw_index, f"oci:{path}/index.json")
+    if not isinstance(index, manifests_.Index):
+        raise CheckFailed(f"oci:{path}/index.json is not an image index")
+    entries = index.manifests
+    if pinned:
+        digest = parse_digest(pinned, source=f"the base oci:{spec}")
+    elif len(entries) == 1:
+        digest = entries[0].digest
     else:
-        names = [
-            m.get("annotations", {}).get("org.opencontainers.image.ref.name", m["digest"]) for m in manifests
-        ]
+        names = [m.annotations.get("org.opencontainers.image.ref.name", m.digest) for m in entries]
         raise SpecError(
-            f"oci:{path} holds {len(manifests)} images; pin one",
+            f"oci:{path} holds {len(entries)} images; pin one",
             f"use oci:{path}@sha256:... ({', '.join(names)})",
         )
 
+    def blob_file(d: str) -> Path:
+        return root / "blobs" / "sha256" / d[7:]  # d was parsed: 64 hex characters
+
     def blob(d: str) -> bytes:
         try:
-            data = (root / "blobs" / d.replace(":", "/")).read_bytes()
-        except FileNotFoundError:
+            data = blob_file(d).read_bytes()
+        except OSError:
             raise CheckFailed(f"oci:{path} is missing blob {d}") from None
         if digest_of(data) != d:
             raise CheckFailed(f"oci:{path}: blob {d} does not match its digest")
         return data
 
-    manifest_digest = chosen["digest"]
-    manifest = json.loads(blob(manifest_digest))
-    if manifest.get("mediaType") in (INDEX, DOCKER_LIST) or "manifests" in manifest:
-        manifest_digest = pick_platform(manifest["manifests"])
-        manifest = json.loads(blob(manifest_digest))
-    store.put_blob(blob(manifest["config"]["digest"]))
-    for la in manifest["layers"]:
-        if not store.has_blob(la["digest"]):
+    found = manifests_.parse(blob(digest), f"oci:{path}: manifest {digest[:19]}")
+    if isinstance(found, manifests_.Index):
+        digest = found.for_platform()
+        found = manifests_.parse_manifest(blob(digest), f"oci:{path}: manifest {digest[:19]}")
+    store.put_blob(blob(found.config.digest))
+    for la in found.layers:
+        if not store.blob_intact(la.digest):
             try:
-                fh = (root / "blobs" / la["digest"].replace(":", "/")).open("rb")
-            except FileNotFoundError:
-                raise CheckFailed(f"oci:{path} is missing blob {la['digest']}") from None
+                fh = blob_file(la.digest).open("rb")
+            except OSError:
+                raise CheckFailed(f"oci:{path} is missing blob {la.digest}") from None
             with fh:
-                store.put_blob_stream(fh, expected=la["digest"])
-    store.put_blob(blob(manifest_digest))
-    return manifest_digest
+                store.put_blob_stream(fh, expected=la.digest)
+    store.put_blob(blob(digest))
+    return digest
 
 
 def pick_platform(manifests: list[dict[str, Any]]) -> str:
-    for m in manifests:
-        plat = m.get("platform", {})
-        if plat.get("os") == "linux" and plat.get("architecture") == "amd64":
-            return str(m["digest"])
-    raise CheckFailed("the base image index has no linux/amd64 image")
+    """The linux/amd64 manifest of an index's ``manifests`` (each parsed as a descriptor)."""
+    from envlock.image.manifest import Index, descriptor
+
+    if not isinstance(manifests, list):
+        raise CheckFailed("the base image index has no list of manifests")
+    return Index(tuple(descriptor(m, f"manifests[{i}]") for i, m in enumerate(manifests))).for_platform()
 
 
 # -- debian:SUITE -------------------------------------------------------------------------
@@ -248,10 +340,12 @@ def debian_key(suite: str, python: str, system: Sequence[str]) -> str:
 def _debian(store: Store, suite: str, python: str, system: Sequence[str], say: Say) -> str:
     key = debian_key(suite, python, system)
     record = store.bases / f"{key}.json"
-    if record.is_file():
-        data = json.loads(record.read_text())
-        if store.has_blob(data["manifest"]):
-            return str(data["manifest"])
+    try:
+        data = json.loads(record.read_bytes())
+    except (OSError, ValueError):
+        data = None  # not bootstrapped yet, or the record is damaged: bootstrap again
+    if isinstance(data, dict) and is_digest(data.get("manifest")) and store.image_intact(data["manifest"]):
+        return str(data["manifest"])
     include = _includes(python, system)
     say(f"Bootstrapping debian:{suite} with mmdebstrap ({', '.join(include)}); cached afterwards")
     with tempfile.TemporaryDirectory(prefix="mmdebstrap-", dir=store.tmp) as tmp:

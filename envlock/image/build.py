@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envlock import lock as lockmod
-from envlock.errors import CheckFailed, UsageError
+from envlock.errors import CheckFailed, EnvlockError, UsageError, raise_all
 from envlock.image import base as basemod
 from envlock.image import conda as condamod
 from envlock.image import layer as layermod
 from envlock.image import venv
 from envlock.image.model import Image, Layer, config_for
 from envlock.lock import Lock, Package, PlatformLock
-from envlock.store import EnvEntry, Store, canonical_json
+from envlock.store import EnvEntry, Store, canonical_json, holding_store
 
 Say = Callable[[str], None]
 FetchProgress = Callable[[Package, int, int | None], None]
@@ -40,6 +40,7 @@ class BuildResult:
     seconds: float
     base: str  # base reference
     base_digest: str  # manifest digest of the base in the store
+    warnings: tuple[str, ...] = ()  # for ``warning:`` lines (file conflicts and their winners)
 
     @property
     def image_id(self) -> str:
@@ -68,24 +69,42 @@ def choose_platform(lock: Lock, platform: str | None) -> PlatformLock:
 
 def load_image(store: Store, manifest_digest: str) -> Image:
     """An image from the store; each layer's ``created_by`` comes from the config's history
-    (``envlock: ...`` for envlock's layers, ``base`` for everything below them)."""
-    manifest = store.read_json(manifest_digest)
-    config = store.read_json(manifest["config"]["digest"])
-    history = [h for h in config.get("history", []) if not h.get("empty_layer")]
-    diff_ids = config["rootfs"]["diff_ids"]
+    (``envlock: ...`` for envlock's layers, ``base`` for everything below them).
+
+    Raises:
+        CheckFailed: the manifest or config is missing, corrupt or malformed (every digest
+            in them parsed by ``envlock.digest.parse_digest``).
+    """
+    from envlock.image.manifest import diff_ids as parse_diff_ids
+
+    manifest = store.read_manifest(manifest_digest)
+    config = store.read_json(manifest.config.digest)
+    source = f"config {manifest.config.digest[:19]} in the store"
+    diff_ids = parse_diff_ids(config, source)
+    if len(diff_ids) != len(manifest.layers):
+        raise CheckFailed(
+            f"{source} lists {len(diff_ids)} layers, its manifest {len(manifest.layers)}",
+            "run `envlock store fsck`; building the image again rewrites it",
+        )
+    raw_history = config.get("history")
+    history = (
+        [h for h in raw_history if isinstance(h, dict) and not h.get("empty_layer")]
+        if isinstance(raw_history, list)
+        else []
+    )
     if len(history) != len(diff_ids):
         history = [{}] * len(diff_ids)
     layers = tuple(
         Layer(
-            la["digest"],
+            la.digest,
             diff_id,
-            la["size"],
-            la["mediaType"],
+            la.size,
+            la.media_type,
             h.get("created_by", "") if str(h.get("created_by", "")).startswith("envlock:") else "base",
         )
-        for la, diff_id, h in zip(manifest["layers"], diff_ids, history, strict=True)
+        for la, diff_id, h in zip(manifest.layers, diff_ids, history, strict=True)
     )
-    return Image(config, layers, manifest.get("annotations", {}))
+    return Image(config, layers, dict(manifest.annotations))
 
 
 def lock_layer_entries(lock: Lock) -> list[layermod.Entry]:
@@ -106,6 +125,63 @@ def lock_layer_entries(lock: Lock) -> list[layermod.Entry]:
     return [layermod.file("opt/env/envlock.lock", tomlwrite.dumps(data, header=header).encode())]
 
 
+def precheck(
+    plat: PlatformLock, lock_dir: Path, store: Store, file_conflicts: str = "warn"
+) -> list[EnvlockError]:
+    """Every problem knowable before a base is bootstrapped or pulled and before anything is
+    downloaded: the base's Python (``envlock.suites`` for ``debian:SUITE``, the store's
+    inspection for other bases), locked files that cannot install on the platform (an sdist,
+    a wheel's tags), local files that are gone, and, with ``file_conflicts = "error"``,
+    conflicts among the wheels already at hand.  Returns them all; raises nothing."""
+    from urllib.parse import unquote, urlparse
+
+    from envlock.image import conflicts
+    from envlock.platforms import wheel_problem
+
+    problems: list[EnvlockError] = []
+    python = basemod.python_problem(plat.base or None, plat.python, home=store.root, spec_dir=lock_dir)
+    if python is not None:
+        problems.append(python)
+    for p in plat.packages:
+        if p.manager != "pip":
+            continue
+        where = f"{p.name} {p.version} ({p.filename})"
+        if p.source == "git" or (p.source == "path" and p.url.endswith("/")):
+            continue  # a checkout or a directory, built into a wheel (envlock.sources)
+        if not p.filename.endswith(".whl"):
+            if not p.built:
+                problems.append(
+                    CheckFailed(
+                        f"{where} is a source distribution locked without the digest of its built wheel",
+                        "re-lock with: envlock lock --upgrade SPEC (envlock builds it at lock time)",
+                    )
+                )
+        elif (why := wheel_problem(p.filename, plat.name, plat.python)) is not None:
+            problems.append(
+                CheckFailed(
+                    f"{where} cannot install on {plat.name} / Python {plat.python}: {why}",
+                    "the lock was edited or made for another target; re-lock the spec",
+                )
+            )
+        if store.has_artifact(p.sha256) or ("://" in p.url and not p.url.startswith("file://")):
+            continue
+        local = Path(unquote(urlparse(p.url).path)) if "://" in p.url else lock_dir / p.url
+        local = Path(os.path.normpath(local))
+        if not local.is_file():
+            problems.append(
+                CheckFailed(f"{where}: {local} does not exist", "restore the wheelhouse or re-lock")
+            )
+    if file_conflicts == "error":
+        try:
+            decision = conflicts.scan(
+                conflicts.at_hand(plat.packages, lock_dir, store.root), plat.python, store
+            )
+            conflicts.enforce(decision, file_conflicts)
+        except EnvlockError as exc:
+            problems.append(exc)
+    return problems
+
+
 def _groups(
     packages: Sequence[tuple[Package, Path]],
 ) -> list[tuple[str, list[tuple[Package, Path]]]]:
@@ -117,6 +193,7 @@ def _groups(
     return groups
 
 
+@holding_store  # gc waits while an image is built
 def build_lock(
     lock: Lock,
     lock_dir: Path,
@@ -127,7 +204,15 @@ def build_lock(
     say: Say | None = None,
     fetch_progress: FetchProgress | None = None,
     workers: int = 0,
+    file_conflicts: str = "warn",
 ) -> BuildResult:
+    """Build (or find in the store) the image of one platform of ``lock``.
+
+    Everything knowable up front is checked before any download (:func:`precheck`), and
+    every problem is reported (:class:`envlock.errors.Problems`).  Two packages writing
+    one path are decided over the whole image (``envlock.image.conflicts``):
+    ``file_conflicts`` ``"warn"`` returns the warnings in the result, ``"error"`` raises.
+    """
     start = time.perf_counter()
     say = say or (lambda _m: None)
     workers = workers or max(2, os.cpu_count() or 2)
@@ -164,6 +249,7 @@ def build_lock(
             base_digest,
         )
 
+    raise_all(precheck(plat, lock_dir, store, file_conflicts))
     conda = [p for p in plat.packages if p.manager == "conda"]
     reference = plat.base or basemod.default_base(plat.python)
     located = reference
@@ -180,12 +266,22 @@ def build_lock(
 
     pip = [p for p in plat.packages if p.manager == "pip"]
     every = [*conda, *pip]
-    missing = [p for p in every if not store.has_artifact(p.sha256)]
+    fetched = _to_fetch(store, [*conda, *pip], plat.python)
+    missing = [p for p in fetched if not store.has_artifact(p.sha256)]
     if missing:
         total = sum(p.size or 0 for p in missing)
-        say(f"Fetching {len(missing)} of {len(every)} packages ({total / 1e6:.0f} MB)")
-    paths = fetch_all(store, every, lock_dir, progress=fetch_progress)
-    wheels = [(p, paths[p.sha256]) for p in pip]
+        say(f"Fetching {len(missing)} of {len(fetched)} packages ({total / 1e6:.0f} MB)")
+    from envlock.credentials import sources_from_options
+
+    sources = (*sources_from_options(plat.pip_options), *plat.conda_channels)
+    paths = fetch_all(store, fetched, lock_dir, progress=fetch_progress, sources=sources)
+    wheels = _wheels(store, pip, paths, lock_dir, plat.python, say)
+    from envlock.image import conflicts
+
+    # checked just now: downloads by their sha256, wheels built from source by their content digest
+    checked = {p.sha256 for p in missing} | {p.sha256 for p in pip if p.built}
+    decision = conflicts.scan(wheels, plat.python, store, verified=checked)
+    warnings = conflicts.enforce(decision, file_conflicts)
 
     say(f"Assembling {name} for {plat.name} on {reference} ({len(every)} packages)")
     # With conda's own python, /opt/env is a conda prefix and its interpreter is conda's;
@@ -213,9 +309,9 @@ def build_lock(
     groups = _groups(wheels)
     # largest first, so the long ones start at once and the small ones fill the other cores
     if plat.bytecode:
-        package_layers, code_layers = _with_bytecode(store, base, groups, workers, say)
+        package_layers, code_layers = _with_bytecode(store, base, groups, workers, say, decision.omit)
     else:
-        package_layers, code_layers = _build_layers(store, groups, interpreter, workers), []
+        package_layers, code_layers = _build_layers(store, groups, interpreter, workers, decision.omit), []
     lock_layer = venv.store_entries(store, lock_layer_entries(lock), "envlock: lock")
     ours = (*first, *package_layers, *code_layers, lock_layer)
 
@@ -260,7 +356,48 @@ def build_lock(
         time.perf_counter() - start,
         reference,
         base.digest,
+        warnings,
     )
+
+
+def _to_fetch(store: Store, packages: Sequence[Package], python: str) -> list[Package]:
+    """The archives to download: every package's, but git commits and local directories
+    (checked out instead) and built wheels already cached (their build requirements too)."""
+    from envlock import sourcebuild, sources
+
+    out: list[Package] = []
+    for p in packages:
+        if p.needs_build:
+            key = sourcebuild.cache_key(p, p.build_requires, python)
+            if sourcebuild.cached(store, key) is not None:
+                continue
+            out += p.build_requires
+        if not sources.is_tree(p):
+            out.append(p)
+    return list({p.sha256: p for p in out}.values())
+
+
+def _wheels(
+    store: Store, pip: Sequence[Package], paths: dict[str, Path], lock_dir: Path, python: str, say: Say
+) -> list[tuple[Package, Path]]:
+    """(package, wheel) for every pip package; one built from source is rebuilt or taken from
+    the cache, and must have the content digest the lock recorded (``envlock.sources``)."""
+    out: list[tuple[Package, Path]] = []
+    for p in pip:
+        if not p.needs_build:
+            out.append((p, paths[p.sha256]))
+            continue
+        from envlock import sources
+
+        if p.built is None:
+            raise CheckFailed(
+                f"{p.name} {p.version} is locked as a source distribution ({p.filename}) "
+                "without the digest of a wheel built from it",
+                "re-lock with: envlock lock --upgrade SPEC (envlock now builds sdists at lock time)",
+            )
+        say(f"Wheel of {p.name} {p.version} from source")
+        out.append(sources.wheel_for(store, p, lock_dir, python))
+    return out
 
 
 def _build_layers(
@@ -268,6 +405,7 @@ def _build_layers(
     groups: list[tuple[str, list[tuple[Package, Path]]]],
     interpreter: venv.Interpreter,
     workers: int,
+    omit: venv.Omit | None = None,
 ) -> list[Layer]:
     """Build the package layers, largest first, in worker processes.
 
@@ -279,18 +417,19 @@ def _build_layers(
     from multiprocessing import get_context
 
     by_size = sorted(range(len(groups)), key=lambda i: -sum(p.stat().st_size for _, p in groups[i][1]))
-    todo = [i for i in by_size if venv.cached(store, groups[i][1], interpreter) is None]
+    todo = [i for i in by_size if venv.cached(store, groups[i][1], interpreter, omit) is None]
     if len(todo) < 2 or workers < 2:
-        return [venv.build_layer(store, wheels, interpreter, label) for label, wheels in groups]
+        return [venv.build_layer(store, wheels, interpreter, label, omit) for label, wheels in groups]
     with ProcessPoolExecutor(
         max_workers=min(workers, len(todo)), mp_context=get_context("spawn"), initializer=_worker_init
     ) as pool:
         futures = {
-            i: pool.submit(venv.build_layer, store, groups[i][1], interpreter, groups[i][0]) for i in todo
+            i: pool.submit(venv.build_layer, store, groups[i][1], interpreter, groups[i][0], omit)
+            for i in todo
         }
         for future in futures.values():
             future.result()  # raise the first failure
-    return [venv.build_layer(store, wheels, interpreter, label) for label, wheels in groups]
+    return [venv.build_layer(store, wheels, interpreter, label, omit) for label, wheels in groups]
 
 
 def _with_bytecode(
@@ -299,6 +438,7 @@ def _with_bytecode(
     groups: list[tuple[str, list[tuple[Package, Path]]]],
     workers: int,
     say: Say,
+    omit: venv.Omit | None = None,
 ) -> tuple[list[Layer], list[Layer]]:
     """Package layers and their byte code at once: the compiler is prepared (sources read,
     the base's Python copied out) and runs while the package layers are written, so no core
@@ -307,9 +447,9 @@ def _with_bytecode(
 
     stop = threading.Event()
     with ThreadPoolExecutor(1, thread_name_prefix="envlock-bytecode") as pool:
-        code = pool.submit(_bytecode_layers, store, base, groups, workers, say, stop)
+        code = pool.submit(_bytecode_layers, store, base, groups, workers, say, stop, omit)
         try:
-            package_layers = _build_layers(store, groups, base.interpreter, workers)
+            package_layers = _build_layers(store, groups, base.interpreter, workers, omit)
         except BaseException:
             stop.set()  # compilers stop at their next file; this error is the one to report
             raise
@@ -323,6 +463,7 @@ def _bytecode_layers(
     workers: int,
     say: Say,
     stop: threading.Event | None = None,
+    omit: venv.Omit | None = None,
 ) -> list[Layer]:
     """A byte-code layer per package layer, compiled by the base's interpreter; cached by
     the package layer's inputs and the base."""
@@ -331,19 +472,19 @@ def _bytecode_layers(
     interp = base.interpreter
     labels = [label.replace("envlock: pip ", "envlock: byte code ", 1) for label, _ in groups]
     keys = [
-        bytecode.layer_key(venv.layer_key([p for p, _ in wheels], interp), base.digest, interp)
+        bytecode.layer_key(venv.layer_key([p for p, _ in wheels], interp, omit), base.digest, interp)
         for _, wheels in groups
     ]
     layers = [venv.cached_by_key(store, key, label) for key, label in zip(keys, labels, strict=True)]
     todo = [i for i, found in enumerate(layers) if found is None]
     if todo:
-        files = [bytecode.sources(venv.wheel_entries(groups[i][1], interp), interp) for i in todo]
+        files = [bytecode.sources(venv.wheel_entries(groups[i][1], interp, omit), interp) for i in todo]
         count = sum(len(f) for f in files)
         files_word = "file" if count == 1 else "files"
         say(f"Compiling {count} Python {files_word} to byte code with the base's {interp.path}")
         streams = [basemod.open_layer(store, la) for la in base.layers]
         try:
-            with bytecode.runtime(store, streams, interp) as rt:
+            with bytecode.runtime(store, streams, interp, [la.digest for la in base.layers]) as rt:
                 tag, pycs = bytecode.compile_all(rt, [f for group in files for f in group], workers, stop)
         finally:
             for stream in streams:
@@ -416,4 +557,5 @@ def build_spec(
         platform=platform,
         say=say,
         fetch_progress=fetch_progress,
+        file_conflicts=spec.image.file_conflicts,
     )

@@ -32,15 +32,17 @@ import subprocess
 import tarfile
 import tempfile
 import threading
+import time
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from envlock import sandbox
 from envlock.errors import CheckFailed, ToolMissing
 from envlock.image import layer as layermod
-from envlock.image.extract import within
+from envlock.image.extract import UnsafeMember, boundary, clear, member_name, resolve_inside
 from envlock.image.venv import Interpreter
 from envlock.store import Store, canonical_json
 
@@ -104,9 +106,10 @@ def sources(entries: Sequence[layermod.Entry], interp: Interpreter) -> list[tupl
             if e.data is not None:
                 data = e.data
             elif e.member and e.source is not None:
-                if e.source not in archives:
-                    archives[e.source] = zipfile.ZipFile(e.source)
-                data = archives[e.source].read(e.member)
+                with boundary(f"wheel {e.source.name}"):
+                    if e.source not in archives:
+                        archives[e.source] = zipfile.ZipFile(e.source)
+                    data = archives[e.source].read(e.member)
             else:
                 assert e.source is not None
                 data = e.source.read_bytes()
@@ -132,27 +135,48 @@ class Runtime:
     interp: Interpreter
 
     def command(self) -> list[str]:
-        loader = _inside(self.root, LOADER)
-        if loader is None:
+        """The sandboxed command line: the base's loader runs its interpreter inside a
+        bubblewrap sandbox whose ``/`` is this copy, read-only, with no network, no host
+        path and a private ``/tmp`` (what a base runs can touch nothing of the host's).
+
+        Raises:
+            CheckFailed: the copy has no loader or no interpreter.
+            ToolMissing: bubblewrap is not installed (exit 3).
+        """
+        if _inside(self.root, LOADER) is None:
             raise CheckFailed(
                 f"the base has no dynamic loader at /{LOADER}, so its Python cannot compile byte code here",
                 "set bytecode = false, or use a glibc-based x86_64 base such as debian:bookworm",
             )
-        python = _inside(self.root, self.interp.path)
-        if python is None:
+        if _inside(self.root, self.interp.path) is None:
             raise CheckFailed(f"the base's interpreter {self.interp.path} could not be copied out of it")
-        libs = ":".join(str(self.root / d / sub) for d in _LIB_DIRS for sub in ("x86_64-linux-gnu", ""))
-        return [str(loader), "--library-path", libs, str(python), "-S", "-B", "-s", "-c", DRIVER]
+        libs = ":".join(f"/{d}/{sub}".rstrip("/") for d in _LIB_DIRS for sub in ("x86_64-linux-gnu", ""))
+        argv = [f"/{LOADER}", "--library-path", libs, self.interp.path, "-S", "-B", "-s", "-c", DRIVER]
+        return sandbox.command(self.box(), argv)
+
+    def box(self) -> sandbox.Sandbox:
+        """Only the copy, read-only, as ``/``; no network; the compiler's environment."""
+        return sandbox.Sandbox(mounts=(sandbox.Mount(self.root, "/"),), env=self.env(), cwd="/")
 
     def env(self) -> dict[str, str]:
         home = self.interp.path.rsplit("/", 2)[0]  # /usr/bin/python3.11 -> /usr
-        return {"PYTHONHOME": str(self.root) + home, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+        return {"PYTHONHOME": home, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 @contextlib.contextmanager
-def runtime(store: Store, layers: Sequence[IO[bytes]], interp: Interpreter) -> Iterator[Runtime]:
+def runtime(
+    store: Store, layers: Sequence[IO[bytes]], interp: Interpreter, names: Sequence[str] = ()
+) -> Iterator[Runtime]:
     """Copy what the base's Python needs to run out of its layers (uncompressed tar
-    streams, bottom first) into the store's ``tmp/``; removed afterwards."""
+    streams, bottom first; ``names`` their digests, for messages) into the store's
+    ``tmp/``; removed afterwards.
+
+    Members are confined to the copy (:mod:`envlock.image.extract`): a name with ``..`` or
+    an absolute one is an error, symlinks are resolved inside the copy only.
+
+    Raises:
+        CheckFailed: a layer that cannot be read or holds a member that would leave the copy.
+    """
     root = Path(tempfile.mkdtemp(prefix="runtime-", dir=store.tmp))
     try:
         version = interp.version
@@ -161,8 +185,9 @@ def runtime(store: Store, layers: Sequence[IO[bytes]], interp: Interpreter) -> I
             rf"^(?:{re.escape(interp.path.strip('/'))}|{re.escape(home)}/lib/python{re.escape(version)}/.*"
             rf"|{re.escape(LOADER)})$"
         )
-        for stream in layers:
-            with tarfile.open(fileobj=stream, mode="r|") as tar:
+        for i, stream in enumerate(layers):
+            label = f"base layer {names[i] if i < len(names) else i + 1}"
+            with boundary(label), tarfile.open(fileobj=stream, mode="r|") as tar:
                 for member in tar:
                     name = member.name.removeprefix("./").rstrip("/")
                     if member.isdir() or not (
@@ -171,53 +196,46 @@ def runtime(store: Store, layers: Sequence[IO[bytes]], interp: Interpreter) -> I
                         continue
                     if "/test/" in name and name.startswith(f"{home}/lib/python"):
                         continue  # the standard library's own tests: a third of its size
-                    _extract(tar, member, root, name)
+                    _extract(tar, member, root)
+        for mount_point in ("proc", "dev", "tmp"):  # where the sandbox mounts its own
+            (root / mount_point).mkdir(exist_ok=True)
         yield Runtime(root, interp)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path, name: str) -> None:
-    target = within(root, name)
-    if target is None:
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        if target.is_symlink() or target.is_file():
-            target.unlink()
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path) -> None:
+    """One member into the copy, as the base's root file system would hold it: through
+    symlinks resolved inside ``root`` (never the host's), never over a directory."""
+    name = member_name(member.name)
+    head, _, leaf = name.rpartition("/")
+    parent = resolve_inside(root, head, follow_last=True) if head else root
+    parent.mkdir(parents=True, exist_ok=True)
+    target = parent / leaf
+    clear(target, name)
     if member.issym():
-        target.symlink_to(member.linkname)
+        target.symlink_to(member.linkname)  # any target: it is resolved inside the copy
     elif member.islnk():
-        source = within(root, member.linkname.removeprefix("./"))
-        if source is not None and source.is_file() and not source.is_symlink():
+        source = resolve_inside(root, member_name(member.linkname))
+        if source.is_file() and not source.is_symlink():
             os.link(source, target)  # (a link to a file that was not wanted is left out)
     elif member.isfile():
         fh = tar.extractfile(member)
         assert fh is not None
-        with target.open("wb") as out:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with fh, os.fdopen(fd, "wb") as out:
             shutil.copyfileobj(fh, out, 1 << 20)
         target.chmod(0o755 if member.mode & 0o111 else 0o644)
 
 
-def _inside(root: Path, path: str, hops: int = 40) -> Path | None:
-    """``path`` as the base sees it, symlinks followed inside ``root`` (absolute ones too)."""
-    parts = [p for p in path.strip("/").split("/") if p]
-    current = root
-    while parts and hops > 0:
-        part = parts.pop(0)
-        candidate = current / part
-        if candidate.is_symlink():
-            hops -= 1
-            target = str(candidate.readlink())
-            rest = [p for p in target.split("/") if p]
-            current = root if target.startswith("/") else current
-            parts = rest + parts
-            continue
-        if part == "..":
-            current = current.parent if current != root else root
-            continue
-        current = candidate
-    return current if current.exists() and hops > 0 else None
+def _inside(root: Path, path: str) -> Path | None:
+    """``path`` as the base sees it, symlinks followed inside ``root`` (absolute ones too);
+    ``None`` when it does not exist there or the links loop."""
+    try:
+        found = resolve_inside(root, path, follow_last=True)
+    except UnsafeMember:
+        return None
+    return found if found.exists() else None
 
 
 # -- compiling -------------------------------------------------------------------------------
@@ -263,26 +281,51 @@ def _drive(rt: Runtime, work: Work, results: list[bytes], stop: threading.Event 
         return _drive_with(rt, work, results, errors, stop)
 
 
+ANSWER_SECONDS = 300.0  # the longest the base's Python may take to answer for one file
+MAX_FRAME = 256 << 20  # the largest answer taken from it (a .pyc, or its greeting)
+
+
+class _Deadline:
+    """Kills ``proc`` when it has not answered within ``seconds`` of the last renewal: a
+    base's compiler that hangs (or is made to) must not hang the build."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], seconds: float) -> None:
+        self.proc, self.seconds = proc, seconds
+        self.expired = False
+        self._at = time.monotonic() + seconds
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="envlock-compile-deadline", daemon=True)
+        self._thread.start()
+
+    def renew(self) -> None:
+        self._at = time.monotonic() + self.seconds
+
+    def _watch(self) -> None:
+        while not self._done.wait(max(0.0, min(1.0, self._at - time.monotonic()))):
+            if time.monotonic() >= self._at:
+                self.expired = True
+                self.proc.kill()
+                return
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
 def _drive_with(
     rt: Runtime, work: Work, results: list[bytes], errors: IO[bytes], stop: threading.Event | None
 ) -> str:
     try:
-        proc = subprocess.Popen(
-            rt.command(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=errors,
-            env=rt.env(),
-            cwd=rt.root,
-        )
+        proc = subprocess.Popen(rt.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
     except OSError as exc:
         raise ToolMissing(
             f"cannot run the base's Python to compile byte code: {exc}",
             "set bytecode = false in the spec's [image] table",
         ) from None
     assert proc.stdin is not None and proc.stdout is not None
+    deadline = _Deadline(proc, ANSWER_SECONDS)
     try:
-        tag = _frame(proc, rt, errors).decode().split()[0]
+        tag = _cache_tag(_frame(proc, rt, errors, deadline), rt)
         for i, (path, source) in work:
             if stop is not None and stop.is_set():
                 raise CheckFailed("byte code compilation was stopped")
@@ -290,14 +333,16 @@ def _drive_with(
             proc.stdin.write(struct.pack(">I", len(encoded)) + encoded + struct.pack(">I", len(source)))
             proc.stdin.write(source)
             proc.stdin.flush()
-            results[i] = _frame(proc, rt, errors)
+            deadline.renew()
+            results[i] = _frame(proc, rt, errors, deadline)
         proc.stdin.close()
         if proc.wait() != 0:
-            raise _failed(proc, rt, errors)
+            raise _failed(proc, rt, errors, deadline)
         return tag
     except BrokenPipeError:
-        raise _failed(proc, rt, errors) from None
+        raise _failed(proc, rt, errors, deadline) from None
     finally:
+        deadline.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -307,21 +352,52 @@ def _drive_with(
                     pipe.close()
 
 
-def _frame(proc: subprocess.Popen[bytes], rt: Runtime, errors: IO[bytes]) -> bytes:
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+
+
+def _cache_tag(head: bytes, rt: Runtime) -> str:
+    """The interpreter's ``sys.implementation.cache_tag`` from its first answer; it names
+    ``.pyc`` files in the image, so nothing but a plain file-name part is accepted."""
+    words = head.split()
+    tag = words[0].decode("ascii", "replace") if words else ""
+    if not _TAG.fullmatch(tag):
+        raise CheckFailed(
+            f"the base's Python ({rt.interp.path}) answered {head[:60]!r} instead of its cache tag",
+            "set bytecode = false in the spec's [image] table, or check the base",
+        )
+    return tag
+
+
+def _frame(proc: subprocess.Popen[bytes], rt: Runtime, errors: IO[bytes], deadline: _Deadline) -> bytes:
+    """One answer: a 4-byte big-endian length, then that many bytes (at most MAX_FRAME)."""
     assert proc.stdout is not None
     head = proc.stdout.read(4)
     if len(head) != 4:
-        raise _failed(proc, rt, errors)
+        raise _failed(proc, rt, errors, deadline)
     (size,) = struct.unpack(">I", head)
+    if size > MAX_FRAME:
+        proc.kill()
+        raise CheckFailed(
+            f"the base's Python ({rt.interp.path}) answered with {size} bytes, more than a .pyc can be",
+            "set bytecode = false in the spec's [image] table, or check the base",
+        )
     data = proc.stdout.read(size)
     if len(data) != size:
-        raise _failed(proc, rt, errors)
+        raise _failed(proc, rt, errors, deadline)
     return data
 
 
-def _failed(proc: subprocess.Popen[bytes], rt: Runtime, errors: IO[bytes]) -> CheckFailed:
+def _failed(
+    proc: subprocess.Popen[bytes], rt: Runtime, errors: IO[bytes], deadline: _Deadline
+) -> CheckFailed:
     proc.kill()
     proc.wait()
+    if deadline.expired:
+        return CheckFailed(
+            f"the base's Python ({rt.interp.path}) did not answer within {deadline.seconds:g} s "
+            "while compiling byte code",
+            "set bytecode = false in the spec's [image] table, or check the base",
+        )
     errors.seek(0)
     err = errors.read().decode(errors="replace").strip()
     last = err.splitlines()[-1] if err else f"exit status {proc.returncode}"

@@ -19,16 +19,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import stat
 import tarfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 from envlock.errors import CheckFailed
-from envlock.image.extract import within
+from envlock.image.extract import (
+    UnsafeMember,
+    boundary,
+    clear,
+    existing,
+    link_target,
+    member_name,
+    read_regular,
+    real_parent,
+    regular_file,
+)
 from envlock.image.model import Layer
 from envlock.image.venv import PREFIX, cached_layer
 from envlock.lock import Package
@@ -55,47 +68,69 @@ def check_md5(package: Package, path: Path) -> None:
         )
 
 
-def _safe(name: str) -> str:
-    path = PurePosixPath(name.lstrip("./") if name.startswith("./") else name)
-    if path.is_absolute() or ".." in path.parts:
-        raise CheckFailed(f"conda package member {name!r} escapes the prefix", "the archive is malformed")
-    return path.as_posix()
+def _kind(member: tarfile.TarInfo) -> str:
+    if member.ischr() or member.isblk():
+        return "device node"
+    if member.isfifo():
+        return "fifo"
+    return f"member of tar type {member.type!r}"
 
 
-def _member_target(dest: Path, name: str) -> Path:
-    """Where an archive member goes under ``dest``; never outside it, symlinks included."""
-    target = within(dest, _safe(name))
-    if target is None:
-        raise CheckFailed(f"conda package member {name!r} escapes the prefix", "the archive is malformed")
-    return target
+def _write_new(target: Path, source: IO[bytes], executable: bool) -> None:
+    """A new regular file (never through a symlink, never over an existing one)."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        shutil.copyfileobj(source, out, 1 << 20)
+    target.chmod(0o755 if executable else 0o644)
 
 
 def _extract_tar(tar: tarfile.TarFile, dest: Path) -> None:
-    """Regular files, directories and symlinks only; modes reduced to the exec bit."""
+    """Regular files, directories, symlinks and hard links to regular files, under ``dest``
+    only: no member is written through a symlink, no link points outside, nothing outside
+    ``dest`` is read (see :mod:`envlock.image.extract`).  Modes reduced to the exec bit.
+
+    Raises:
+        UnsafeMember: for the first member that breaks a rule (devices and fifos included).
+    """
     for member in tar:
-        if PurePosixPath(member.name).as_posix() in ("", "."):
+        name = member_name(member.name)
+        if not name:
             continue
-        target = _member_target(dest, member.name)
         if member.isdir():
-            target.mkdir(parents=True, exist_ok=True)
-        elif member.issym():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.unlink(missing_ok=True)
+            path = real_parent(dest, name)
+            if path.is_symlink() or (path.exists() and not path.is_dir()):
+                raise UnsafeMember(f"directory member {name!r} would replace a file or symlink")
+            path.mkdir(exist_ok=True)
+            continue
+        if not (member.isreg() or member.issym() or member.islnk()):
+            raise UnsafeMember(
+                f"member {name!r} is a {_kind(member)}; conda packages hold files, directories and links"
+            )
+        target = real_parent(dest, name)
+        clear(target, name)
+        if member.issym():
+            link_target(name, member.linkname)  # checked; written as the package has it
             target.symlink_to(member.linkname)
         elif member.islnk():
-            source = _member_target(dest, member.linkname)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.unlink(missing_ok=True)
-            shutil.copyfile(source, target)
-            target.chmod(source.stat().st_mode & 0o777)
-        elif member.isfile():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.unlink(missing_ok=True)
+            try:
+                linked = member_name(member.linkname)
+                source = regular_file(dest, linked) if linked else None
+            except UnsafeMember as exc:
+                raise UnsafeMember(f"hard link {name!r}: {exc.message}") from None
+            if source is None:
+                raise UnsafeMember(
+                    f"hard link {name!r} points to {member.linkname!r}, "
+                    "which is not a file before it in the package"
+                )
+            executable = bool(source.lstat().st_mode & 0o111)
+            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as linked_file:
+                _write_new(target, linked_file, executable)
+        else:
             fh = tar.extractfile(member)
             assert fh is not None
-            with fh, target.open("wb") as out:
-                shutil.copyfileobj(fh, out, 1 << 20)
-            target.chmod(0o755 if member.mode & 0o111 else 0o644)
+            with fh:
+                _write_new(target, fh, bool(member.mode & 0o111))
 
 
 @contextmanager
@@ -107,34 +142,126 @@ def _zst_tar(stream: IO[bytes]) -> Iterator[tarfile.TarFile]:
         yield tar
 
 
-def unpack(package: Package, archive: Path, pkg_dir: Path, info_dir: Path) -> None:
-    """Unpack an archive: package files into ``pkg_dir``, ``info/`` into ``info_dir``."""
+def unpack(package: Package, archive: Path, work: Path) -> tuple[Path, Path]:
+    """Unpack an archive under ``work``; returns ``(pkg_dir, meta_dir)``: the package's
+    files under ``pkg_dir``, its ``info/`` as ``meta_dir/info``.
+
+    Raises:
+        UnsafeMember, CheckFailed, and what the decompressors raise (the caller's
+        :func:`~envlock.image.extract.boundary` names the archive).
+    """
     name = package.filename
+    pkg_dir, meta = work / "pkg", work / "meta"
+    pkg_dir.mkdir(parents=True)
+    meta.mkdir()
+    if name.endswith(".conda"):
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.namelist()
+            for prefix, dest in (("info-", meta), ("pkg-", pkg_dir)):
+                inner = [m for m in members if m.startswith(prefix) and m.endswith(".tar.zst")]
+                if len(inner) != 1:
+                    raise CheckFailed(f"not a .conda package: {len(inner)} {prefix}*.tar.zst members")
+                with zf.open(inner[0]) as raw, _zst_tar(raw) as tar:
+                    _extract_tar(tar, dest)
+    elif name.endswith(".tar.bz2"):
+        staged = work / "all"
+        staged.mkdir()
+        with tarfile.open(archive, "r:bz2") as tar:
+            _extract_tar(tar, staged)
+        for child in sorted(staged.iterdir()):
+            child.rename((meta if child.name == "info" else pkg_dir) / child.name)
+        staged.rmdir()
+    else:
+        raise CheckFailed("unknown conda package format", "expected .conda or .tar.bz2")
+    return pkg_dir, meta
+
+
+@dataclass(frozen=True)
+class PathEntry:
+    """One file of a package, from ``info/paths.json`` (conda's ``paths_version`` 1)."""
+
+    path: str  # a member_name, relative to the prefix
+    placeholder: str | None = None  # the build prefix to replace, if any
+    binary: bool = False  # file_mode "binary": replace inside NUL-terminated strings
+
+
+def _json(data: bytes, what: str) -> Any:
     try:
-        if name.endswith(".conda"):
-            with zipfile.ZipFile(archive) as zf:
-                members = zf.namelist()
-                for prefix, dest in (("info-", info_dir.parent), ("pkg-", pkg_dir)):
-                    inner = [m for m in members if m.startswith(prefix) and m.endswith(".tar.zst")]
-                    if len(inner) != 1:
-                        raise CheckFailed(f"{name}: not a .conda package (no {prefix}*.tar.zst)")
-                    with zf.open(inner[0]) as raw, _zst_tar(raw) as tar:
-                        _extract_tar(tar, dest)
-        elif name.endswith(".tar.bz2"):
-            with tarfile.open(archive, "r:bz2") as tar:
-                staged = pkg_dir.parent / "all"
-                _extract_tar(tar, staged)
-            if (staged / "info").is_dir():
-                shutil.move(str(staged / "info"), str(info_dir))
-            for child in sorted(staged.iterdir()):
-                shutil.move(str(child), str(pkg_dir / child.name))
-            staged.rmdir()
-        else:
-            raise CheckFailed(f"{name}: unknown conda package format", "expected .conda or .tar.bz2")
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        if isinstance(exc, CheckFailed):
-            raise
-        raise CheckFailed(f"{package.name} {package.version}: cannot unpack {name}: {exc}") from None
+        return json.loads(data.decode("utf-8"))
+    except ValueError as exc:
+        raise CheckFailed(f"{what} is not UTF-8 JSON ({exc})") from None
+
+
+def parse_index(data: bytes | None) -> tuple[int, str | None]:
+    """``(build_number, noarch)`` from ``info/index.json``.
+
+    Raises:
+        CheckFailed: missing, not JSON, not an object, or fields of the wrong types.
+    """
+    if data is None:
+        raise CheckFailed("the package has no info/index.json")
+    index = _json(data, "info/index.json")
+    if not isinstance(index, dict):
+        raise CheckFailed("info/index.json is not a JSON object")
+    build_number = index.get("build_number", 0)
+    noarch = index.get("noarch")
+    if not isinstance(build_number, int) or isinstance(build_number, bool) or build_number < 0:
+        raise CheckFailed(f"info/index.json: build_number {build_number!r} is not a number")
+    if noarch is not None and not isinstance(noarch, str):
+        raise CheckFailed(f"info/index.json: noarch {noarch!r} is not a string")
+    return build_number, noarch or None
+
+
+def parse_paths(data: bytes) -> list[PathEntry]:
+    """The entries of ``info/paths.json``, each path confined by
+    :func:`~envlock.image.extract.member_name`.
+
+    Raises:
+        CheckFailed: not JSON, ``paths`` not a list of objects, ``_path`` not a safe
+            relative path, ``prefix_placeholder`` not a string, ``file_mode`` not
+            ``text`` or ``binary``.
+    """
+    doc = _json(data, "info/paths.json")
+    paths = doc.get("paths") if isinstance(doc, dict) else None
+    if not isinstance(paths, list):
+        raise CheckFailed("info/paths.json has no list of paths")
+    out: list[PathEntry] = []
+    for i, entry in enumerate(paths):
+        if not isinstance(entry, dict):
+            raise CheckFailed(f"info/paths.json: entry {i} is not an object")
+        try:
+            path = member_name(entry.get("_path"))
+        except UnsafeMember as exc:
+            raise UnsafeMember(f"info/paths.json: entry {i}: {exc.message}") from None
+        placeholder = entry.get("prefix_placeholder")
+        mode = entry.get("file_mode", "text")
+        if placeholder is not None and (not isinstance(placeholder, str) or not placeholder):
+            raise CheckFailed(f"info/paths.json: {path}: prefix_placeholder {placeholder!r} is not a string")
+        if mode not in ("text", "binary"):
+            raise CheckFailed(f"info/paths.json: {path}: file_mode {mode!r} is not 'text' or 'binary'")
+        if path:
+            out.append(PathEntry(path, placeholder, mode == "binary"))
+    return out
+
+
+def _listing(meta: Path) -> list[PathEntry]:
+    """What a package installs: ``info/paths.json``, or ``info/files`` for very old
+    packages (no placeholders known)."""
+    paths = read_regular(meta, "info/paths.json")
+    if paths is not None:
+        return parse_paths(paths)
+    listing = read_regular(meta, "info/files")
+    names = listing.decode("utf-8").splitlines() if listing is not None else []
+    return [PathEntry(member_name(n)) for n in names if n and member_name(n)]
+
+
+def _unlisted(pkg_dir: Path) -> Iterator[str]:
+    """Files and symlinks under ``pkg_dir`` (symlinked directories are not entered)."""
+    for dirpath, dirnames, filenames in os.walk(pkg_dir):
+        rel = os.path.relpath(dirpath, pkg_dir)
+        for name in dirnames + filenames:
+            if name in filenames or Path(dirpath, name).is_symlink():
+                yield name if rel == "." else f"{rel}/{name}"
 
 
 def replace_binary(data: bytes, placeholder: bytes, prefix: bytes) -> bytes:
@@ -165,57 +292,56 @@ def _target(relpath: str, noarch_python: bool, python: str) -> str:
 
 
 def install_package(package: Package, archive: Path, prefix: Path, python: str, work: Path) -> dict[str, Any]:
-    """Unpack one package into ``prefix``; returns its ``conda-meta`` record."""
+    """Unpack one package into ``prefix``; returns its ``conda-meta`` record.
+
+    This is the package archive's one boundary: whatever is wrong with it (a member that
+    would leave the stage, a truncated stream, metadata of the wrong types) is one
+    ``CheckFailed`` (exit 1) naming the package, its file and the member.
+
+    Raises:
+        CheckFailed: md5 mismatch, or anything wrong with the archive.
+    """
     check_md5(package, archive)
-    pkg_dir, info_dir = work / "pkg", work / "info"
+    decoder_errors: tuple[type[BaseException], ...] = ()
+    if package.filename.endswith(".conda"):
+        import zstandard  # the "conda" extra
+
+        decoder_errors = (zstandard.ZstdError,)
+    label = f"{package.name} {package.version} ({package.filename})"
     shutil.rmtree(work, ignore_errors=True)
-    pkg_dir.mkdir(parents=True)
-    unpack(package, archive, pkg_dir, info_dir)
     try:
-        index = json.loads((info_dir / "index.json").read_text("utf-8"))
-    except (OSError, ValueError):
-        raise CheckFailed(f"{package.filename}: no readable info/index.json") from None
-    noarch_python = index.get("noarch") == "python"
-    paths_file = info_dir / "paths.json"
-    entries: list[dict[str, Any]] = []
-    if paths_file.is_file():
-        entries = json.loads(paths_file.read_text("utf-8")).get("paths", [])
-    else:  # very old packages: info/files, no placeholders known
-        listing = info_dir / "files"
-        names = listing.read_text("utf-8").splitlines() if listing.is_file() else []
-        entries = [{"_path": n} for n in names if n]
-    listed = {e["_path"] for e in entries}
-    for extra in sorted(p for p in pkg_dir.rglob("*") if not p.is_dir() or p.is_symlink()):
-        rel = extra.relative_to(pkg_dir).as_posix()
-        if rel not in listed:
-            entries.append({"_path": rel})
+        with boundary(label, *decoder_errors):
+            return _install(package, archive, prefix, python, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _install(package: Package, archive: Path, prefix: Path, python: str, work: Path) -> dict[str, Any]:
+    pkg_dir, meta = unpack(package, archive, work)
+    build_number, noarch = parse_index(read_regular(meta, "info/index.json"))
+    noarch_python = noarch == "python"
+    entries = _listing(meta)
+    listed = {e.path for e in entries}
+    entries += [PathEntry(rel) for rel in sorted(_unlisted(pkg_dir)) if rel not in listed]
+    # every source is found before anything moves: never through a symlinked directory
+    unique = {e.path: e for e in reversed(entries)}  # a path listed twice: its first entry
+    found = [(unique[path], existing(pkg_dir, path)) for path in sorted(unique)]
     files: list[str] = []
-    for entry in sorted(entries, key=lambda e: str(e["_path"])):
-        rel = _safe(str(entry["_path"]))
-        source = pkg_dir / rel
-        if not source.exists() and not source.is_symlink():
+    for entry, source in found:
+        if source is None or (source.is_dir() and not source.is_symlink()):
             continue
-        dest = _member_target(prefix, _target(rel, noarch_python, python))
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if dest.exists() or dest.is_symlink():
-            dest.unlink()
-        shutil.move(str(source), str(dest))
-        placeholder = entry.get("prefix_placeholder")
-        if placeholder and dest.is_file() and not dest.is_symlink():
-            data = dest.read_bytes()
-            if entry.get("file_mode", "text") == "binary":
-                data = replace_binary(data, placeholder.encode(), PREFIX.encode())
-            else:
-                data = data.replace(placeholder.encode(), PREFIX.encode())
-            mode = dest.stat().st_mode
-            dest.write_bytes(data)
-            dest.chmod(mode & 0o777)
-        files.append(_target(rel, noarch_python, python))
+        placed = _target(entry.path, noarch_python, python)
+        dest = real_parent(prefix, placed)
+        clear(dest, placed)
+        source.rename(dest)
+        if entry.placeholder and stat.S_ISREG(dest.lstat().st_mode):
+            _replace_prefix(dest, entry)
+        files.append(placed)
     record: dict[str, Any] = {
         "name": package.name,
         "version": package.version,
         "build": package.build,
-        "build_number": int(index.get("build_number", 0)),
+        "build_number": build_number,
         "channel": package.channel,
         "subdir": package.subdir,
         "sha256": package.sha256,
@@ -224,10 +350,23 @@ def install_package(package: Package, archive: Path, prefix: Path, python: str, 
         "depends": list(package.depends),
         "files": sorted(files),
     }
-    if index.get("noarch"):
-        record["noarch"] = index["noarch"]
-    shutil.rmtree(work, ignore_errors=True)
+    if noarch:
+        record["noarch"] = noarch
     return record
+
+
+def _replace_prefix(dest: Path, entry: PathEntry) -> None:
+    assert entry.placeholder is not None
+    fd = os.open(dest, os.O_RDWR | os.O_NOFOLLOW)
+    with os.fdopen(fd, "r+b") as fh:
+        data = fh.read()
+        if entry.binary:
+            data = replace_binary(data, entry.placeholder.encode(), PREFIX.encode())
+        else:
+            data = data.replace(entry.placeholder.encode(), PREFIX.encode())
+        fh.seek(0)
+        fh.write(data)
+        fh.truncate()
 
 
 def install_into(stage: Path, packages: Sequence[tuple[Package, Path]], python: str) -> None:

@@ -39,6 +39,7 @@ class Entry:
     target: str = ""  # symlink target
     member: str = ""  # or this member of the zip archive ``source``, decompressed as written
     length: int = -1  # the member's uncompressed size
+    crc: int = -1  # the member's CRC-32, from the zip's central directory (-1: unknown)
 
     @property
     def size(self) -> int:
@@ -56,9 +57,11 @@ def file(path: str, data: bytes, executable: bool = False) -> Entry:
     return Entry(path.strip("/"), "file", executable, data=data)
 
 
-def zip_member(path: str, archive: Path, member: str, length: int, executable: bool = False) -> Entry:
+def zip_member(
+    path: str, archive: Path, member: str, length: int, executable: bool = False, crc: int = -1
+) -> Entry:
     """A file whose content is ``member`` of the zip ``archive`` (read only when the layer is written)."""
-    return Entry(path.strip("/"), "file", executable, source=archive, member=member, length=length)
+    return Entry(path.strip("/"), "file", executable, source=archive, member=member, length=length, crc=crc)
 
 
 def symlink(path: str, target: str) -> Entry:

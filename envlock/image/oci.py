@@ -7,6 +7,8 @@ bytes.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import json
 import os
@@ -15,35 +17,133 @@ import tarfile
 from pathlib import Path
 from typing import IO
 
-from envlock.errors import EnvlockError
+from envlock.errors import CheckFailed, EnvlockError, UsageError
 from envlock.image import layer as layermod
+from envlock.image import manifest as manifest_mod
 from envlock.image.model import INDEX, Image
 from envlock.lock import write_files
 from envlock.store import Store, canonical_json
 
 
+def check_layout_target(directory: Path) -> None:
+    """What ``--oci DIR`` may name: a directory that does not exist yet (its parent must),
+    an empty directory, or an existing OCI image layout (the image is added to it).
+
+    Raises:
+        UsageError: (exit 2) for a file, a missing parent, a non-empty directory that is
+            not a layout, or a layout whose ``oci-layout``/``index.json`` cannot be read.
+    """
+    if directory.is_symlink() and not directory.exists():
+        raise UsageError(f"--oci {directory}: a dangling symbolic link", "name a directory")
+    if not directory.exists():
+        if not directory.absolute().parent.is_dir():
+            raise UsageError(
+                f"--oci {directory}: the parent directory {directory.absolute().parent} does not exist",
+                "create it first; envlock creates only the layout directory itself",
+            )
+        return
+    if not directory.is_dir():
+        raise UsageError(
+            f"--oci {directory} is not a directory", "name a new or empty directory, or an OCI layout"
+        )
+    try:
+        names = {p.name for p in directory.iterdir()}
+    except OSError as exc:
+        raise _target_error(exc, directory, "--oci") from None
+    if not names:
+        return
+    if "oci-layout" not in names:
+        raise UsageError(
+            f"--oci {directory} is a non-empty directory and not an OCI image layout",
+            "name a new or empty directory, or an existing OCI layout to add the image to",
+        )
+    try:
+        version = json.loads((directory / "oci-layout").read_bytes()).get("imageLayoutVersion")
+        index = (directory / "index.json").read_bytes() if "index.json" in names else b'{"manifests": []}'
+        parsed = manifest_mod.parse(index, f"{directory}/index.json")
+    except (OSError, ValueError, AttributeError, CheckFailed) as exc:
+        why = exc.message if isinstance(exc, CheckFailed) else str(exc)
+        raise UsageError(
+            f"--oci {directory} is not a readable OCI layout: {why}", "name another directory"
+        ) from None
+    if version != "1.0.0" or not isinstance(parsed, manifest_mod.Index):
+        raise UsageError(
+            f"--oci {directory} is not an OCI image layout version 1.0.0", "name another directory"
+        )
+
+
+def check_archive_target(path: Path) -> None:
+    """What ``--docker-archive FILE`` may name: a new file in an existing directory, or an
+    existing file (replaced atomically once the archive is complete).
+
+    Raises:
+        UsageError: (exit 2) for a directory or a missing parent directory.
+    """
+    if path.is_dir():
+        raise UsageError(f"--docker-archive {path} is a directory", "name the archive file, e.g. image.tar")
+    if not path.absolute().parent.is_dir():
+        raise UsageError(
+            f"--docker-archive {path}: the directory {path.absolute().parent} does not exist",
+            "create it first",
+        )
+    if path.exists() and not path.is_file():
+        raise UsageError(f"--docker-archive {path} is not a regular file", "name a file")
+
+
+def _target_error(exc: OSError, path: Path, option: str) -> EnvlockError:
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+        return CheckFailed(f"{option} {path}: {reason}", "free space there and run the command again")
+    return UsageError(f"{option} {path}: {reason}", "name a writable location")
+
+
 def write_layout(store: Store, image: Image, directory: Path, ref: str) -> str:
-    """Add the image to an OCI layout at ``directory`` (created if needed) under ``ref``."""
+    """Add the image to an OCI layout at ``directory`` under ``ref`` (see :func:`check_layout_target`).
+
+    Blobs are hard-linked from the store (copied across file systems) after a check that each
+    is intact; a blob already in the layout is replaced unless it is the store's own file.
+
+    Raises:
+        UsageError: the target is not one ``--oci`` accepts (exit 2).
+        CheckFailed: a blob in the store is missing or corrupt (exit 1; nothing is shipped).
+    """
+    check_layout_target(directory)
+    with store.using():
+        manifest = image.manifest_bytes()
+        store.put_blob(manifest)
+        store.put_blob(image.config_bytes)
+        digests = [image.image_id, *(la.digest for la in image.layers)]
+        store.check_blobs(digests)
+        try:
+            return _write_layout(store, image, directory, ref, digests, manifest)
+        except OSError as exc:
+            raise _target_error(exc, directory, "--oci") from None
+
+
+def _write_layout(
+    store: Store, image: Image, directory: Path, ref: str, digests: list[str], manifest: bytes
+) -> str:
     blobs = directory / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
-    manifest = image.manifest_bytes()
-    store.put_blob(manifest)
-    store.put_blob(image.config_bytes)
-    for digest in [image.image_id, *(la.digest for la in image.layers)]:
-        target = blobs / digest.split(":")[1]
-        if not target.exists():
-            tmp = target.with_name(f".{target.name}.tmp")
-            try:
-                os.link(store.blob_path(digest), tmp)
-            except OSError:
-                shutil.copyfile(store.blob_path(digest), tmp)
-            tmp.replace(target)
+    for digest in digests:
+        source = store.blob_path(digest)
+        target = blobs / source.name
+        with contextlib.suppress(OSError):
+            if source.samefile(target):
+                continue
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        tmp.replace(target)
     manifest_digest = image_manifest_digest(image)
-    (blobs / manifest_digest.split(":")[1]).write_bytes(manifest)
+    write_files({blobs / manifest_digest[7:]: manifest.decode()})
     index_path = directory / "index.json"
     try:
         entries = json.loads(index_path.read_text()).get("manifests", [])
-    except (OSError, ValueError):
+    except FileNotFoundError:
         entries = []
     entries = [e for e in entries if e.get("annotations", {}).get("org.opencontainers.image.ref.name") != ref]
     entries.append(
@@ -54,7 +154,9 @@ def write_layout(store: Store, image: Image, directory: Path, ref: str) -> str:
             "annotations": {"org.opencontainers.image.ref.name": ref},
         }
     )
-    entries.sort(key=lambda e: (e["annotations"]["org.opencontainers.image.ref.name"], e["digest"]))
+    entries.sort(
+        key=lambda e: (e.get("annotations", {}).get("org.opencontainers.image.ref.name", ""), e["digest"])
+    )
     write_files(
         {
             index_path: json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": entries}, indent=2)
@@ -72,25 +174,38 @@ def image_manifest_digest(image: Image) -> str:
 
 
 def write_docker_archive(store: Store, image: Image, path: Path, tags: list[str]) -> None:
-    """A ``docker load`` archive (manifest.json format), written atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with tmp.open("wb") as fh:
-            docker_archive_into(store, image, fh, tags)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """A ``docker load`` archive (manifest.json format), written atomically: an existing file
+    is replaced only once the new archive is complete (see :func:`check_archive_target`).
+
+    Raises:
+        UsageError: the target is not one ``--docker-archive`` accepts (exit 2).
+        CheckFailed: a layer in the store is missing or corrupt (exit 1; nothing is written).
+    """
+    check_archive_target(path)
+    with store.using():
+        store.check_blobs([la.digest for la in image.layers])
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with tmp.open("wb") as fh:
+                docker_archive_into(store, image, fh, tags)
+            tmp.replace(path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise _target_error(exc, path, "--docker-archive") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def docker_archive_into(store: Store, image: Image, fh: IO[bytes], tags: list[str]) -> None:
     """Write the ``docker load`` archive of ``image`` to a writable stream (no seeking).
 
-    Deterministic: the same image and tags give the same bytes.  Raises
+    Deterministic: the same image and tags give the same bytes.  The caller holds the store
+    (``store.using()``) and has checked the blobs (``store.check_blobs``).  Raises
     ``EnvlockError`` when a blob is missing from the store.
     """
-    config_name = f"blobs/sha256/{image.image_id.split(':')[1]}"
-    layer_names = [f"blobs/sha256/{la.digest.split(':')[1]}" for la in image.layers]
+    config_name = f"blobs/sha256/{image.image_id[7:]}"
+    layer_names = [f"blobs/sha256/{store.blob_path(la.digest).name}" for la in image.layers]
     manifest = [{"Config": config_name, "RepoTags": sorted(tags), "Layers": layer_names}]
     seen: set[str] = set()
 

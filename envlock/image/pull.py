@@ -24,6 +24,8 @@ def fetch_blob(client: Client, store: Store, digest: str) -> None:
     try:
         client.blob_into(store, digest)
     except CheckFailed as exc:
+        if " has no blob " in exc.message:  # a 404, already named (envlock.image.registry)
+            raise
         raise CheckFailed(
             f"blob {digest} from {client.ref.registry}/{client.ref.repository} does not match its digest "
             f"({exc.message})",

@@ -8,6 +8,7 @@ blob and manifest is verified against its digest before it enters the store.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envlock.digest import is_digest
 from envlock.errors import CheckFailed, ServiceUnavailable, UsageError
 from envlock.image.model import (
     DOCKER_LIST,
@@ -29,6 +31,7 @@ from envlock.image.model import (
     digest_of,
 )
 from envlock.store import Store
+from envlock.urls import redact_text
 
 ACCEPT = ", ".join([MANIFEST, INDEX, DOCKER_MANIFEST, DOCKER_LIST])
 Say = Callable[[str], None]
@@ -67,7 +70,7 @@ def parse(ref: str) -> Reference:
             registry = "registry-1.docker.io"
     else:
         registry, repository = "registry-1.docker.io", name if "/" in name else f"library/{name}"
-    if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+    if digest and not is_digest(digest):
         raise UsageError(f"invalid digest in {ref!r}", "write REF@sha256:<64 hex>")
     if not re.fullmatch(r"[a-z0-9]+(?:[._/-][a-z0-9]+)*", repository):
         raise UsageError(
@@ -80,12 +83,16 @@ def parse(ref: str) -> Reference:
 def _credentials(registry: str) -> str | None:
     config = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker")) / "config.json"
     try:
-        auths = json.loads(config.read_text()).get("auths", {})
-    except (OSError, ValueError):
+        data = json.loads(config.read_text("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    auths = data.get("auths") if isinstance(data, dict) else None
+    if not isinstance(auths, dict):
         return None
     for key in (registry, f"https://{registry}", f"http://{registry}", f"https://{registry}/v1/"):
-        if key in auths and auths[key].get("auth"):
-            return str(auths[key]["auth"])
+        entry = auths.get(key)
+        if isinstance(entry, dict) and isinstance(entry.get("auth"), str) and entry["auth"]:
+            return str(entry["auth"])
     return None
 
 
@@ -104,8 +111,16 @@ class Client:
             self._auth = f"Basic {creds}"
             return
         params = dict(re.findall(r'(\w+)="([^"]*)"', header))
+        realm = params.get("realm", "")
+        if not header.lower().startswith("bearer") or not realm.startswith(("https://", "http://")):
+            raise ServiceUnavailable(
+                f"{self.ref.registry} sent an authentication challenge envlock cannot answer: "
+                f"{redact_text(header)[:120]!r}",
+                "a registry asks for Basic auth or a Bearer token with an http(s) realm "
+                "(distribution spec, token authentication)",
+            )
         query = {"service": params.get("service", ""), "scope": scope}
-        url = params["realm"] + "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v})
+        url = realm + "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v})
         req = urllib.request.Request(url)
         if creds:
             req.add_header("Authorization", f"Basic {creds}")
@@ -116,15 +131,21 @@ class Client:
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403):
                 what = "refused the credentials" if creds else "needs credentials"
-                where = f"token server {params['realm']}"
+                where = f"token server {redact_text(realm)}"
                 raise ServiceUnavailable(f"{self.ref.registry} {what} ({where})", login) from None
             raise ServiceUnavailable(
-                f"the token server of {self.ref.registry} answered {exc.code} ({params['realm']})"
+                f"the token server of {self.ref.registry} answered {exc.code} ({redact_text(realm)})"
             ) from None
-        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as exc:
+        except (
+            urllib.error.URLError,
+            http.client.HTTPException,
+            OSError,
+            ValueError,
+            RecursionError,
+        ) as exc:
             raise ServiceUnavailable(
-                f"cannot get a token for {self.ref.registry} from {params.get('realm', '?')}: "
-                f"{getattr(exc, 'reason', exc)}"
+                f"cannot get a token for {self.ref.registry} from {redact_text(realm)}: "
+                f"{redact_text(str(getattr(exc, 'reason', exc)))[:200]}"
             ) from None
         value = token.get("token") or token.get("access_token") if isinstance(token, dict) else None
         if not isinstance(value, str):
@@ -144,8 +165,8 @@ class Client:
         scope = f"repository:{self.ref.repository}:{'pull,push' if push else 'pull'}"
         for attempt in range(2):
             req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))
-            if self._auth:
-                req.add_header("Authorization", self._auth)
+            if self._auth:  # never sent on to where a redirect points (e.g. blob storage)
+                req.add_unredirected_header("Authorization", self._auth)
             try:
                 resp = urllib.request.urlopen(req, timeout=300)
             except urllib.error.HTTPError as exc:
@@ -163,12 +184,14 @@ class Client:
                 if exc.code == 404:
                     raise  # the callers say what was missing
                 raise ServiceUnavailable(
-                    f"{self.ref.registry} answered {exc.code} {exc.reason} to {method} {url}",
+                    f"{self.ref.registry} answered {exc.code} {str(exc.reason)[:120]} to {method} "
+                    f"{redact_text(url)}",
                     "check the registry's logs; retry when it is healthy",
                 ) from None
-            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
                 raise ServiceUnavailable(
-                    f"cannot reach registry {self.ref.registry}: {getattr(exc, 'reason', exc)}",
+                    f"cannot reach registry {self.ref.registry} ({method} {redact_text(url)}): "
+                    f"{redact_text(str(getattr(exc, 'reason', exc)))[:200]}",
                     "start the registry or check the reference",
                 ) from None
             return resp
@@ -184,15 +207,42 @@ class Client:
             if exc.code == 404:
                 raise CheckFailed(f"{self.ref} is not in the registry (404)") from None
             raise
+        url = self.ref.url(f"manifests/{reference}")
         with resp:
-            return resp.read(), resp.headers.get("Content-Type", "")
+            return _read(resp, url, MAX_MANIFEST), resp.headers.get("Content-Type", "")
 
     def blob_into(self, store: Store, digest: str) -> None:
-        if store.has_blob(digest):
+        """Stream the blob ``digest`` into the store, verified, unless an intact copy is there
+        (a damaged one is replaced).
+
+        Raises:
+            CheckFailed: the registry has no such blob (404) or sent other bytes.
+            ServiceUnavailable: the connection broke or the body was cut short.
+        """
+        if store.blob_intact(digest):
             return
-        resp = self.request("GET", self.ref.url(f"blobs/{digest}"))
+        url = self.ref.url(f"blobs/{digest}")
+        try:
+            resp = self.request("GET", url)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise CheckFailed(
+                    f"{self.ref.registry} has no blob {digest} in {self.ref.repository} "
+                    f"(404 for {redact_text(url)})",
+                    "the image was pushed incompletely or garbage-collected; push it again",
+                ) from None
+            raise
         with resp:
-            store.put_blob_stream(resp, expected=digest)
+            try:
+                store.put_blob_stream(resp, expected=digest)
+            except CheckFailed as exc:
+                _check_complete(resp, url)  # a body cut short is the connection, not forgery
+                raise CheckFailed(f"{redact_text(url)}: {exc.message}", exc.hint) from None
+            except (http.client.HTTPException, OSError) as exc:
+                raise ServiceUnavailable(
+                    f"{redact_text(url)}: the reply broke off ({type(exc).__name__}: {str(exc)[:120]})",
+                    "retry; if it persists, check the registry",
+                ) from None
 
     # -- push --------------------------------------------------------------------------
     def has_blob(self, digest: str) -> bool:
@@ -207,9 +257,15 @@ class Client:
     def upload(self, digest: str, path: Path) -> None:
         if self.has_blob(digest):
             return
-        resp = self.request("POST", self.ref.url("blobs/uploads/"), data=b"", push=True)
-        location = resp.headers["Location"]
+        url = self.ref.url("blobs/uploads/")
+        resp = self.request("POST", url, data=b"", push=True)
+        location = resp.headers.get("Location")
         resp.close()
+        if not location or any(c in location for c in "\r\n "):
+            raise ServiceUnavailable(
+                f"{self.ref.registry} answered POST {redact_text(url)} without a usable Location header",
+                "the distribution API gives the upload URL in Location; check the registry",
+            )
         if location.startswith("/"):
             location = f"{self.ref.scheme}://{self.ref.registry}{location}"
         sep = "&" if "?" in location else "?"
@@ -241,40 +297,79 @@ def pull(store: Store, reference: str, say: Say | None = None) -> str:
             f"{reference} is not pinned by digest",
             "pull REF@sha256:... so the result is known in advance",
         )
-    if store.has_blob(ref.digest):
-        manifest = store.read_json(ref.digest)
-        if "manifests" not in manifest and all(store.has_blob(la["digest"]) for la in manifest["layers"]):
-            return ref.digest
+    with store.using():
+        return _pull(store, ref, say)
+
+
+def _pull(store: Store, ref: Reference, say: Say | None) -> str:
+    from envlock.image import manifest as manifests
+
+    assert ref.digest is not None
+    if store.image_intact(ref.digest):
+        return ref.digest
     client = Client(ref)
     data, _ = client.manifest(ref.digest)
     if digest_of(data) != ref.digest:
         raise CheckFailed(f"{ref}: the registry sent a manifest with digest {digest_of(data)}")
-    manifest = json.loads(data)
+    found = manifests.parse(data, f"{ref}: manifest")
     digest = ref.digest
-    if "manifests" in manifest:
-        from envlock.image.base import pick_platform
-
+    if isinstance(found, manifests.Index):
         store.put_blob(data)
-        digest = pick_platform(manifest["manifests"])
+        digest = found.for_platform()
+        if store.image_intact(digest):
+            return digest
         data, _ = client.manifest(digest)
         if digest_of(data) != digest:
             raise CheckFailed(f"{ref}: platform manifest does not match {digest}")
-        manifest = json.loads(data)
+        found = manifests.parse_manifest(data, f"{ref}: manifest {digest[:19]}")
+    if not found.layers:
+        raise CheckFailed(f"{ref}: the manifest has no layers", "an image needs at least its base layer")
     if say:
-        total = sum(la["size"] for la in manifest["layers"])
-        say(f"Pulling {ref} ({len(manifest['layers'])} layers, {total / 1e6:.1f} MB)")
+        total = sum(la.size for la in found.layers)
+        say(f"Pulling {ref} ({len(found.layers)} layers, {total / 1e6:.1f} MB)")
     from envlock.image.pull import fetch_blobs
 
-    fetch_blobs(client, store, [manifest["config"]["digest"], *(la["digest"] for la in manifest["layers"])])
+    fetch_blobs(client, store, list(found.blobs))
     store.put_blob(data)
     return digest
+
+
+MAX_MANIFEST = 4 << 20  # bytes; the distribution spec lets registries refuse manifests over 4 MiB
+
+
+def _read(resp: Any, url: str, limit: int) -> bytes:
+    """The whole (small) body of ``resp``; a cut-short or oversized reply is an error naming ``url``."""
+    try:
+        data: bytes = resp.read(limit + 1)
+    except (http.client.HTTPException, OSError) as exc:
+        raise ServiceUnavailable(
+            f"{redact_text(url)}: the reply broke off ({type(exc).__name__}: {str(exc)[:120]})",
+            "retry; if it persists, check the registry",
+        ) from None
+    if len(data) > limit:
+        raise CheckFailed(f"{redact_text(url)}: the reply is larger than {limit} bytes")
+    _check_complete(resp, url)
+    return data
+
+
+def _check_complete(resp: Any, url: str) -> None:
+    """Raise when ``resp`` announced more bytes (``Content-Length``) than it delivered."""
+    missing = getattr(resp, "length", None)
+    if isinstance(missing, int) and missing > 0:
+        raise ServiceUnavailable(
+            f"{redact_text(url)}: the reply broke off ({missing} announced bytes never came)",
+            "retry; if it persists, check the registry",
+        )
 
 
 def push(store: Store, image: Image, target: str, say: Say | None = None, compression: str = "gzip") -> str:
     """Push by digest; returns ``REGISTRY/REPO@sha256:...`` of the pushed manifest.
 
-    Streaming, parallel and cached: see ``envlock.image.push``.
+    Streaming, parallel and cached: see ``envlock.image.push``.  The store is held for the
+    push and a damaged or missing layer blob is refused before the registry is contacted.
     """
     from envlock.image.push import push_image
 
-    return push_image(store, image, target, say, compression=compression).reference
+    with store.using():
+        store.check_blobs([la.digest for la in image.layers])  # a damaged blob is never shipped
+        return push_image(store, image, target, say, compression=compression).reference

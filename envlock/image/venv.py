@@ -12,6 +12,7 @@ environments that share them share bytes; the rest share one layer.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -21,7 +22,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 from envlock.errors import CheckFailed
 from envlock.image import layer as layermod
+from envlock.image.extract import boundary, member_name
 from envlock.image.model import LAYER_TAR, Layer
 from envlock.lock import Package
 from envlock.store import Store, canonical_json
@@ -90,46 +92,110 @@ def _scheme(interp: Interpreter, name: str) -> dict[str, str]:
 
 
 def _check_wheel(package: Package, path: Path) -> None:
-    if not package.filename.endswith(".whl") or not zipfile.is_zipfile(path):
+    if not package.filename.endswith(".whl"):
         raise CheckFailed(
             f"{package.name} {package.version} is locked as a source distribution ({package.filename})",
-            "envlock builds images from wheels only: pin a version that has a wheel for this platform",
+            "layers are made from wheels only; envlock builds a locked sdist into a wheel first",
         )
 
 
-def wheel_entries(wheels: Sequence[tuple[Package, Path]], interp: Interpreter) -> list[layermod.Entry]:
-    """What installing ``wheels`` into ``/opt/env`` writes, as layer entries; nothing touches the disk.
+def _check_dist_info(source: WheelFile) -> None:
+    """What installer takes for granted (PEP 427, "File contents"): member names with no
+    ``..`` and no leading ``/`` (:func:`~envlock.image.extract.member_name`); ``WHEEL``,
+    ``METADATA`` with a ``Name`` and a ``Version``, and ``RECORD``, all UTF-8; no RECORD
+    row that names an absolute path or one with ``..``.
+
+    Raises:
+        CheckFailed: the first of these that fails (the boundary names the wheel).
+    """
+    for member in source._zipfile.namelist():
+        member_name(member)  # no absolute path, no "..", before installer sees any
+    for name in ("WHEEL", "METADATA", "RECORD"):
+        if name not in source.dist_info_filenames:
+            raise CheckFailed(f"{source.dist_info_dir}/{name} is missing")
+    from email.parser import HeaderParser
+
+    metadata = HeaderParser().parsestr(source.read_dist_info("METADATA"))
+    if not metadata.get("Name") or not metadata.get("Version"):
+        raise CheckFailed(f"{source.dist_info_dir}/METADATA has no Name or no Version")
+    for row in parse_record_file(source.read_dist_info("RECORD").splitlines()):
+        parts = row[0].split("/")
+        if row[0].startswith("/") or ".." in parts:
+            shown = repr(row[0][:120])
+            raise CheckFailed(f"{source.dist_info_dir}/RECORD lists {shown}, a path outside the wheel")
+
+
+Omit = Mapping[str, frozenset[str]]
+"""Package name -> image paths (no leading ``/``) that package must not write: it lost a
+file conflict to another package of the image (``envlock.image.conflicts``)."""
+
+
+def package_entries(package: Package, path: Path, interp: Interpreter) -> list[layermod.Entry]:
+    """What installing one wheel into ``/opt/env`` writes, as layer entries; nothing touches the disk.
 
     ``installer`` decides every placement (schemes, ``.data`` directories, entry-point
     scripts, ``#!`` rewriting, RECORD, INSTALLER).  :class:`_LayerDestination` keeps
     each file it is handed unread as a reference to its zip member, decompressed
     straight into the layer tar later; only what installer itself reads or makes
-    (scripts, metadata) is held in memory.  Two wheels writing one path is an error,
-    as it is for installer.
+    (scripts, metadata) is held in memory.
     """
+    _check_wheel(package, path)
+    destination = _LayerDestination(
+        scheme_dict=_scheme(interp, package.name),
+        interpreter=f"{PREFIX}/bin/python",
+        script_kind="posix",
+        bytecode_optimization_levels=(),
+        archive=path,
+    )
+    with wheel_boundary(package), zipfile.ZipFile(path) as archive:
+        archive.filename = package.filename  # installer reads the wheel's name from it
+        source = _LazyWheel(archive)
+        _check_dist_info(source)
+        install(source, destination, {"INSTALLER": b"envlock\n"})
+    return destination.entries
+
+
+def wheel_entries(
+    wheels: Sequence[tuple[Package, Path]], interp: Interpreter, omit: Omit | None = None
+) -> list[layermod.Entry]:
+    """What installing ``wheels`` into ``/opt/env`` writes, as layer entries (see
+    :func:`package_entries`), less what ``omit`` takes away from each package.
+
+    Two wheels writing one path with the same content (bytes and exec bit) give one
+    entry.  With different content the whole image decides which is kept (``omit``,
+    from :func:`envlock.image.conflicts.decide`); a clash left undecided is an error.
+    """
+    from envlock.image.conflicts import content_key
+
     entries: dict[str, tuple[layermod.Entry, Package]] = {}
     for package, path in wheels:
-        _check_wheel(package, path)
-        with zipfile.ZipFile(path) as archive:
-            archive.filename = package.filename  # installer reads the wheel's name from it
-            destination = _LayerDestination(
-                scheme_dict=_scheme(interp, package.name),
-                interpreter=f"{PREFIX}/bin/python",
-                script_kind="posix",
-                bytecode_optimization_levels=(),
-                archive=path,
-            )
-            install(_LazyWheel(archive), destination, {"INSTALLER": b"envlock\n"})
-        for entry in destination.entries:
+        dropped = (omit or {}).get(package.name, frozenset())
+        for entry in package_entries(package, path, interp):
+            if entry.path in dropped:
+                continue
             if entry.path in entries:
-                other = entries[entry.path][1]
+                kept, other = entries[entry.path]
+                if content_key(kept) == content_key(entry):
+                    continue
                 both = f"{package.name} {package.version} and {other.name} {other.version}"
                 raise CheckFailed(
-                    f"{both} both install /{entry.path}",
+                    f"{both} both install /{entry.path}, with different content",
                     "the lock holds two packages that overwrite each other; drop one of them from the spec",
                 )
             entries[entry.path] = (entry, package)
     return [e for e, _ in entries.values()]
+
+
+def wheel_boundary(package: Package) -> contextlib.AbstractContextManager[None]:
+    """The one place where reading a wheel fails: a non-zip or truncated file, a missing or
+    garbage ``WHEEL``/``METADATA``/``RECORD``, a member outside its scheme, all become one
+    ``CheckFailed`` (exit 1) naming the package and its file."""
+    import configparser
+
+    from installer.exceptions import InstallerError
+
+    label = f"{package.name} {package.version} ({package.filename})"
+    return boundary(label, InstallerError, configparser.Error, KeyError)
 
 
 class _Member(io.RawIOBase):
@@ -139,6 +205,7 @@ class _Member(io.RawIOBase):
         super().__init__()
         self.name = info.filename
         self.size = info.file_size
+        self.crc = info.CRC
         self.recorded = recorded  # its RECORD hash, "sha256=..." (or "")
         self._archive, self._info = archive, info
         self._data: io.BytesIO | None = None
@@ -198,7 +265,7 @@ class _LayerDestination(SchemeDictionaryDestination):
             # the wheel's content as it is: its RECORD has the hash (the wheel's own
             # sha256 was checked against the lock; zipfile checks the member's CRC)
             self.entries.append(
-                layermod.zip_member(target, self.archive, stream.name, stream.size, is_executable)
+                layermod.zip_member(target, self.archive, stream.name, stream.size, is_executable, stream.crc)
             )
             return RecordEntry(path, Hash("sha256", stream.recorded[7:]), stream.size)
         data = stream.read()
@@ -220,13 +287,18 @@ class _LayerDestination(SchemeDictionaryDestination):
         return self.write_to_fs(Scheme("scripts"), script_name, io.BytesIO(data), is_executable=True)
 
 
-def layer_key(packages: Sequence[Package], interp: Interpreter) -> str:
-    data = {
+def layer_key(packages: Sequence[Package], interp: Interpreter, omit: Omit | None = None) -> str:
+    """The layer cache key of ``packages`` installed together, less what ``omit`` takes away
+    from them (only when it takes something: keys of conflict-free layers stay as they were)."""
+    data: dict[str, object] = {
         "format": LAYER_FORMAT,
         "interpreter": interp.path,
         "python": interp.version,
         "wheels": sorted((p.name, p.sha256) for p in packages),
     }
+    dropped = sorted((p.name, path) for p in packages for path in (omit or {}).get(p.name, ()))
+    if dropped:
+        data["omit"] = dropped
     return hashlib.sha256(canonical_json(data)).hexdigest()
 
 
@@ -235,15 +307,16 @@ def build_layer(
     wheels: Sequence[tuple[Package, Path]],
     interp: Interpreter,
     created_by: str,
+    omit: Omit | None = None,
 ) -> Layer:
-    """Install ``wheels`` and store the result as one layer; cached by its inputs."""
-    key = layer_key([p for p, _ in wheels], interp)
+    """Install ``wheels`` (less ``omit``) and store the result as one layer; cached by its inputs."""
+    key = layer_key([p for p, _ in wheels], interp, omit)
     found = cached_by_key(store, key, created_by)
     if found is not None:
         return found
     for package, path in wheels:
         verify_artifact(package, path)
-    layer = store_entries(store, wheel_entries(wheels, interp), created_by)
+    layer = store_entries(store, wheel_entries(wheels, interp, omit), created_by)
     cache_by_key(store, key, layer)
     return layer
 
@@ -269,26 +342,37 @@ def verify_artifact(package: Package, path: Path) -> None:
         )
 
 
-def cached(store: Store, wheels: Sequence[tuple[Package, Path]], interp: Interpreter) -> Layer | None:
+def cached(
+    store: Store, wheels: Sequence[tuple[Package, Path]], interp: Interpreter, omit: Omit | None = None
+) -> Layer | None:
     """The layer of these wheels if the layer cache has it (and its blob), else ``None``."""
-    return cached_by_key(store, layer_key([p for p, _ in wheels], interp), "")
+    return cached_by_key(store, layer_key([p for p, _ in wheels], interp, omit), "")
 
 
 def cached_by_key(store: Store, key: str, created_by: str) -> Layer | None:
-    """A layer from the layer cache by its key, if its blob is still in the store."""
+    """A layer from the layer cache by its key, if its blob is still in the store and intact.
+
+    A cache file that cannot be read, or names a malformed digest, is a miss: the layer is
+    made again and the cache file rewritten.
+    """
+    from envlock.digest import is_digest
+
     cache = store.root / "layers" / f"{key}.json"
-    if not cache.is_file():
+    try:
+        data = json.loads(cache.read_bytes())
+    except (OSError, ValueError):
         return None
-    data = json.loads(cache.read_text())
-    if not store.has_blob(data["digest"]):
+    if not isinstance(data, dict) or not is_digest(data.get("digest")):
         return None
-    return Layer(data["digest"], data["digest"], data["size"], LAYER_TAR, created_by)
+    size = data.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or not store.blob_intact(data["digest"]):
+        return None
+    return Layer(data["digest"], data["digest"], size, LAYER_TAR, created_by)
 
 
 def cache_by_key(store: Store, key: str, layer: Layer) -> None:
     """Written only once the layer's blob is in the store."""
     cache = store.root / "layers" / f"{key}.json"
-    cache.parent.mkdir(parents=True, exist_ok=True)
     store._write_small(cache, canonical_json({"digest": layer.digest, "size": layer.size}))
 
 

@@ -29,14 +29,34 @@ class Request:
     exclude_newer: str | None = None  # RFC 3339 UTC
     constraints: tuple[str, ...] = ()  # "name==version" lines: what is already provided (by conda)
 
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """Every index and find-links URL, and the URL of every direct reference
+        (``name @ URL``), as the spec wrote them (``${VAR}`` kept)."""
+        direct = tuple(
+            r.split("@", 1)[1].strip().removeprefix("git+").split(";")[0].strip()
+            for r in self.requirements
+            if " @ " in r or "@ " in r
+        )
+        return (*((self.index_url,) if self.index_url else ()), *self.indexes, *self.find_links, *direct)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """An engine's answer: one artifact per package, and what the engine warned about
+    (a yanked pin, ...), one line each, without the ``warning:`` prefix."""
+
+    packages: list[Package]
+    warnings: tuple[str, ...] = ()
+
 
 @dataclass(frozen=True)
 class Engine:
     name: str
     version: Callable[[], str]
-    resolve: Callable[[Request], list[Package]]
+    resolve: Callable[[Request], Resolved]
     # start resolving in the background; the returned function waits for the result
-    start: Callable[[Request], Callable[[], list[Package]]]
+    start: Callable[[Request], Callable[[], Resolved]]
 
 
 def get(name: str) -> Engine:
@@ -69,6 +89,13 @@ _LEAKY = (
     "UV_INDEX_STRATEGY",
 )
 _KEEP = ("PIP_CERT", "PIP_DEFAULT_TIMEOUT", "PIP_CLIENT_CERT", "PIP_TRUSTED_HOST")
+
+
+def warning_lines(text: str, prefix: str) -> tuple[str, ...]:
+    """The lines of a tool's output that start with ``prefix`` (e.g. ``"warning: "``), without
+    it, in order, each once."""
+    found = (ln.strip()[len(prefix) :].strip() for ln in text.splitlines() if ln.strip().startswith(prefix))
+    return tuple(dict.fromkeys(w for w in found if w))
 
 
 def isolated_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -8,6 +8,7 @@ line; a channel that cannot be read is ``ServiceUnavailable`` (exit 3) naming it
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 
 from envlock.errors import CheckFailed, ResolutionError, ServiceUnavailable
 from envlock.lock import Package
-from envlock.spec import redact
+from envlock.urls import expand, redact, redact_text, strip_userinfo, variables, written
 
 DEFAULT_CHANNEL_HOST = "https://conda.anaconda.org"
 
@@ -44,7 +45,7 @@ _ARCHSPEC = {
 
 @dataclass(frozen=True)
 class CondaRequest:
-    channels: tuple[str, ...]  # URLs, in priority order
+    channels: tuple[str, ...]  # URLs, in priority order, ${VAR} placeholders kept
     specs: tuple[str, ...]  # match specs
     platform: str  # conda subdir
     virtual: tuple[tuple[str, str, str], ...]  # (name, version, build) of virtual packages
@@ -62,7 +63,7 @@ class Solution:
 
 
 def channel_url(channel: str) -> str:
-    """A spec's channel as a URL: names are channels on anaconda.org."""
+    """A spec's channel as a URL (``${VAR}`` placeholders kept): names are channels on anaconda.org."""
     if "://" in channel:
         return channel.rstrip("/")
     return f"{DEFAULT_CHANNEL_HOST}/{channel.strip('/')}"
@@ -208,16 +209,24 @@ def _listed_paths(archive: Path, url: str) -> list[str]:
 
 
 def solve_all(requests: Sequence[CondaRequest], cache_dir: Path | None = None) -> list[Solution]:
-    """Solve every request (one per platform) concurrently; results in request order."""
-    import asyncio
+    """Solve every request (one per platform) concurrently; results in request order.
 
-    async def main() -> list[Solution]:
+    rattler's repodata cache records each channel's URL as given, credentials included, so
+    with a ``${VAR}`` in any channel the solve uses a cache of its own, removed afterwards.
+    """
+    import asyncio
+    import tempfile
+
+    async def main(cache: Path | None) -> list[Solution]:
         from rattler import Gateway
 
-        gateway = Gateway(cache_dir=cache_dir) if cache_dir is not None else Gateway()
+        gateway = Gateway(cache_dir=cache) if cache is not None else Gateway()
         return list(await asyncio.gather(*(_solve(gateway, r) for r in requests)))
 
-    return asyncio.run(main())
+    if cache_dir is None and any(variables(c) for r in requests for c in r.channels):
+        with tempfile.TemporaryDirectory(prefix="envlock-rattler-") as tmp:
+            return asyncio.run(main(Path(tmp)))
+    return asyncio.run(main(cache_dir))
 
 
 async def _solve(gateway: Any, req: CondaRequest) -> Solution:
@@ -225,9 +234,10 @@ async def _solve(gateway: Any, req: CondaRequest) -> Solution:
     from rattler import BuildString, Channel, GenericVirtualPackage, PackageName, Subdir, Version
 
     virtual = [GenericVirtualPackage(PackageName(n), Version(v), BuildString(b)) for n, v, b in req.virtual]
+    channels = [Channel(expand(url, os.environ)) for url in req.channels]
     try:
         records = await rattler.solve(
-            [Channel(url) for url in req.channels],
+            channels,
             list(req.specs),
             gateway=gateway,
             platforms=[Subdir(req.platform), Subdir("noarch")],
@@ -250,7 +260,8 @@ def _solution(records: Sequence[Any], req: CondaRequest) -> Solution:
         name = r.name.normalized
         if r.sha256 is None or r.md5 is None:
             raise ResolutionError(
-                f"conda package {name} {r.version} from {redact(r.url)} has no sha256 or md5 in its channel",
+                f"conda package {name} {r.version} from {_written(r.url, req)} "
+                "has no sha256 or md5 in its channel",
                 "envlock locks hashed files only; re-index the channel (rattler-index, conda index)",
             )
         depends = tuple(r.depends)
@@ -259,7 +270,7 @@ def _solution(records: Sequence[Any], req: CondaRequest) -> Solution:
                 manager="conda",
                 name=name,
                 version=str(r.version),
-                url=redact(r.url),
+                url=_written(r.url, req),
                 sha256=r.sha256.hex(),
                 size=r.size,
                 build=str(r.build),
@@ -278,16 +289,20 @@ def _solution(records: Sequence[Any], req: CondaRequest) -> Solution:
     return Solution(req.platform, tuple(packages), python_names, has_python)
 
 
+def _written(url: str, req: CondaRequest) -> str:
+    return written(url, req.channels, os.environ)
+
+
 def _dep_name(dep: str) -> str:
     return re.split(r"[\s=<>!~\[]", dep.strip(), maxsplit=1)[0]
 
 
 def _channel_of(record_channel: str | None, channels: Sequence[str]) -> str:
-    got = (record_channel or "").rstrip("/")
+    got = strip_userinfo((record_channel or "").rstrip("/"))  # rattler shows u:****@
     for url in channels:
-        if got == url or got == url.rstrip("/"):
+        if got in (strip_userinfo(url.rstrip("/")), strip_userinfo(expand(url, os.environ).rstrip("/"))):
             return url
-    return redact(got) or channels[0]
+    return written(got, channels, os.environ) or channels[0]
 
 
 def _condense(text: str) -> str:
@@ -297,7 +312,7 @@ def _condense(text: str) -> str:
 
 def _failure(exc: Exception, req: CondaRequest) -> Exception:
     kind = type(exc).__name__
-    text = redact(str(exc))
+    text = redact_text(str(exc), req.channels, os.environ)
     target = f"{req.platform}"
     if kind == "SolverError":
         reason = _condense(re.sub(r"^Cannot solve the request because of:\s*", "", text))
@@ -306,7 +321,7 @@ def _failure(exc: Exception, req: CondaRequest) -> Exception:
             "loosen a pin in [conda].packages, or check the channels and package names",
         )
     if kind in ("GatewayError", "FetchRepoDataError", "InvalidChannelError", "IoError"):
-        url = next((c for c in req.channels if c.rstrip("/") in text), None)
+        url = next((c for c in req.channels if c.rstrip("/") in text), None)  # text has placeholders
         if url is None:
             m = re.search(r"(https?|file)://[^\s'`)]+", text)
             url = m.group(0) if m else ", ".join(req.channels)
@@ -449,10 +464,10 @@ def solve_with_conda_lock(requests: Sequence[CondaRequest], binary: str) -> list
             cmd += ["-p", platform]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            text = redact(proc.stderr or proc.stdout)
+            text = redact_text(proc.stderr or proc.stdout, requests[0].channels, os.environ)
             if re.search(r"(Connection|HTTP|resolve host|timed out)", text):
                 raise ServiceUnavailable(
-                    f"conda-lock could not reach a channel ({', '.join(requests[0].channels)})",
+                    f"conda-lock could not reach a channel ({', '.join(map(redact, requests[0].channels))})",
                     "check the channel URLs and your network",
                 )
             raise ResolutionError(f"conda-lock found no solution: {_condense(text)[-400:]}")
@@ -466,8 +481,10 @@ def solve_with_conda_lock(requests: Sequence[CondaRequest], binary: str) -> list
                 continue
             url = str(item["url"])
             subdir = url.rsplit("/", 2)[-2]
+            url = written(url, req.channels, os.environ)
             channel = next(
-                (c for c in req.channels if url.startswith(c.rstrip("/") + "/")), url.rsplit("/", 2)[0]
+                (c for c in req.channels if url.startswith(strip_userinfo(c).rstrip("/") + "/")),
+                url.rsplit("/", 2)[0],
             )
             depends = tuple(f"{k} {v}".strip() for k, v in sorted(item.get("dependencies", {}).items()))
             packages.append(
@@ -475,7 +492,7 @@ def solve_with_conda_lock(requests: Sequence[CondaRequest], binary: str) -> list
                     manager="conda",
                     name=item["name"],
                     version=str(item["version"]),
-                    url=redact(url),
+                    url=url,
                     sha256=item["hash"]["sha256"],
                     build=str(item.get("build") or url.rsplit("-", 1)[-1].split(".")[0]),
                     channel=channel,

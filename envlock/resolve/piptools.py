@@ -8,6 +8,7 @@ pip's ``--uploaded-prior-to`` (pip 25.3 and later).
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -19,9 +20,9 @@ from pathlib import Path
 from envlock.errors import ResolutionError, ServiceUnavailable, ToolMissing, UsageError
 from envlock.lock import Package
 from envlock.platforms import host_subdir
-from envlock.resolve import Request, isolated_env
-from envlock.resolve.uv import redact_all
-from envlock.spec import expand_env, redact
+from envlock.resolve import Request, Resolved, isolated_env, warning_lines
+from envlock.resolve.uv import credentials_hint
+from envlock.urls import expand, redact_text, secret_in_path, written
 
 
 @cache
@@ -47,11 +48,11 @@ def _index_args(req: Request) -> list[str]:
     if req.no_index:
         args.append("--no-index")
     if req.index_url:
-        args += ["--index-url", expand_env(req.index_url)]
+        args += ["--index-url", expand(req.index_url, os.environ)]
     for index in req.indexes:
-        args += ["--extra-index-url", expand_env(index)]
+        args += ["--extra-index-url", expand(index, os.environ)]
     for link in req.find_links:
-        args += ["--find-links", expand_env(link)]
+        args += ["--find-links", expand(link, os.environ)]
     return args
 
 
@@ -73,21 +74,23 @@ def check(req: Request) -> None:
         )
 
 
-def start(req: Request) -> Callable[[], list[Package]]:
+def start(req: Request) -> Callable[[], Resolved]:
     """pip-compile runs when the result is asked for (it is not worth a background start)."""
     check(req)
 
-    def result() -> list[Package]:
+    def result() -> Resolved:
         return resolve(req)
 
     result.cancel = lambda: None  # type: ignore[attr-defined]
     return result
 
 
-def resolve(req: Request) -> list[Package]:
+def resolve(req: Request) -> Resolved:
     check(req)
     index = _index_args(req)
     date = [f"--uploaded-prior-to={req.exclude_newer}"] if req.exclude_newer else []
+    if any(secret_in_path(url) for url in req.sources):
+        date.append("--no-cache-dir")  # pip's HTTP cache would keep a path token
     env = isolated_env()
     with tempfile.TemporaryDirectory(prefix="envlock-piptools-") as tmp:
         infile = Path(tmp, "requirements.in")
@@ -115,7 +118,7 @@ def resolve(req: Request) -> list[Package]:
             *(["--pip-args", shlex.join(date)] if date else []),
             str(infile),
         ]
-        _run(compile_cmd, env, req)
+        said = _run(compile_cmd, env, req)
         report = Path(tmp, "report.json")
         report_cmd = [
             sys.executable,
@@ -134,12 +137,13 @@ def resolve(req: Request) -> list[Package]:
             "-r",
             str(pinned),
         ]
-        _run(report_cmd, env, req)
+        said += _run(report_cmd, env, req)
         data = json.loads(report.read_text("utf-8"))
-    return [_package(item) for item in data.get("install", [])]
+    packages = [_package(item, req.sources) for item in data.get("install", [])]
+    return Resolved(packages, warning_lines(said, "WARNING:"))
 
 
-def _package(item: dict[str, object]) -> Package:
+def _package(item: dict[str, object], sources: tuple[str, ...]) -> Package:
     from packaging.utils import canonicalize_name
 
     meta = item["metadata"]
@@ -152,17 +156,22 @@ def _package(item: dict[str, object]) -> Package:
         manager="pip",
         name=canonicalize_name(str(meta["name"])),
         version=str(meta["version"]),
-        url=redact(str(info["url"])),
+        url=written(str(info["url"]), sources, os.environ),
         sha256=sha256,
     )
 
 
-def _run(cmd: list[str], env: dict[str, str], req: Request) -> None:
+def _run(cmd: list[str], env: dict[str, str], req: Request) -> str:
+    """Run a pip(-tools) command; its (redacted) stderr on success, for its warnings."""
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode == 0:
-        return
-    text = redact_all(proc.stderr + proc.stdout)
+        return redact_text(proc.stderr, req.sources, os.environ)
+    text = redact_text(proc.stderr + proc.stdout, req.sources, os.environ)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("WARNING")]
+    # pip prints these when a file download is refused; an index page it refuses is only
+    # logged at debug level, and then pip finds "no matching distribution"
+    if any(s in text for s in ("401 Client Error", "403 Client Error", "HTTP error 401", "HTTP error 403")):
+        raise ServiceUnavailable("the package index refused the credentials", credentials_hint(req.sources))
     if any(s in text for s in ("NewConnectionError", "Max retries exceeded", "ConnectionError")):
         raise ServiceUnavailable("cannot reach the package index", "check the index URL and your network")
     reason = " ".join(lines[-3:]) if lines else "unknown error"

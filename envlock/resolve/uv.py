@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -12,11 +13,10 @@ from functools import cache
 from pathlib import Path
 
 from envlock.errors import ResolutionError, ServiceUnavailable, ToolMissing
-from envlock.lock import Package
 from envlock.platforms import PLATFORMS
-from envlock.resolve import Request, isolated_env
+from envlock.resolve import Request, Resolved, isolated_env, warning_lines
 from envlock.resolve.artifacts import from_pylock
-from envlock.spec import expand_env
+from envlock.urls import expand, redact_text, secret_in_path
 
 
 @cache
@@ -64,7 +64,8 @@ def command(req: Request, infile: Path, outfile: Path) -> list[str]:
         "--python-platform",
         PLATFORMS[req.platform].uv_target,
         "--no-header",
-        "--quiet",
+        "--color",
+        "never",
         "--no-config",
     ]
     if req.exclude_newer:
@@ -72,15 +73,15 @@ def command(req: Request, infile: Path, outfile: Path) -> list[str]:
     if req.no_index:
         args.append("--no-index")
     if req.index_url:
-        args += ["--default-index", expand_env(req.index_url)]
+        args += ["--default-index", expand(req.index_url, os.environ)]
     for index in req.indexes:
-        args += ["--index", expand_env(index)]
+        args += ["--index", expand(index, os.environ)]
     for link in req.find_links:
-        args += ["--find-links", expand_env(link)]
+        args += ["--find-links", expand(link, os.environ)]
     return args
 
 
-def start(req: Request) -> Callable[[], list[Package]]:
+def start(req: Request) -> Callable[[], Resolved]:
     """Start uv now; the returned function waits for it and reads the result.
 
     Callers do other work (validation, imports) while uv resolves; a caller that gives
@@ -91,6 +92,10 @@ def start(req: Request) -> Callable[[], list[Package]]:
     infile.write_text("".join(r + "\n" for r in req.requirements), "utf-8")
     outfile = Path(tmp, "pylock.toml")
     args = command(req, infile, outfile)
+    if any(secret_in_path(url) for url in req.sources):
+        # uv's cache keeps the index's file URLs, path token included: use a cache that
+        # goes with this run (user info never reaches uv's cache; uv strips it)
+        args += ["--cache-dir", str(Path(tmp, "cache"))]
     if req.constraints:  # e.g. what conda provides, pinned for pip on top
         constraints = Path(tmp, "constraints.txt")
         constraints.write_text("".join(c + "\n" for c in req.constraints), "utf-8")
@@ -112,13 +117,15 @@ def start(req: Request) -> Callable[[], list[Package]]:
         proc.communicate()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    def result() -> list[Package]:
+    def result() -> Resolved:
         try:
             _, stderr = proc.communicate()
             if proc.returncode != 0:
                 raise _failure(stderr, req)
             data = tomllib.loads(outfile.read_text("utf-8"))
-            return from_pylock(data, req.platform, req.python, Path(tmp))
+            packages = from_pylock(data, req.platform, req.python, Path(tmp), req.sources)
+            # not --quiet: uv reports yanked pins and the like on stderr, as "warning: ..."
+            return Resolved(packages, warning_lines(redact_text(stderr, req.sources, os.environ), "warning:"))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -126,12 +133,12 @@ def start(req: Request) -> Callable[[], list[Package]]:
     return result
 
 
-def resolve(req: Request) -> list[Package]:
+def resolve(req: Request) -> Resolved:
     return start(req)()
 
 
 def _failure(stderr: str, req: Request) -> Exception:
-    text = redact_all(stderr)
+    text = redact_text(stderr, req.sources, os.environ)
     lines = [
         re.sub(r"^(error|cause|hint|help):\s*", "", ln.strip(" ╰─▶│×"))
         for ln in text.splitlines()
@@ -139,10 +146,32 @@ def _failure(stderr: str, req: Request) -> Exception:
     ]
     target = f"{req.platform} / Python {req.python}"
     joined = " ".join(lines)
-    if re.search(r"(error sending request|Failed to fetch|dns error|Connection refused|timed out)", text):
-        where = re.search(r"`(https?://[^`]+)`", text)
+    refused = re.search(r"\(([^()\s]+)\) returned a (401 Unauthorized|403 Forbidden)", text)
+    if refused:
         return ServiceUnavailable(
-            f"cannot reach the package index{' ' + where.group(1) if where else ''}",
+            f"the package index {refused.group(1)} answered {refused.group(2)}",
+            credentials_hint(req.sources),
+        )
+    if "Git operation failed" in text and re.search(
+        r"(unable to access|Could not read from remote|does not appear to be a git repository|"
+        r"Could not resolve host|Failed to connect)",
+        text,
+    ):
+        where = re.search(r"`[^`@]+@ (git\+[^`]+)`", text)
+        return ServiceUnavailable(
+            f"cannot reach the git repository{' ' + where.group(1) if where else ''}",
+            "check the URL and your network (and the ${VAR} credentials in it)",
+        )
+    if re.search(r"(error sending request|Failed to fetch|dns error|Connection refused|timed out)", text):
+        direct = re.search(r"Failed to download(?: and build)? `[^`@]+@ ([^`]+)`", text)
+        if direct:
+            return ServiceUnavailable(
+                f"cannot download {direct.group(1)}",
+                "check the URL in the spec and your network",
+            )
+        where = re.search(r"(https?://[^\s`'\"()]+)", text)
+        return ServiceUnavailable(
+            f"cannot reach the package index{' at ' + where.group(1) if where else ''}",
             "check the index URL and your network; envlock resolves against live indexes",
         )
     if "No solution found" in text or "not found in the" in text or "was not found" in text:
@@ -155,5 +184,11 @@ def _failure(stderr: str, req: Request) -> Exception:
     return ResolutionError(f"uv could not resolve for {target}: {joined or 'unknown error'}")
 
 
-def redact_all(text: str) -> str:
-    return re.sub(r"([a-z+]+://)[^/@\s`'\"]*@", r"\1", text)
+def credentials_hint(sources: tuple[str, ...]) -> str:
+    """What to check when an index refuses: the variables its URL uses, or netrc."""
+    from envlock.urls import variables
+
+    names = [name for url in sources for name in variables(url)]
+    if names:
+        return f"check the values of {', '.join(dict.fromkeys(names))}, or give the host's login in ~/.netrc"
+    return "write the credentials as ${VAR} placeholders in the index URL, or give them in ~/.netrc"

@@ -78,21 +78,19 @@ def list_models(root: Path) -> list[ModelRow]:
     store = Store() if (default_home() / "envs").is_dir() else None
     out = []
     for rec in all_records(top):
-        entry = (
-            store.find_env(str(rec.get("env_id")), str(rec.get("platform", "linux-64"))) if store else None
-        )
-        if entry is not None and entry.image_id == rec.get("image_id"):
+        entry = store.find_env(rec.env_id, rec.platform) if store else None
+        if entry is not None and entry.image_id == rec.image_id:
             status = "in store"
-        elif rec.get("registry"):
+        elif rec.registry:
             status = "in registry"
         else:
             status = "missing"
         out.append(
             ModelRow(
-                name=str(rec.get("name")),
-                commit=str(rec.get("commit")),
-                date=str(rec.get("created", "")),
-                env_id=str(rec.get("env_id")),
+                name=rec.name,
+                commit=rec.commit,
+                date=rec.created,
+                env_id=rec.env_id,
                 image_status=status,
             )
         )

@@ -30,13 +30,33 @@ class CondaPkg:
     fmt: str = "tar.bz2"  # or "conda"
     noarch: str | None = None  # "python" or "generic"
     executable: tuple[str, ...] = ()
+    # hostile packages: raw members after the files, (name, kind, data or link target) with
+    # kind file | dir | sym | lnk | fifo | chr; info_members replace generated info files;
+    # info_override replaces their content; truncate cuts the archive to that many bytes
+    members: tuple[tuple[str, str, bytes], ...] = ()
+    info_members: tuple[tuple[str, str, bytes], ...] = ()
+    info_override: dict[str, bytes] = field(default_factory=dict)
+    truncate: int | None = None
 
     @property
     def filename(self) -> str:
         return f"{self.name}-{self.version}-{self.build}.{self.fmt}"
 
 
-def _tar(files: dict[str, bytes], executable: tuple[str, ...] = ()) -> bytes:
+_KINDS = {
+    "dir": tarfile.DIRTYPE,
+    "sym": tarfile.SYMTYPE,
+    "lnk": tarfile.LNKTYPE,
+    "fifo": tarfile.FIFOTYPE,
+    "chr": tarfile.CHRTYPE,
+}
+
+
+def _tar(
+    files: dict[str, bytes],
+    executable: tuple[str, ...] = (),
+    members: tuple[tuple[str, str, bytes], ...] = (),
+) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(files):
@@ -45,6 +65,17 @@ def _tar(files: dict[str, bytes], executable: tuple[str, ...] = ()) -> bytes:
             info.mtime = 1700000000
             info.mode = 0o755 if name in executable else 0o644
             tar.addfile(info, io.BytesIO(files[name]))
+        for name, kind, data in members:
+            info = tarfile.TarInfo(name)
+            info.mtime = 1700000000
+            if kind == "file":
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+                continue
+            info.type = _KINDS[kind]
+            if kind in ("sym", "lnk"):
+                info.linkname = data.decode("utf-8", "surrogateescape")
+            tar.addfile(info)
     return buf.getvalue()
 
 
@@ -92,13 +123,21 @@ def _info(pkg: CondaPkg) -> dict[str, bytes]:
         info["info/link.json"] = json.dumps(
             {"noarch": {"type": "python"}, "package_metadata_version": 1}
         ).encode()
+    info.update(pkg.info_override)
+    for name, _, _ in pkg.info_members:
+        info.pop(name, None)
     return info
 
 
 def build_package(pkg: CondaPkg) -> bytes:
+    data = _build_package(pkg)
+    return data if pkg.truncate is None else data[: pkg.truncate]
+
+
+def _build_package(pkg: CondaPkg) -> bytes:
     info = _info(pkg)
     if pkg.fmt == "tar.bz2":
-        return bz2.compress(_tar({**info, **pkg.files}, pkg.executable), 9)
+        return bz2.compress(_tar({**info, **pkg.files}, pkg.executable, pkg.info_members + pkg.members), 9)
     import zstandard
 
     stem = pkg.filename.removesuffix(".conda")
@@ -107,8 +146,8 @@ def build_package(pkg: CondaPkg) -> bytes:
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
         entries = {
             "metadata.json": json.dumps({"conda_pkg_format_version": 2}).encode(),
-            f"pkg-{stem}.tar.zst": cctx.compress(_tar(pkg.files, pkg.executable)),
-            f"info-{stem}.tar.zst": cctx.compress(_tar(info)),
+            f"pkg-{stem}.tar.zst": cctx.compress(_tar(pkg.files, pkg.executable, pkg.members)),
+            f"info-{stem}.tar.zst": cctx.compress(_tar(info, (), pkg.info_members)),
         }
         for name, data in entries.items():
             zf.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), data)

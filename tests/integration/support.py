@@ -33,41 +33,44 @@ def build_wheel(
     entry_points: dict[str, str] | None = None,
     payload: int = 0,
     modules: dict[str, str] | None = None,
+    files: dict[str, str] | None = None,
 ) -> Path:
     """Write a minimal, valid, byte-reproducible wheel and return its path.
 
     ``entry_points`` maps console script names to ``module:function``; ``payload``
     adds that many incompressible (but fixed) bytes, for tests that need a slow build;
-    ``modules`` adds source files by their path in the package (``"sub/mod.py"``).
+    ``modules`` adds source files by their path in the package (``"sub/mod.py"``);
+    ``files`` adds files by their path in the wheel (``"backports/__init__.py"``).
     """
     dist = name.replace("-", "_")
     info = f"{dist}-{version}.dist-info"
     metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
     metadata += "".join(f"Requires-Dist: {r}\n" for r in requires)
     purelib = "true" if tag.endswith("-none-any") else "false"
-    files = {
+    members = {
         f"{dist}/__init__.py": f"__version__ = {version!r}\n",
         f"{info}/METADATA": metadata,
         f"{info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: envlock-tests\nRoot-Is-Purelib: {purelib}\nTag: {tag}\n",
     }
     if entry_points:
-        files[f"{dist}/cli.py"] = "def main():\n    print('hello from " + name + "')\n"
+        members[f"{dist}/cli.py"] = "def main():\n    print('hello from " + name + "')\n"
         lines = "".join(f"{k} = {v}\n" for k, v in sorted(entry_points.items()))
-        files[f"{info}/entry_points.txt"] = "[console_scripts]\n" + lines
+        members[f"{info}/entry_points.txt"] = "[console_scripts]\n" + lines
     for relative, text in (modules or {}).items():
-        files[f"{dist}/{relative}"] = text
+        members[f"{dist}/{relative}"] = text
+    members.update(files or {})
     blobs: dict[str, bytes] = {}
     if payload:
         blobs[f"{dist}/payload.bin"] = _noise(payload, name)
     record = "".join(
-        f"{path},{_record_hash(text.encode())},{len(text.encode())}\n" for path, text in files.items()
+        f"{path},{_record_hash(text.encode())},{len(text.encode())}\n" for path, text in members.items()
     )
     record += "".join(f"{path},{_record_hash(data)},{len(data)}\n" for path, data in blobs.items())
-    files[f"{info}/RECORD"] = record + f"{info}/RECORD,,\n"
+    members[f"{info}/RECORD"] = record + f"{info}/RECORD,,\n"
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / f"{dist}-{version}-{tag}.whl"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for arcname, text in files.items():
+        for arcname, text in members.items():
             zi = zipfile.ZipInfo(arcname, _EPOCH)
             zi.external_attr = 0o644 << 16
             zf.writestr(zi, text)
@@ -101,8 +104,9 @@ PACKAGES = [
 ]
 
 
-def write_simple_index(root: Path, wheels: Path) -> None:
-    """A PEP 503 index: /simple/NAME/ pages linking /files/FILE#sha256=..."""
+def write_simple_index(root: Path, wheels: Path, yanked: dict[str, str] | None = None) -> None:
+    """A PEP 503 index: /simple/NAME/ pages linking /files/FILE#sha256=...; ``yanked`` maps
+    file names to the reason they are yanked (PEP 592 ``data-yanked``)."""
     files = root / "files"
     files.mkdir(parents=True)
     by_project: dict[str, list[Path]] = {}
@@ -117,7 +121,9 @@ def write_simple_index(root: Path, wheels: Path) -> None:
     for project, wheels_ in by_project.items():
         (simple / project).mkdir()
         anchors = "".join(
-            f'<a href="../../files/{html.escape(w.name)}#sha256={sha256_file(w)}">{html.escape(w.name)}</a>\n'
+            f'<a href="../../files/{html.escape(w.name)}#sha256={sha256_file(w)}"'
+            + (f' data-yanked="{html.escape((yanked or {})[w.name])}"' if w.name in (yanked or {}) else "")
+            + f">{html.escape(w.name)}</a>\n"
             for w in wheels_
         )
         (simple / project / "index.html").write_text(f"<html><body>\n{anchors}</body></html>\n")

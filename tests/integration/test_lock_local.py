@@ -238,7 +238,7 @@ index-url = "http://127.0.0.1:9/simple"
     )
     proc = run_envlock("lock", str(spec), cwd=tmp_path, env={"UV_HTTP_RETRIES": "0"})
     assert proc.returncode == 3, proc.stderr
-    assert "\nerror: cannot reach the package index" in proc.stderr
+    assert "\nerror: cannot reach the package index at http://127.0.0.1:9/simple/" in proc.stderr
     assert not spec.with_suffix(".lock").exists()
 
 

@@ -120,8 +120,19 @@ def test_staged_check_from_a_subdirectory_names_paths_from_there(
     assert Path("../specs/x.lock") in {p.path for p in problems}
 
 
+def full_record(rec: dict[str, str], n: int) -> dict[str, object]:
+    """``rec`` plus the fields every envlock.manifest/v1 record has."""
+    return {
+        "id": f"{n:012x}",
+        "image_id": "sha256:" + "e" * 64,
+        "model": {"path": "m.pt", "sha256": "f" * 64, "size": 1},
+        **rec,
+    }
+
+
 def add_note(repo: Path, commit: str, records: list[dict[str, str]]) -> None:
-    body = json.dumps({"schema": notes.SCHEMA, "records": records})
+    full = [full_record(r, n) for n, r in enumerate(records)]
+    body = json.dumps({"schema": notes.SCHEMA, "records": full})
     git(repo, "notes", "--ref", "envlock", "add", "-f", "-m", body, commit)
 
 
@@ -162,7 +173,7 @@ def test_record_problems_name_the_record_and_the_lock(repo: Path) -> None:
         repo,
         first,
         [
-            {"name": "wrong-id", "commit": first, "lock": "specs/x.lock", "env_id": "sha256:0"},
+            {"name": "wrong-id", "commit": first, "lock": "specs/x.lock", "env_id": "sha256:" + "0" * 64},
             {"name": "no-lock", "commit": first, "lock": "specs/nope.lock", "env_id": x.env_id},
         ],
     )
@@ -177,7 +188,7 @@ def test_record_problems_name_the_record_and_the_lock(repo: Path) -> None:
     messages = [f"{p.path}: {p.message}" for p in check([X], records=True).problems]
     assert any(m.startswith("refs/notes/envlock: note on ") and "is not JSON" in m for m in messages)
     assert (
-        f"specs/x.lock: record 'wrong-id' at {first[:12]}: recorded env ID sha256:0… but the lock at that commit has {x.env_id[:19]}…"
+        f"specs/x.lock: record 'wrong-id' at {first[:12]}: recorded env ID sha256:000000000000… but the lock at that commit has {x.env_id[:19]}…"
         in messages
     )
     assert f"specs/nope.lock: record 'no-lock' at {first[:12]}: the lock is not in that commit" in messages

@@ -220,6 +220,18 @@ def test_a_conda_archive_cannot_write_through_a_symlink_it_planted(tmp_path: Pat
     dest = tmp_path / "pkg"
     dest.mkdir()
 
-    with tarfile.open(fileobj=data, mode="r|") as tar, pytest.raises(CheckFailed, match="escapes the prefix"):
+    with tarfile.open(fileobj=data, mode="r|") as tar, pytest.raises(CheckFailed, match="absolute path"):
         condamod._extract_tar(tar, dest)
     assert list(outside.iterdir()) == []
+
+
+def test_conda_lock_yml_lists_the_variables_a_channel_uses() -> None:
+    channel = "https://${CH_USER}:${CH_TOKEN}@conda.example.org/${CH_PATH}/main"
+    lock = conda_lock(replace(conda_pkg("x"), channel=channel))
+    lock = lockmod.make(lock.spec_hash, [replace(lock.platforms[0], conda_channels=(channel,))], META)
+    text = condalock.render(lock, SPEC)
+    body = "".join(line for line in text.splitlines(True) if not line.startswith("#"))
+    assert body == yaml.dump(condalock.as_data(lock, SPEC), sort_keys=False)
+    assert yaml.safe_load(body)["metadata"]["channels"] == [
+        {"url": channel, "used_env_vars": ["CH_PATH", "CH_TOKEN", "CH_USER"]}
+    ]

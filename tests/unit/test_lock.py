@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from envlock import lock as lockmod
-from envlock.errors import LockError
+from envlock.errors import LockError, UsageError
 from envlock.lock import Lock, Package, PlatformLock
 
 SPEC_HASH = "sha256:" + "5" * 64
@@ -186,6 +186,15 @@ def test_problems_reports_a_bad_sha256(lock: Lock) -> None:
     assert lockmod.problems(bad) == ["linux-64: pip package numpy: no valid sha256"]
 
 
+def test_problems_reports_credentials_in_a_url(lock: Lock) -> None:
+    # a lock written before credentials were checked, or edited by hand
+    url = "https://ci:s3cret@pkgs.example.org/numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.whl"
+    bad = with_packages(lock, lambda pkgs: (replace(pkgs[0], url=url), *pkgs[1:]))
+    (problem,) = lockmod.problems(bad)  # the URL is not part of the env ID
+    assert problem.startswith("linux-64: pip package numpy: its url holds credentials")
+    assert "s3cret" not in problem
+
+
 def test_problems_reports_an_empty_version(lock: Lock) -> None:
     bad = with_packages(lock, lambda pkgs: (replace(pkgs[0], version=""), *pkgs[1:]))
     bad = replace(bad, env_id=lockmod.env_id(bad.platforms))
@@ -293,7 +302,7 @@ def test_write_files_keeps_old_contents_when_staging_fails(tmp_path: Path) -> No
     lock_file.write_text("old lock\n")
     (tmp_path / "blocker").write_text("a file where a directory should be\n")
 
-    with pytest.raises(OSError):
+    with pytest.raises(UsageError):  # the OSError, as one line naming the path
         lockmod.write_files({lock_file: "new lock\n", tmp_path / "blocker" / "pylock.vision.toml": "new\n"})
 
     assert lock_file.read_text() == "old lock\n"
@@ -306,7 +315,7 @@ def test_write_files_failing_target_first_keeps_everything(tmp_path: Path) -> No
     lock_file = tmp_path / "vision.lock"
     lock_file.write_text("old lock\n")
 
-    with pytest.raises(OSError):
+    with pytest.raises(UsageError):  # the OSError, as one line naming the path
         lockmod.write_files({export: "new export\n", lock_file: "new lock\n"})
 
     assert lock_file.read_text() == "old lock\n"
@@ -321,7 +330,7 @@ def test_write_files_failing_rename_midway_keeps_previous_contents(tmp_path: Pat
     export = tmp_path / "vision.linux-64.requirements.txt"
     export.mkdir()  # a directory cannot be replaced by a file
 
-    with pytest.raises(OSError):
+    with pytest.raises(UsageError):  # the OSError, as one line naming the path
         lockmod.write_files({lock_file: "new lock\n", export: "new export\n"})
 
     assert not [n for n in listing(tmp_path) if n.endswith(".tmp")]
@@ -334,7 +343,7 @@ def test_write_files_failing_rename_midway_leaves_no_temp_files(tmp_path: Path) 
     export = tmp_path / "vision.linux-64.requirements.txt"
     export.mkdir()
 
-    with pytest.raises(OSError):
+    with pytest.raises(UsageError):  # the OSError, as one line naming the path
         lockmod.write_files({lock_file: "new lock\n", export: "new export\n"})
 
     # each file is whole: either its old or its new content, never a mix, and no litter
@@ -362,7 +371,7 @@ def test_write_files_rolls_back_files_already_replaced_when_a_later_one_fails(
     bad = tmp_path / "vision.linux-64.requirements.txt"
     bad.mkdir()  # the second rename fails after the first one succeeded
 
-    with pytest.raises(OSError):
+    with pytest.raises(UsageError):  # the OSError, as one line naming the path
         lockmod.write_files({lock_file: "new lock\n", good: "new pylock\n", bad: "x\n"})
 
     assert good.read_text() == "old pylock\n"
@@ -370,3 +379,25 @@ def test_write_files_rolls_back_files_already_replaced_when_a_later_one_fails(
     assert sorted(listing(tmp_path)) == sorted(
         ["pylock.vision.toml", "vision.linux-64.requirements.txt", "vision.lock"]
     )
+
+
+@pytest.mark.parametrize(
+    "bad", ["sha256:" + "A" * 64, "sha256:../../" + "0" * 58, "sha512:" + "0" * 64, "sha256:" + "0" * 63]
+)
+def test_problems_reports_an_env_id_that_is_not_a_digest(lock: Lock, bad: str) -> None:
+    assert lockmod.problems(replace(lock, env_id=bad)) == [f"env-id {bad!r} is not a sha256 digest"]
+
+
+def test_problems_reports_a_base_digest_that_is_not_a_digest(lock: Lock) -> None:
+    forged = "sha256:" + "./" * 19 + "../../../planted/layer.tar"
+    plats = tuple(replace(p, base_digest=forged) for p in lock.platforms)
+    bad = replace(lock, platforms=plats, env_id=lockmod.env_id(plats))
+    assert lockmod.problems(bad) == [
+        f"{p.name}: base-digest {forged!r} is not a sha256 digest" for p in lock.platforms
+    ]
+
+
+def test_problems_reports_a_sha256_with_a_trailing_newline(lock: Lock) -> None:
+    bad = with_packages(lock, lambda pkgs: (replace(pkgs[0], sha256=pkgs[0].sha256 + "\n"), *pkgs[1:]))
+    bad = replace(bad, env_id=lockmod.env_id(bad.platforms))
+    assert lockmod.problems(bad) == ["linux-64: pip package numpy: no valid sha256"]

@@ -10,7 +10,7 @@ import pytest
 
 from envlock import spec as specmod
 from envlock.errors import SpecError
-from envlock.spec import Framework, discover, expand_env, load, parse, redact
+from envlock.spec import Framework, discover, load, parse
 
 FULL = textwrap.dedent(
     """\
@@ -246,6 +246,52 @@ def test_credentials_in_find_links_url_are_rejected(tmp_path: Path) -> None:
     assert "holds credentials" in err.message
 
 
+def test_malformed_url_with_credentials_in_its_path_is_rejected(tmp_path: Path) -> None:
+    # urllib reads http:///user:secret@host as an empty host and a path; uv would log in
+    path, err = spec_error(
+        tmp_path, 'python = "3.11"\n[pip]\nindex-url = "http:///user:s3cret@host/simple"\n'
+    )
+    assert line_of(err, path) == 3
+    assert "has no host" in err.message
+    assert "s3cret" not in err.message and "user" not in err.message
+
+
+def test_credential_errors_do_not_repeat_the_secret(tmp_path: Path) -> None:
+    _, err = spec_error(tmp_path, 'python = "3.11"\n[pip]\nindexes = ["https://ci:s3cret@host/simple"]\n')
+    assert "s3cret" not in err.message
+    assert "https://***@host/simple" in err.message
+
+
+@pytest.mark.parametrize(
+    "channel",
+    ["http://user:s3cret@host/chan", "https://s3cret@host/chan", "http:///user:s3cret@host/chan"],
+)
+def test_conda_channel_urls_are_checked_like_indexes(tmp_path: Path, channel: str) -> None:
+    path, err = spec_error(
+        tmp_path,
+        f'python = "3.11"\n[conda]\nchannels = ["conda-forge", "{channel}"]\npackages = ["x"]\n',
+    )
+    assert line_of(err, path) == 3
+    assert "'conda.channels'" in err.message
+    assert "s3cret" not in err.message
+
+
+def test_conda_channel_names_without_a_scheme_cannot_hide_credentials(tmp_path: Path) -> None:
+    path, err = spec_error(
+        tmp_path, 'python = "3.11"\n[conda]\nchannels = ["user:s3cret@host/chan"]\npackages = ["x"]\n'
+    )
+    assert line_of(err, path) == 3
+    assert "neither a channel name" in err.message
+    assert "s3cret" not in err.message
+
+
+def test_conda_channels_with_placeholders_and_labels_are_accepted(tmp_path: Path) -> None:
+    channels = ["conda-forge/label/dev", "https://${CH_USER}:${CH_TOKEN}@host/chan", "file:///srv/chan"]
+    text = f'python = "3.11"\n[conda]\nchannels = {channels!r}\npackages = ["x"]\n'.replace("'", '"')
+    spec = load(write(tmp_path, text))
+    assert spec.conda is not None and spec.conda.channels == tuple(channels)
+
+
 def test_credentials_as_env_placeholders_are_accepted(tmp_path: Path) -> None:
     url = "https://${USER}:${TOKEN}@host/simple"
     spec = load(write(tmp_path, f'python = "3.11"\n[pip]\nindexes = ["{url}"]\n'))
@@ -347,35 +393,13 @@ def test_spec_hash_depends_on_the_name_from_the_file_stem() -> None:
     assert parse(text, Path("a.toml")).spec_hash != parse(text, Path("b.toml")).spec_hash
 
 
-# --- discover, expand_env, redact ------------------------------------------------------
+# --- discover ------------------------------------------------------
 
 
 def test_discover_skips_exports_and_other_files(tmp_path: Path) -> None:
     for name in ("vision.toml", "nlp.toml", "pylock.vision.toml", "vision.lock", "notes.txt"):
         (tmp_path / name).write_text("")
     assert discover(tmp_path) == [tmp_path / "nlp.toml", tmp_path / "vision.toml"]
-
-
-def test_expand_env_substitutes_placeholders(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("IDX_USER", "ci")
-    monkeypatch.setenv("IDX_TOKEN", "s3cret")
-    url = "https://${IDX_USER}:${IDX_TOKEN}@host/simple"
-    assert expand_env(url) == "https://ci:s3cret@host/simple"
-
-
-def test_expand_env_names_an_unset_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("IDX_USER", "ci")
-    monkeypatch.delenv("IDX_TOKEN", raising=False)
-    with pytest.raises(SpecError) as info:
-        expand_env("https://${IDX_USER}:${IDX_TOKEN}@host/simple")
-    assert "IDX_TOKEN" in info.value.message
-    assert "s3cret" not in info.value.message
-
-
-def test_redact_strips_userinfo() -> None:
-    assert redact("https://user:pass@host/simple") == "https://host/simple"
-    assert redact("https://host/simple") == "https://host/simple"
-    assert redact("https://token@host/a@b") == "https://host/a@b"
 
 
 def test_frameworks_are_the_documented_three() -> None:

@@ -44,8 +44,10 @@ def build_wheel(
     *,
     entry_points: dict[str, str] | None = None,
     data_scripts: dict[str, str] | None = None,
+    root_files: dict[str, str] | None = None,
 ) -> Path:
-    """A minimal, valid, byte-reproducible wheel (after tests/integration/support.py)."""
+    """A minimal, valid, byte-reproducible wheel (after tests/integration/support.py);
+    ``root_files`` adds files by their path in the wheel (``"backports/__init__.py"``)."""
     dist = name.replace("-", "_")
     info = f"{dist}-{version}.dist-info"
     files = {
@@ -57,6 +59,7 @@ def build_wheel(
         files[f"{dist}/cli.py"] = "def main():\n    print('hello')\n"
         lines = "".join(f"{k} = {v}\n" for k, v in sorted(entry_points.items()))
         files[f"{info}/entry_points.txt"] = "[console_scripts]\n" + lines
+    files.update(root_files or {})
     for script, text in (data_scripts or {}).items():
         files[f"{dist}-{version}.data/scripts/{script}"] = text
     record = "".join(f"{p},{_record_hash(t.encode())},{len(t.encode())}\n" for p, t in files.items())
@@ -423,15 +426,66 @@ def test_a_streamed_layer_is_byte_for_byte_what_installer_writes_to_disk(tmp_pat
     assert "opt/env/include/site/python3.11/rich/rich.h" in members
 
 
-def test_two_wheels_installing_one_path_are_refused_naming_both(tmp_path: Path) -> None:
+def test_two_wheels_installing_one_path_with_the_same_bytes_give_one_entry(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
-    one = build_wheel(tmp_path / "a", "clash", "1.0")
-    two = build_wheel(tmp_path / "b", "clash", "1.0")  # same files, another "package"
-    inputs = [as_artifact(store, one, "clash", "1.0"), (package_for(two, "clash-fork", "1.0"), two)]
+    shared = {"backports/__init__.py": "__path__ = __import__('pkgutil').extend_path(__path__, __name__)\n"}
+    one = build_wheel(tmp_path / "a", "backports.tarfile", "1.2.0", root_files=shared)
+    two = build_wheel(tmp_path / "b", "backports.functools-lru-cache", "2.0.0", root_files=shared)
+    inputs = [
+        as_artifact(store, one, "backports-tarfile", "1.2.0"),
+        as_artifact(store, two, "backports-functools-lru-cache", "2.0.0"),
+    ]
 
-    with pytest.raises(CheckFailed, match=r"clash-fork 1\.0 and clash 1\.0 both install /opt/env/lib"):
-        build_layer(store, inputs, INTERP, "x")
+    members = layer_members(store, build_layer(store, inputs, INTERP, "x").digest)
+
+    assert members[f"{SITE}/backports/__init__.py"][1] == shared["backports/__init__.py"].encode()
+    assert len([m for m in members if m.endswith(".dist-info/RECORD")]) == 2
+
+
+def clashing(tmp_path: Path, store: Store) -> list[tuple[Package, Path]]:
+    """thop and ultralytics-thop: one path, different bytes (as on PyPI)."""
+    one = build_wheel(tmp_path / "a", "thop", "0.1.1", root_files={"thop/profile.py": "OLD = 1\n"})
+    two = build_wheel(
+        tmp_path / "b", "ultralytics-thop", "2.0.0", root_files={"thop/profile.py": "NEW = 2\n"}
+    )
+    return [as_artifact(store, one, "thop", "0.1.1"), as_artifact(store, two, "ultralytics-thop", "2.0.0")]
+
+
+def test_two_wheels_writing_one_path_differently_are_refused_undecided(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    with pytest.raises(
+        CheckFailed, match=r"ultralytics-thop 2\.0\.0 and thop 0\.1\.1 both install /opt/env/lib.*different"
+    ):
+        build_layer(store, clashing(tmp_path, store), INTERP, "x")
     assert list(store.tmp.iterdir()) == []
+
+
+def test_the_image_wide_decision_keeps_the_winner_in_one_layer(tmp_path: Path) -> None:
+    from envlock.image.conflicts import scan
+
+    store = Store(tmp_path / "store")
+    inputs = clashing(tmp_path, store)
+    decision = scan(inputs, "3.11")
+
+    assert decision.omit == {"thop": frozenset({f"{SITE}/thop/profile.py"})}
+    for order in (inputs, list(reversed(inputs))):
+        members = layer_members(store, build_layer(store, order, INTERP, "x", decision.omit).digest)
+        assert members[f"{SITE}/thop/profile.py"][1] == b"NEW = 2\n"
+
+
+def test_the_losers_own_layer_leaves_the_path_out_and_its_key_says_so(tmp_path: Path) -> None:
+    from envlock.image.conflicts import scan
+
+    store = Store(tmp_path / "store")
+    thop, ultra = clashing(tmp_path, store)
+    decision = scan([thop, ultra], "3.11")
+
+    alone = layer_members(store, build_layer(store, [thop], INTERP, "x", decision.omit).digest)
+    assert f"{SITE}/thop/profile.py" not in alone
+    assert f"{SITE}/thop/__init__.py" in alone
+    assert layer_key([thop[0]], INTERP, decision.omit) != layer_key([thop[0]], INTERP)
+    # packages that lose nothing keep the key they always had
+    assert layer_key([ultra[0]], INTERP, decision.omit) == layer_key([ultra[0]], INTERP)
 
 
 def test_a_wheel_writing_outside_its_scheme_is_refused(tmp_path: Path) -> None:
@@ -449,5 +503,40 @@ def test_a_wheel_writing_outside_its_scheme_is_refused(tmp_path: Path) -> None:
         for arcname, data in files.items():
             zf.writestr(zipfile.ZipInfo(arcname, _EPOCH), data)
 
-    with pytest.raises(CheckFailed, match="outside /opt/env"):
+    with pytest.raises(
+        CheckFailed, match=r"evil 1\.0 \(evil-1\.0-py3-none-any\.whl\): member .* has '\.\.' in its path"
+    ):
         build_layer(store, [as_artifact(store, path, "evil", "1.0")], INTERP, "x")
+
+
+def test_scan_over_zip_members_confirms_same_bytes_and_caches_each_wheels_index(tmp_path: Path) -> None:
+    from envlock.image.conflicts import scan
+
+    store = Store(tmp_path / "store")
+    shared = {"backports/__init__.py": "ns\n"}
+    one = build_wheel(tmp_path / "a", "backports.tarfile", "1.2.0", root_files=shared)
+    two = build_wheel(tmp_path / "b", "backports.functools-lru-cache", "2.0.0", root_files=shared)
+    inputs = [as_artifact(store, one, "a", "1.0"), as_artifact(store, two, "b", "1.0")]
+    assert scan(inputs, "3.11", store).conflicts == ()
+    cached = sorted((store.root / "files").iterdir())
+    assert [p.name.split("-")[1] for p in cached] == sorted(p.sha256 for p, _ in inputs)
+
+    clash = clashing(tmp_path / "c", store)
+    first = scan(clash, "3.11", store)
+    assert scan(clash, "3.11", store) == first  # read back from the cache
+    assert first.omit == {"thop": frozenset({f"{SITE}/thop/profile.py"})}
+
+
+def test_scan_refuses_a_wheel_that_is_not_the_locked_one_and_caches_nothing(tmp_path: Path) -> None:
+    from envlock.image.conflicts import scan
+
+    store = Store(tmp_path / "store")
+    thop, ultra = clashing(tmp_path, store)
+    other = build_wheel(tmp_path / "x", "thop", "0.1.1", root_files={"thop/profile.py": "EVIL = 1\n"})
+    thop[1].chmod(0o644)
+    thop[1].write_bytes(other.read_bytes())  # the store's copy went bad
+
+    with pytest.raises(CheckFailed, match=r"thop 0\.1\.1: .* is corrupt"):
+        scan([thop, ultra], "3.11", store)
+    assert not thop[1].exists()  # removed, so the next build fetches it again
+    assert not any(p.name.split("-")[1] == thop[0].sha256 for p in (store.root / "files").glob("*"))
