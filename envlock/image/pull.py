@@ -10,9 +10,9 @@ leaves no image in the store (blobs that did verify stay: they are content-addre
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 
-from envlock.errors import CheckFailed
+from envlock.errors import CheckFailed, EnvlockError
 from envlock.image.registry import Client
 from envlock.store import Store
 
@@ -34,13 +34,20 @@ def fetch_blob(client: Client, store: Store, digest: str) -> None:
 
 
 def fetch_blobs(client: Client, store: Store, digests: Sequence[str], parallel: int = PARALLEL) -> None:
-    """Fetch ``digests`` with up to ``parallel`` downloads at once; the first failure is raised."""
+    """Fetch ``digests`` with up to ``parallel`` downloads at once.  Every download is
+    attempted (what verified stays in the store); then the failure of the first digest in
+    ``digests`` order that failed is raised, so the report does not depend on which download
+    happened to finish first."""
     unique = list(dict.fromkeys(digests))
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(unique)))) as pool:
         futures = [pool.submit(fetch_blob, client, store, d) for d in unique]
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in pending:
-            future.cancel()
-        for future in done:
-            if (error := future.exception()) is not None:
-                raise error
+        wait(futures)
+    errors: list[EnvlockError] = []
+    for future in futures:
+        error = future.exception()
+        if isinstance(error, EnvlockError):
+            errors.append(error)
+        elif error is not None:
+            raise error
+    if errors:
+        raise errors[0]
