@@ -146,7 +146,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from envlock import export, lock
+    from envlock import export, lockfile
     from envlock.errors import CheckFailed
     from envlock.spec import load
 
@@ -155,12 +155,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         check_output(Path(args.output), "-o FILE", make_parents=False)
     spec = load(args.spec)
-    current = lock.read(spec.path.with_suffix(".lock"))
+    current = lockfile.read(spec.path.with_suffix(".lock"))
     if current.spec_hash != spec.spec_hash:
         raise CheckFailed(f"{spec.path.with_suffix('.lock')} is stale", f"run: envlock lock {spec.path}")
     text = export.render(current, spec.path, args.format, args.platform)
     if args.output:
-        lock.write_files({Path(args.output): text})
+        lockfile.write_files({Path(args.output): text})
         _say(f"Wrote {args.output}")
     else:
         sys.stdout.write(text)

@@ -25,13 +25,13 @@ class Collected:
 
 def referenced(specs: Sequence[Path]) -> tuple[set[str], set[str]]:
     """Env IDs and artifact sha256s of the locks beside ``specs`` (unreadable locks are skipped)."""
-    from envlock import lock
+    from envlock import lockfile
 
     envs: set[str] = set()
     artifacts: set[str] = set()
     for spec in specs:
         try:
-            current = lock.read(spec.with_suffix(".lock"))
+            current = lockfile.read(spec.with_suffix(".lock"))
         except (EnvlockError, OSError, UnicodeDecodeError):
             continue
         envs.add(current.env_id)

@@ -20,10 +20,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 from envlock.diff import EnvDiff, diff_locks
 from envlock.errors import EnvlockError, LockError, UsageError
-from envlock.lock import Lock
+from envlock.lockfile import Lock
 from envlock.spec import discover, load
 
 SPECS_DIR = "specs"

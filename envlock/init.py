@@ -11,7 +11,7 @@ from pathlib import Path
 from envlock import precommit
 from envlock.boundary import check_output
 from envlock.errors import UsageError
-from envlock.lock import write_files
+from envlock.lockfile import write_files
 from envlock.spec import parse
 
 TEMPLATES = ("pytorch-cuda", "tensorflow", "jax", "cpu")

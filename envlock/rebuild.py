@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 from envlock.errors import CheckFailed, UsageError
 from envlock.gitcli import cat_files, git
 from envlock.image.build import BuildResult, build_lock, load_image

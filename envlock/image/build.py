@@ -15,14 +15,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 from envlock.errors import CheckFailed, EnvlockError, UsageError, raise_all
 from envlock.image import base as basemod
 from envlock.image import conda as condamod
 from envlock.image import layer as layermod
 from envlock.image import venv
 from envlock.image.model import Image, Layer, config_for
-from envlock.lock import Lock, Package, PlatformLock
+from envlock.lockfile import Lock, Package, PlatformLock
 from envlock.store import EnvEntry, Store, canonical_json, holding_store
 
 Say = Callable[[str], None]

@@ -21,7 +21,7 @@ from envlock.errors import CheckFailed, EnvlockError, UsageError
 from envlock.image import layer as layermod
 from envlock.image import manifest as manifest_mod
 from envlock.image.model import INDEX, Image
-from envlock.lock import write_files
+from envlock.lockfile import write_files
 from envlock.store import Store, canonical_json
 
 

@@ -41,7 +41,7 @@ from envlock.errors import CheckFailed
 from envlock.image import layer as layermod
 from envlock.image.extract import boundary, member_name
 from envlock.image.model import LAYER_TAR, Layer
-from envlock.lock import Package
+from envlock.lockfile import Package
 from envlock.store import Store, canonical_json
 
 PREFIX = "/opt/env"

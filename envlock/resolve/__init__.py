@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from envlock.errors import UsageError
-from envlock.lock import Package
+from envlock.lockfile import Package
 
 ENGINES = ("uv", "pip-tools")
 

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from envlock.errors import ResolutionError
-from envlock.lock import Package
+from envlock.lockfile import Package
 from envlock.platforms import wheel_problem, wheel_rank
 from envlock.urls import written
 

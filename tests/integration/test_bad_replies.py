@@ -17,7 +17,7 @@ from support import run_envlock
 from envlock import fetch
 from envlock.errors import CheckFailed, EnvlockError, ServiceUnavailable
 from envlock.image import registry
-from envlock.lock import Package
+from envlock.lockfile import Package
 from envlock.store import Store
 
 Reply = tuple[int, dict[str, str], bytes]

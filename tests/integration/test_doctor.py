@@ -14,8 +14,8 @@ import pytest
 from support import Dockerd, run_envlock, write_spec
 
 from envlock import fatbin
-from envlock import lock as lockmod
-from envlock.lock import Package, PlatformLock
+from envlock import lockfile as lockmod
+from envlock.lockfile import Package, PlatformLock
 from envlock.store import Store
 
 CUTOFF = "2026-11-01"

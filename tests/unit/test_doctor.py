@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from envlock import doctor, fatbin, gpuarch
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 from envlock.errors import CheckFailed, UsageError
 from envlock.gpuarch import BuildArchs, parse_capability
 from envlock.hostfacts import Engine, Gpu, Host, parse_smi_csv
-from envlock.lock import Package, PlatformLock
+from envlock.lockfile import Package, PlatformLock
 
 # -- environments as locks hold them -----------------------------------------------------
 

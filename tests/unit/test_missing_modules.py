@@ -50,3 +50,20 @@ def test_missing_module_is_one_error_line(tmp_path: Path, module: str, argv: lis
     assert lines[-1].startswith("hint: ")
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "specs" / "env.toml").exists() and not (tmp_path / "specs" / "req.toml").exists()
+
+
+def test_the_python_api_is_typed_lazy_and_complete(tmp_path: Path) -> None:
+    """`import envlock` stays cheap; envlock.lock/record/rebuild are the library functions."""
+    script = (
+        "import sys, envlock\n"
+        "heavy = [m for m in ('envlock.api', 'envlock.locking', 'envlock.record') if m in sys.modules]\n"
+        "from envlock.api import lock, rebuild, record\n"
+        "assert envlock.lock is lock and envlock.record is record and envlock.rebuild is rebuild\n"
+        "from envlock import lockfile\n"
+        "assert envlock.lock is lock  # importing the lock-file module does not shadow the function\n"
+        "assert issubclass(envlock.EnvlockError, Exception)\n"
+        "print(heavy)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
