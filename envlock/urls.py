@@ -222,7 +222,7 @@ def written(url: str, templates: Sequence[str], environ: Mapping[str, str]) -> s
 
 
 _SECRET_QUERY = re.compile(
-    r"(?i)([?&](?:access_token|token|password|secret|sig|signature|x-amz-signature|x-amz-credential)=)[^&#\s:;,)'\"]+"
+    r"(?i)([?&][a-z0-9_.-]*(?:token|password|secret|sig|signature|credential|key)=)[^&#\s:;,)'\"]+"
 )
 
 
