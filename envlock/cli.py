@@ -9,6 +9,7 @@ Heavy modules are imported inside the command that needs them.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -892,6 +893,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # our own output could not be written (stdout on a full disk)
+        if exc.errno not in (errno.ENOSPC, errno.EIO, errno.EFBIG, errno.EDQUOT):
+            if debug:
+                raise
+            from envlock.boundary import internal_error
+
+            error = internal_error(exc)
+            _say(f"error: {error.message}")
+            _say(f"hint: {error.hint}")
+            return error.exit_code
+        _say(f"error: cannot write the output: {exc.strerror}")
+        _say("hint: free space where the output goes, or redirect it elsewhere")
+        return 1
     except Exception as exc:  # a bug: one line, the traceback only on request
         if debug:
             raise

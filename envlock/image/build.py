@@ -48,7 +48,9 @@ class BuildResult:
 
 
 def image_ref(name: str, env_id: str, platform: str) -> str:
-    return f"envlock/{name}:{env_id.split(':')[1][:16]}-{platform}"
+    """The tag a built image gets (``envlock/NAME:ENVID16-PLATFORM``); a Docker repository
+    name is lower case (distribution spec, "Pulling manifests": ``[a-z0-9]+...``)."""
+    return f"envlock/{name.lower()}:{env_id.split(':')[1][:16]}-{platform}"
 
 
 def choose_platform(lock: Lock, platform: str | None) -> PlatformLock:

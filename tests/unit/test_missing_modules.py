@@ -68,3 +68,14 @@ def test_the_python_api_is_typed_lazy_and_complete(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_output_onto_a_full_device_is_one_error_line(tmp_path: Path) -> None:
+    with Path("/dev/full").open("w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "envlock", "matrix", "pytorch"],
+            stdout=full, stderr=subprocess.PIPE, text=True, check=False, cwd=tmp_path,
+        )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: cannot write the output: No space left on device")
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
