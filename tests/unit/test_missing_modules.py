@@ -79,3 +79,16 @@ def test_output_onto_a_full_device_is_one_error_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: cannot write the output: No space left on device")
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+
+
+def test_a_resolver_sees_none_of_the_user_s_other_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resolving may run an sdist's build backend for its metadata: no token reaches it."""
+    from envlock.resolve import isolated_env
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t")
+    monkeypatch.setenv("MY_TOKEN", "t0k3n")
+    monkeypatch.setenv("PIP_INDEX_URL", "https://elsewhere/simple")
+    monkeypatch.setenv("https_proxy", "http://proxy:3128")
+    env = isolated_env()
+    assert "AWS_SECRET_ACCESS_KEY" not in env and "MY_TOKEN" not in env and "PIP_INDEX_URL" not in env
+    assert env["https_proxy"] == "http://proxy:3128" and "PATH" in env
