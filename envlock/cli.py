@@ -9,6 +9,7 @@ Heavy modules are imported inside the command that needs them.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -459,7 +460,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from envlock.output import table
-    from envlock.record import all_records
+    from envlock.recording import all_records
 
     records = all_records(Path.cwd(), _warn)
     if args.json:
@@ -486,7 +487,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     import json
 
-    from envlock.record import check_model, find
+    from envlock.recording import check_model, find
 
     rec = find(args.model, Path.cwd(), _warn)
     print(json.dumps(rec.to_json(), indent=2, sort_keys=True))
@@ -506,7 +507,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from envlock.rebuild import k8s_job, rebuild, retrain_command
+    from envlock.rebuilding import k8s_job, rebuild, retrain_command
 
     store = _store(args)
     worktree = Path(args.worktree) if args.worktree else None
@@ -515,8 +516,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     if (args.gpu_product or args.node_selector) and not args.k8s_job:
         raise UsageError("--gpu-product and --node-selector are for --k8s-job")
     if args.run:  # before anything is pulled or built
-        from envlock.rebuild import lock_at_commit
-        from envlock.record import find, repo_root
+        from envlock.rebuilding import lock_at_commit
+        from envlock.recording import find, repo_root
 
         root = repo_root(Path.cwd())
         ref = args.model
@@ -549,7 +550,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         return 0
     if args.run:
         from envlock import engine
-        from envlock.rebuild import split_command
+        from envlock.rebuilding import split_command
 
         run_command = command or split_command(rec.command)
         if not run_command:
@@ -892,6 +893,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # our own output could not be written (stdout on a full disk)
+        if exc.errno not in (errno.ENOSPC, errno.EIO, errno.EFBIG, errno.EDQUOT):
+            if debug:
+                raise
+            from envlock.boundary import internal_error
+
+            error = internal_error(exc)
+            _say(f"error: {error.message}")
+            _say(f"hint: {error.hint}")
+            return error.exit_code
+        _say(f"error: cannot write the output: {exc.strerror}")
+        _say("hint: free space where the output goes, or redirect it elsewhere")
+        return 1
     except Exception as exc:  # a bug: one line, the traceback only on request
         if debug:
             raise

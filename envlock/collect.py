@@ -58,7 +58,7 @@ def collect(
     unreferenced images built that recently, or the newest ones that fit in that many bytes
     (see :func:`envlock.storepolicy.images_to_keep`).
     """
-    from envlock.record import env_ids
+    from envlock.recording import env_ids
 
     with store.exclusive(waiting):
         keep, artifacts = referenced(specs)

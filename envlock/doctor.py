@@ -608,7 +608,7 @@ def record_host_differences(a: str, b: str, root: Path) -> list[str]:
         ):
             return []
     from envlock.gitcli import toplevel
-    from envlock.record import find
+    from envlock.recording import find
 
     top = toplevel(root.absolute())
     if top is None:

@@ -44,8 +44,8 @@ def resolve_model(ref: str, root: Path = Path()) -> Lock | None:
     """The lock a recorded model (``NAME``, ``NAME@REV`` or a record ID) was trained in,
     read from git at the record's commit; ``None`` when no record matches (or no repo)."""
     from envlock.gitcli import toplevel
-    from envlock.rebuild import lock_at_commit
-    from envlock.record import find
+    from envlock.rebuilding import lock_at_commit
+    from envlock.recording import find
 
     top = toplevel(root.absolute())
     if top is None:

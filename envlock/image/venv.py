@@ -21,6 +21,7 @@ import re
 import shutil
 import stat
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -151,7 +152,11 @@ def package_entries(package: Package, path: Path, interp: Interpreter) -> list[l
         archive.filename = package.filename  # installer reads the wheel's name from it
         source = _LazyWheel(archive)
         _check_dist_info(source)
-        install(source, destination, {"INSTALLER": b"envlock\n"})
+        with warnings.catch_warnings():
+            # installer skips the .pyc files some wheels ship (numpy: distutils/__pycache__) and
+            # says so with a RuntimeWarning per file; envlock installs what pip would
+            warnings.filterwarnings("ignore", category=RuntimeWarning, message="Skip installing")
+            install(source, destination, {"INSTALLER": b"envlock\n"})
     return destination.entries
 
 

@@ -325,7 +325,7 @@ def test_k8s_job_gpu_products_and_node_selector() -> None:
 
     from envlock.image.model import Image
     from envlock.manifest import parse
-    from envlock.rebuild import k8s_job
+    from envlock.rebuilding import k8s_job
 
     image = Image(config={"config": {"Labels": {"dev.envlock.cuda": "12.8"}}}, layers=())
     rec = parse(valid(), COMMIT)

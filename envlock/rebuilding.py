@@ -22,7 +22,7 @@ from envlock.gitcli import cat_files, git
 from envlock.image.build import BuildResult, build_lock, load_image
 from envlock.image.model import Image
 from envlock.manifest import Record
-from envlock.record import commit_exists, find, repo_root
+from envlock.recording import commit_exists, find, repo_root
 from envlock.store import Store, holding_store
 
 Say = Callable[[str], None]
