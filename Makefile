@@ -39,12 +39,15 @@ lint: $(STAMP)
 precommit: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pre-commit run --all-files --show-diff-on-failure
 
-## bench: run every benchmark in bench/ and print the ratios
+## bench: run every benchmark in bench/ that fits a laptop and print the ratios
+## (bench_cuda.py and bench_corpus.py download gigabytes: run them by hand, see bench/README.md)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_lock.py
 	$(BIN)/python bench/bench_verify.py
 	$(BIN)/python bench/bench_diff.py
 	$(BIN)/python bench/bench_records.py
+	$(BIN)/python bench/bench_import.py
+	$(BIN)/python bench/bench_doctor.py
 	$(BIN)/python bench/bench_build.py
 
 clean:

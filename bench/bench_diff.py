@@ -34,9 +34,9 @@ import threading
 import time
 from pathlib import Path
 
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 from envlock.diff import diff_locks
-from envlock.lock import Lock, Package, PlatformLock
+from envlock.lockfile import Lock, Package, PlatformLock
 
 HERE = Path(__file__).resolve().parent
 META = {"envlock": "0.1.0", "resolver": "uv 0.0.0", "resolved-at": "2026-11-01T00:00:00Z"}

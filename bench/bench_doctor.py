@@ -40,8 +40,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from envlock import lock as lockmod  # noqa: E402
-from envlock.lock import Package, PlatformLock  # noqa: E402
+from envlock import lockfile as lockmod  # noqa: E402
+from envlock.lockfile import Package, PlatformLock  # noqa: E402
 
 TORCH_URL = "https://files.pythonhosted.org/packages/56/be/76eaa36c9cd032d3b01b001e2c5a05943df75f26211f68fae79e62f87734/torch-2.9.1-cp311-cp311-manylinux_2_28_x86_64.whl"
 TORCH_SHA = "d033ff0ac3f5400df862a51bdde9bad83561f3739ea0046e68f5401ebfa67c1b"

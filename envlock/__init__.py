@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # typed for callers; loaded lazily at run time by __getattr__
-    from envlock.api import rebuild, record
+    from envlock.api import lock, rebuild, record
     from envlock.errors import EnvlockError
 
 __version__ = "0.1.0"
 
-__all__ = ["EnvlockError", "__version__", "rebuild", "record"]
+__all__ = ["EnvlockError", "__version__", "lock", "rebuild", "record"]
 
-_API = ("record", "rebuild")  # "lock" too, once the lock-file module is renamed
+_API = ("lock", "record", "rebuild")
 
 
 def __getattr__(name: str) -> Any:

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from envlock.locking import LockResult
-    from envlock.rebuild import Rebuilt
-    from envlock.record import Recorded
+    from envlock.rebuilding import Rebuilt
+    from envlock.recording import Recorded
     from envlock.store import Store
 
 Say = Callable[[str], None]
@@ -72,7 +72,7 @@ def record(
         ServiceUnavailable / ToolMissing (3): MLflow unreachable or its client not installed.
     """
     from envlock import mlflow_handoff
-    from envlock.record import record as record_model
+    from envlock.recording import record as record_model
 
     run = mlflow_handoff.run_id_from(mlflow_run)
     if run is not None:
@@ -89,7 +89,7 @@ def record(
         cwd=Path(cwd) if cwd is not None else None,
     )
     if run is not None:
-        from envlock.record import repo_root
+        from envlock.recording import repo_root
 
         root = repo_root(Path(cwd) if cwd is not None else Path.cwd())
         mlflow_handoff.tag_run(run, done.record, root / done.record.lock)
@@ -111,7 +111,7 @@ def rebuild(
     Raises:
         CheckFailed (exit 1): the rebuilt image differs (the message names the layer).
     """
-    from envlock.rebuild import rebuild as rebuild_model
+    from envlock.rebuilding import rebuild as rebuild_model
 
     return rebuild_model(
         ref,

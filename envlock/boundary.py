@@ -10,12 +10,15 @@ credentials in URLs hidden.
 from __future__ import annotations
 
 import errno
+import os
 import re
+import stat
 from pathlib import Path
 
 from envlock.errors import EnvlockError, UsageError
 from envlock.urls import redact_text
 
+MAX_TEXT = 64 << 20  # bytes: far above any spec or lock; a bigger "spec" is not one
 _LONG_NUMBER = re.compile(r"\d[\d_]{4000,}")
 
 
@@ -63,9 +66,18 @@ def read_text(path: Path, what: str, hint: str | None = None, error: type[Envloc
             the file holds NUL bytes (binary) or is not UTF-8; one line naming the path.
     """
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a fifo must not block the open
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fd)
+            if stat.S_ISDIR(info.st_mode):
+                raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+            if not stat.S_ISREG(info.st_mode):  # a fifo would block, /dev/zero never ends
+                raise error(f"{path}: not a regular file (a device, fifo or socket), not a {what}", hint)
+            data = fh.read(MAX_TEXT + 1)
     except OSError as exc:
         raise error(os_error(exc, path).message, hint) from None
+    if len(data) > MAX_TEXT:
+        raise error(f"{path}: larger than {MAX_TEXT >> 20} MiB, not a {what}", hint)
     if b"\0" in data:
         raise error(f"{path}: a binary file, not a {what} (it holds NUL bytes)", hint)
     try:
@@ -87,6 +99,11 @@ def check_output(path: Path, what: str, *, make_parents: bool) -> None:
     """
     if path.is_dir():
         raise UsageError(f"{path}: is a directory, not a file", f"choose another {what}")
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        # writing is by rename: a link, device or fifo would be replaced, not written through
+        raise UsageError(
+            f"{path}: a symbolic link, device or fifo, not a regular file", f"choose another {what}"
+        )
     for parent in path.parents:
         if parent.exists() or parent.is_symlink():
             if not parent.is_dir():

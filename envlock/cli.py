@@ -9,6 +9,7 @@ Heavy modules are imported inside the command that needs them.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -146,7 +147,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from envlock import export, lock
+    from envlock import export, lockfile
     from envlock.errors import CheckFailed
     from envlock.spec import load
 
@@ -155,12 +156,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         check_output(Path(args.output), "-o FILE", make_parents=False)
     spec = load(args.spec)
-    current = lock.read(spec.path.with_suffix(".lock"))
+    current = lockfile.read(spec.path.with_suffix(".lock"))
     if current.spec_hash != spec.spec_hash:
         raise CheckFailed(f"{spec.path.with_suffix('.lock')} is stale", f"run: envlock lock {spec.path}")
     text = export.render(current, spec.path, args.format, args.platform)
     if args.output:
-        lock.write_files({Path(args.output): text})
+        lockfile.write_files({Path(args.output): text})
         _say(f"Wrote {args.output}")
     else:
         sys.stdout.write(text)
@@ -256,7 +257,7 @@ def _build(args: argparse.Namespace, store: Any) -> int:
     if args.push:
         from envlock.image import registry
 
-        pushed = registry.push(store, image, args.push, say)
+        pushed = registry.push(store, image, args.push, say, compression=args.compression)
         print(pushed)
     return 0
 
@@ -356,6 +357,8 @@ def cmd_store(args: argparse.Namespace) -> int:
         print(table(["name", "platform", "env id", "image id"], rows))
         _say(f"{len(rows)} image(s), {store.usage() / 1e6:.0f} MB in {store.root}")
         return 0
+    if args.action == "du":
+        return _store_du(store, args.json)
     if args.action == "fsck":
         problems = store.fsck()
         for line in problems:
@@ -375,12 +378,61 @@ def cmd_store(args: argparse.Namespace) -> int:
         Path.cwd(),
         dry_run=args.dry_run,
         waiting=lambda: _say("Waiting for running builds to finish with the store"),
+        keep_artifacts=args.keep_artifacts,
+        keep_newer_than=args.keep_newer_than,
+        max_size=args.max_size,
     )
     verb = "would remove" if args.dry_run else "removed"
     _say(
         f"{verb} {done.removed} file(s), {done.freed / 1e6:.1f} MB; "
         f"kept {done.kept} env(s) referenced by locks"
     )
+    return 0
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: days must be 0 or more")
+    return value
+
+
+def _size(text: str) -> int:
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    number, unit = text.rstrip("BbIi").upper(), ""
+    if number and number[-1] in units:
+        number, unit = number[:-1], number[-1]
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 500M, 20G)") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a size is 0 or more")
+    return int(value)
+
+
+def _store_du(store: Any, as_json: bool) -> int:
+    import json
+
+    from envlock.output import table
+    from envlock.storeusage import usage
+
+    found = usage(store)
+    if as_json:
+        print(json.dumps(found.to_json(), indent=2, sort_keys=True))
+        return 0
+    rows = [[kind, f"{size / 1e6:.1f}"] for kind, size in found.categories.items()]
+    print(table(["what", "MB"], [*rows, ["total", f"{found.total / 1e6:.1f}"]]))
+    images = [
+        [im.name, im.platform, im.image_id[:19], f"{im.bytes / 1e6:.1f}", f"{im.own / 1e6:.1f}"]
+        for im in found.images
+    ]
+    if images:
+        print()
+        print(table(["image", "platform", "image id", "MB", "own MB"], images))
     return 0
 
 
@@ -408,7 +460,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from envlock.output import table
-    from envlock.record import all_records
+    from envlock.recording import all_records
 
     records = all_records(Path.cwd(), _warn)
     if args.json:
@@ -435,7 +487,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     import json
 
-    from envlock.record import check_model, find
+    from envlock.recording import check_model, find
 
     rec = find(args.model, Path.cwd(), _warn)
     print(json.dumps(rec.to_json(), indent=2, sort_keys=True))
@@ -455,7 +507,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from envlock.rebuild import k8s_job, rebuild, retrain_command
+    from envlock.rebuilding import k8s_job, rebuild, retrain_command
 
     store = _store(args)
     worktree = Path(args.worktree) if args.worktree else None
@@ -464,8 +516,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     if (args.gpu_product or args.node_selector) and not args.k8s_job:
         raise UsageError("--gpu-product and --node-selector are for --k8s-job")
     if args.run:  # before anything is pulled or built
-        from envlock.rebuild import lock_at_commit
-        from envlock.record import find, repo_root
+        from envlock.rebuilding import lock_at_commit
+        from envlock.recording import find, repo_root
 
         root = repo_root(Path.cwd())
         ref = args.model
@@ -498,7 +550,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         return 0
     if args.run:
         from envlock import engine
-        from envlock.rebuild import split_command
+        from envlock.rebuilding import split_command
 
         run_command = command or split_command(rec.command)
         if not run_command:
@@ -666,6 +718,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--docker-archive", metavar="FILE", help="also write a `docker load` archive")
     p.add_argument("--load", action="store_true", help="load the image into the Docker engine")
     p.add_argument("--push", metavar="REG/REPO", help="push by digest; prints REG/REPO@sha256:... last")
+    p.add_argument(
+        "--compression",
+        choices=["gzip", "zstd"],
+        default="gzip",
+        help="with --push: layer compression (zstd needs containerd >= 1.5, Docker >= 23 with the "
+        "containerd image store, or podman)",
+    )
     p.add_argument("--platform", help="platform of the lock to build (default: linux-64)")
     p.add_argument(
         "--engine",
@@ -764,9 +823,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser("store", help="inspect and maintain the local store")
-    p.add_argument("action", choices=["ls", "fsck", "gc"])
+    p.add_argument("action", choices=["ls", "du", "fsck", "gc"])
     p.add_argument("specs", nargs="*", help="gc: specs whose locks' images are kept (default: specs/*.toml)")
     p.add_argument("--dry-run", action="store_true", help="gc: only say what would be removed")
+    p.add_argument("--keep-artifacts", action="store_true", help="gc: keep every downloaded wheel/package")
+    p.add_argument(
+        "--keep-newer-than",
+        type=_days,
+        metavar="DAYS",
+        help="gc: also keep unreferenced images built or pulled within DAYS days",
+    )
+    p.add_argument(
+        "--max-size",
+        type=_size,
+        metavar="SIZE",
+        help="gc: also keep unreferenced images, newest first, while all kept images fit in SIZE (e.g. 20G)",
+    )
+    p.add_argument("--json", action="store_true", help="du: machine-readable output")
     p.add_argument("--store", help="store directory")
     p.set_defaults(func=cmd_store)
     refs = "a spec, a lock, LOCK@REV, a model NAME or NAME@REV, or an env ID (sha256:...)"
@@ -820,6 +893,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # our own output could not be written (stdout on a full disk)
+        if exc.errno not in (errno.ENOSPC, errno.EIO, errno.EFBIG, errno.EDQUOT):
+            if debug:
+                raise
+            from envlock.boundary import internal_error
+
+            error = internal_error(exc)
+            _say(f"error: {error.message}")
+            _say(f"hint: {error.hint}")
+            return error.exit_code
+        _say(f"error: cannot write the output: {exc.strerror}")
+        _say("hint: free space where the output goes, or redirect it elsewhere")
+        return 1
     except Exception as exc:  # a bug: one line, the traceback only on request
         if debug:
             raise

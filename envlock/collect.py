@@ -25,13 +25,13 @@ class Collected:
 
 def referenced(specs: Sequence[Path]) -> tuple[set[str], set[str]]:
     """Env IDs and artifact sha256s of the locks beside ``specs`` (unreadable locks are skipped)."""
-    from envlock import lock
+    from envlock import lockfile
 
     envs: set[str] = set()
     artifacts: set[str] = set()
     for spec in specs:
         try:
-            current = lock.read(spec.with_suffix(".lock"))
+            current = lockfile.read(spec.with_suffix(".lock"))
         except (EnvlockError, OSError, UnicodeDecodeError):
             continue
         envs.add(current.env_id)
@@ -46,13 +46,28 @@ def collect(
     *,
     dry_run: bool = False,
     waiting: Callable[[], None] | None = None,
+    keep_artifacts: bool = False,
+    keep_newer_than: float | None = None,
+    max_size: int | None = None,
 ) -> Collected:
     """Hold the store exclusively (``waiting`` is called once if builds hold it), read what is
-    referenced, and remove the rest (see :meth:`Store.gc`)."""
-    from envlock.record import env_ids
+    referenced, and remove the rest (see :meth:`Store.gc`).
+
+    Policies: ``keep_artifacts`` keeps every downloaded wheel and conda package (a rebuild
+    then needs no network); ``keep_newer_than`` (days) and ``max_size`` (bytes) also keep
+    unreferenced images built that recently, or the newest ones that fit in that many bytes
+    (see :func:`envlock.storepolicy.images_to_keep`).
+    """
+    from envlock.recording import env_ids
 
     with store.exclusive(waiting):
         keep, artifacts = referenced(specs)
         keep |= env_ids(cwd)
+        if keep_newer_than is not None or max_size is not None:
+            from envlock.storepolicy import images_to_keep
+
+            keep = images_to_keep(store, keep, newer_than_days=keep_newer_than, max_bytes=max_size)
+        if keep_artifacts:
+            artifacts |= {p.name for p in store.artifacts.iterdir()}
         removed, freed = store.gc(keep, artifacts, dry_run=dry_run)
     return Collected(removed, freed, len(keep))

@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from envlock.lock import Lock, Package, PlatformLock
+from envlock.lockfile import Lock, Package, PlatformLock
 
 # PyYAML's implicit resolvers (yaml/resolver.py): a plain scalar matching one of these
 # would read back as something other than a string, so it is quoted.

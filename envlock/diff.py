@@ -1,6 +1,6 @@
 """Semantic diff of two locks: what was added, removed or changed, and what kind of change.
 
-Pure functions over :class:`envlock.lock.Lock`; no I/O.  Packages are matched by
+Pure functions over :class:`envlock.lockfile.Lock`; no I/O.  Packages are matched by
 (manager, name) within a platform; a package whose version and sha256 (and, for
 conda, build) are equal is unchanged and never listed.  Versions are parsed with
 ``packaging`` only for packages that did change, so a diff of two 600-package
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from envlock.lock import Lock, Package, PlatformLock
+from envlock.lockfile import Lock, Package, PlatformLock
 
 SCHEMA = "envlock.diff/v1"
 KINDS = ("added", "removed", "major", "minor", "patch", "local", "build", "rebuilt", "other")

@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlparse
 
 from envlock.errors import SpecError
-from envlock.lock import Package
+from envlock.lockfile import Package
 
 _DIRECT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*@\s*(\S+)(.*)$")
 _GIT_REV = re.compile(r"^(git\+[a-z]+://[^/]*/[^@#]*)(@[^#]*)?(#.*)?$")

@@ -32,7 +32,7 @@ from envlock.gpuarch import BuildArchs, Capability
 
 if TYPE_CHECKING:
     from envlock.hostfacts import Gpu, Host
-    from envlock.lock import Lock, Package, PlatformLock
+    from envlock.lockfile import Lock, Package, PlatformLock
 
 SCHEMA = "envlock.doctor/v1"
 FORWARD_COMPAT_DOC = "https://docs.nvidia.com/deploy/cuda-compatibility/forward-compatibility.html"
@@ -462,7 +462,7 @@ def environment(
     by the wheel's sha256), else taken from the matrix.
     """
     if target.endswith(".lock") and (root / target).is_file():  # the common case, without envref's imports
-        from envlock import lock as lockmod
+        from envlock import lockfile as lockmod
 
         lock, label = lockmod.read(root / target), target
     else:
@@ -608,7 +608,7 @@ def record_host_differences(a: str, b: str, root: Path) -> list[str]:
         ):
             return []
     from envlock.gitcli import toplevel
-    from envlock.record import find
+    from envlock.recording import find
 
     top = toplevel(root.absolute())
     if top is None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,19 +48,20 @@ def has_image(c: Any, image_id: str) -> bool:
 
 
 def load(store: Store, image: Image, tags: Sequence[str], say: Say | None = None) -> str:
-    """Load into the engine (skipped if it already has the ID); returns the engine's image ID."""
-    from envlock.image.oci import write_docker_archive
+    """Load into the engine (skipped if it already has the ID); returns the engine's image ID.
 
+    The docker-archive is generated while the engine reads it (no archive on disk).
+    Raises ``ServiceUnavailable`` (exit 3) when the engine fails or refuses the
+    archive (disk full included), ``CheckFailed`` when it reports another image ID.
+    """
     c = client()
     if not has_image(c, image.image_id):
         if say:
             say(f"Loading {image.image_id[:19]} into the Docker engine")
-        with store.using(), tempfile.TemporaryDirectory(dir=store.tmp) as tmp:
-            archive = Path(tmp) / "image.tar"
-            write_docker_archive(store, image, archive, list(tags))
-            with archive.open("rb") as fh:
-                c.images.load(fh)
-    engine_image = c.images.get(image.image_id)
+        with store.using():
+            store.check_blobs([la.digest for la in image.layers])
+            _stream_load(c, store, image, list(tags))
+    engine_image = _get_loaded(c, image.image_id)
     for tag in tags:
         repo, _, name = tag.rpartition(":")
         engine_image.tag(repo, name)
@@ -69,6 +69,48 @@ def load(store: Store, image: Image, tags: Sequence[str], say: Say | None = None
     if engine_id != image.image_id:
         raise CheckFailed(f"the engine reports image ID {engine_id}, envlock built {image.image_id}")
     return engine_id
+
+
+def _stream_load(c: Any, store: Store, image: Image, tags: list[str]) -> None:
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
+    from envlock.image.oci import docker_archive_into
+    from envlock.streams import produce
+
+    chunks = produce(lambda sink: docker_archive_into(store, image, sink, tags))
+    try:
+        c.images.load(chunks)
+    except (DockerException, RequestException) as exc:
+        raise load_failure(image.image_id, str(getattr(exc, "explanation", None) or exc)) from None
+    finally:
+        chunks.close()
+
+
+def load_failure(image_id: str, reason: str) -> ServiceUnavailable:
+    """The error for an engine that failed to load ``image_id``, with what to do about it."""
+    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    reason = " ".join(reason.split())[-300:]
+    if "no space left on device" in reason.lower():
+        return ServiceUnavailable(
+            f"the Docker engine at {where} ran out of disk space loading {image_id[:19]}: {reason}",
+            "free space in the engine's data root (`docker system df`, `docker image prune`) and run again",
+        )
+    return ServiceUnavailable(
+        f"the Docker engine at {where} failed to load {image_id[:19]}: {reason}",
+        "check the engine's log (e.g. `journalctl -u docker`) and run again",
+    )
+
+
+def _get_loaded(c: Any, image_id: str) -> Any:
+    from docker.errors import DockerException, ImageNotFound
+
+    try:
+        return c.images.get(image_id)
+    except ImageNotFound:
+        raise load_failure(image_id, "the engine answered the load but does not have the image") from None
+    except DockerException as exc:
+        raise load_failure(image_id, str(exc)) from None
 
 
 def gpu_runtime(c: Any) -> bool:

@@ -20,10 +20,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 from envlock.diff import EnvDiff, diff_locks
 from envlock.errors import EnvlockError, LockError, UsageError
-from envlock.lock import Lock
+from envlock.lockfile import Lock
 from envlock.spec import discover, load
 
 SPECS_DIR = "specs"
@@ -44,8 +44,8 @@ def resolve_model(ref: str, root: Path = Path()) -> Lock | None:
     """The lock a recorded model (``NAME``, ``NAME@REV`` or a record ID) was trained in,
     read from git at the record's commit; ``None`` when no record matches (or no repo)."""
     from envlock.gitcli import toplevel
-    from envlock.rebuild import lock_at_commit
-    from envlock.record import find
+    from envlock.rebuilding import lock_at_commit
+    from envlock.recording import find
 
     top = toplevel(root.absolute())
     if top is None:

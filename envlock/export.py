@@ -12,7 +12,7 @@ from typing import Any
 
 from envlock import condalock, tomlwrite
 from envlock.errors import UsageError
-from envlock.lock import Lock, Package
+from envlock.lockfile import Lock, Package
 from envlock.platforms import markers
 
 FORMATS = ("requirements", "pylock", "conda-lock")

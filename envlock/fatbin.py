@@ -31,7 +31,7 @@ from envlock.errors import CheckFailed
 from envlock.gpuarch import BuildArchs, from_number
 
 if TYPE_CHECKING:
-    from envlock.lock import Package, PlatformLock
+    from envlock.lockfile import Package, PlatformLock
 
 MAGIC = struct.pack("<I", 0xBA55ED50)
 CHUNK = 8 << 20

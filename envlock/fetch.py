@@ -24,7 +24,7 @@ from urllib.parse import unquote, urljoin, urlparse
 
 from envlock import credentials
 from envlock.errors import CheckFailed, EnvlockError, ServiceUnavailable, raise_all
-from envlock.lock import Package
+from envlock.lockfile import Package
 from envlock.store import CHUNK, Store
 from envlock.urls import redact, redact_text
 

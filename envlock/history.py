@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 from envlock.errors import ToolMissing, UsageError
-from envlock.lock import Lock
+from envlock.lockfile import Lock
 
 _ENV_ID = re.compile(r'^env-id = "([^"]+)"$', re.MULTILINE)
 _SEP, _END = "\x1f", "\x1e"

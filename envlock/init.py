@@ -11,17 +11,32 @@ from pathlib import Path
 from envlock import precommit
 from envlock.boundary import check_output
 from envlock.errors import UsageError
-from envlock.lock import write_files
+from envlock.lockfile import write_files
 from envlock.spec import parse
 
 TEMPLATES = ("pytorch-cuda", "tensorflow", "jax", "cpu")
 
 
+def check_env_name(name: str) -> None:
+    """An environment name: a letter or digit, then up to 63 letters, digits, '-' or '_' (it
+    names files beside the spec and the image's tag).
+
+    Raises:
+        UsageError: (exit 2) for anything else.
+    """
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", name):
+        raise UsageError(
+            f"invalid environment name {name[:80]!r}", "use up to 64 letters, digits, '-' and '_'"
+        )
+
+
 def render(name: str, template: str, today: dt.date | None = None) -> str:
     if template not in TEMPLATES:
         raise UsageError(f"unknown template {template!r}", f"choose one of: {', '.join(TEMPLATES)}")
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", name):
-        raise UsageError(f"invalid environment name {name!r}", "use letters, digits, '-' and '_'")
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", name):
+        raise UsageError(
+            f"invalid environment name {name[:80]!r}", "use up to 64 letters, digits, '-' and '_'"
+        )
     text = resources.files("envlock").joinpath("templates", f"{template}.toml").read_text("utf-8")
     day = (today or dt.datetime.now(dt.UTC).date()).isoformat()
     return text.replace("{name}", name).replace("{today}", day)
@@ -127,8 +142,10 @@ def import_spec(
         if stem.lower() in ("requirements", "pyproject", "environment", "uv", "pylock", "cog", "mlmodel"):
             stem = source.resolve().parent.name
         name = re.sub(r"[^A-Za-z0-9_-]+", "-", stem.split(".")[0]).strip("-_") or "env"
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", name):
-        raise UsageError(f"invalid environment name {name!r}", "use letters, digits, '-' and '_'")
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", name):
+        raise UsageError(
+            f"invalid environment name {name[:80]!r}", "use up to 64 letters, digits, '-' and '_'"
+        )
     if exclude_newer == "now":
         exclude_newer = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     text = importers.render(name, found, exclude_newer)

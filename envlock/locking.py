@@ -17,9 +17,9 @@ from types import ModuleType
 from typing import Any
 
 from envlock import __version__, export
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 from envlock.errors import CheckFailed, ResolutionError, SpecError, UsageError
-from envlock.lock import Lock, Package, PlatformLock
+from envlock.lockfile import Lock, Package, PlatformLock
 from envlock.spec import Spec, load
 
 Progress = Callable[[str], None]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from envlock.lock import Package
+from envlock.lockfile import Package
 
 
 class FetchProgress:

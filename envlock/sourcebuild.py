@@ -36,7 +36,7 @@ from urllib.parse import unquote
 
 from envlock import sandbox
 from envlock.errors import CheckFailed, ResolutionError, ToolMissing
-from envlock.lock import Package
+from envlock.lockfile import Package
 from envlock.store import Store, canonical_json
 from envlock.wheelcontent import content_digest, is_pure
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from envlock.errors import CheckFailed, ResolutionError
-from envlock.lock import Package
+from envlock.lockfile import Package
 from envlock.store import Store
 
 BUILD_PLATFORM = "linux-64"  # where the backend runs; a pure-Python wheel is the same for all

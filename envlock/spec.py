@@ -24,7 +24,7 @@ from envlock.urls import PLACEHOLDER
 
 FRAMEWORKS = ("pytorch", "tensorflow", "jax")
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # 64 at most: file names and image tags
 _PYTHON = re.compile(r"^3\.(\d{1,2})$")
 _CUDA = re.compile(r"^\d{1,2}(\.\d{1,2})?$")
 _CHANNEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_.\-]+)*$")
@@ -234,7 +234,7 @@ def parse(text: str, path: Path, *, strict: bool = True) -> Spec:
         )
     name = c.string(top, ("name",), path.stem) or path.stem
     if not _NAME.match(name):
-        raise c.fail(("name",), f"invalid name {name!r}", "use letters, digits, '-' and '_'")
+        raise c.fail(("name",), f"invalid name {name[:80]!r}", "use up to 64 letters, digits, '-' and '_'")
 
     python = c.string(top, ("python",))
     if python is None:

@@ -17,7 +17,7 @@ from envlock.errors import ServiceUnavailable, UsageError
 from envlock.gitcli import cat_files, git
 from envlock.manifest import Note, parse_note
 from envlock.notes import NOTES_REF
-from envlock.record import _notes_lock, repo_root, write_note
+from envlock.recording import _notes_lock, repo_root, write_note
 from envlock.urls import redact
 
 REMOTE_REF = "refs/notes/envlock-remote"

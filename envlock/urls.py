@@ -87,7 +87,23 @@ def problem(url: str) -> str | None:
         secret = password if colon else user
         if not _only_placeholders(secret) or "@" in user:
             return f"{shown!r} holds credentials; write them as ${{ENV_VAR}} placeholders"
+    for name, value in _query_pairs(parts.query):
+        if _SECRET_NAME.search(name) and not _only_placeholders(value):
+            hidden = redact_text(shown)
+            return f"{hidden!r}: the query's {name!r} holds a credential; write it as ${{ENV_VAR}}"
     return None
+
+
+_SECRET_NAME = re.compile(r"(?i)token|password|secret|sig|signature|credential|key")
+
+
+def _query_pairs(query: str) -> list[tuple[str, str]]:
+    pairs = []
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if name:
+            pairs.append((unquote(name), value))
+    return pairs
 
 
 def redact(url: str) -> str:
@@ -206,7 +222,7 @@ def written(url: str, templates: Sequence[str], environ: Mapping[str, str]) -> s
 
 
 _SECRET_QUERY = re.compile(
-    r"(?i)([?&](?:access_token|token|password|secret|sig|signature|x-amz-signature|x-amz-credential)=)[^&#\s:;,)'\"]+"
+    r"(?i)([?&][a-z0-9_.-]*(?:token|password|secret|sig|signature|credential|key)=)[^&#\s:;,)'\"]+"
 )
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envlock import export, layout
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 from envlock.boundary import read_text
 from envlock.errors import EnvlockError, UsageError
 from envlock.spec import load

@@ -15,14 +15,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 from envlock.errors import CheckFailed, EnvlockError, UsageError, raise_all
 from envlock.image import base as basemod
 from envlock.image import conda as condamod
 from envlock.image import layer as layermod
 from envlock.image import venv
 from envlock.image.model import Image, Layer, config_for
-from envlock.lock import Lock, Package, PlatformLock
+from envlock.lockfile import Lock, Package, PlatformLock
 from envlock.store import EnvEntry, Store, canonical_json, holding_store
 
 Say = Callable[[str], None]
@@ -48,7 +48,9 @@ class BuildResult:
 
 
 def image_ref(name: str, env_id: str, platform: str) -> str:
-    return f"envlock/{name}:{env_id.split(':')[1][:16]}-{platform}"
+    """The tag a built image gets (``envlock/NAME:ENVID16-PLATFORM``); a Docker repository
+    name is lower case (distribution spec, "Pulling manifests": ``[a-z0-9]+...``)."""
+    return f"envlock/{name.lower()}:{env_id.split(':')[1][:16]}-{platform}"
 
 
 def choose_platform(lock: Lock, platform: str | None) -> PlatformLock:
@@ -230,7 +232,10 @@ def build_lock(
             "drop bytecode from the spec's [image] table; conda's own packages carry their byte code",
         )
     existing = store.find_env(lock.env_id, plat.name)
-    if existing is not None:
+    # the spec's name is in the config (org.opencontainers.image.title): an image stored for
+    # another spec with the same env ID is another image, and reusing it would make this
+    # spec's image ID depend on which of the two was built first
+    if existing is not None and existing.name == name:
         image = load_image(store, existing.manifest)
         base_ref = (
             image.config.get("config", {}).get("Labels", {}).get("org.opencontainers.image.base.name", "")

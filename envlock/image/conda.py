@@ -44,7 +44,7 @@ from envlock.image.extract import (
 )
 from envlock.image.model import Layer
 from envlock.image.venv import PREFIX, cached_layer
-from envlock.lock import Package
+from envlock.lockfile import Package
 from envlock.store import Store, canonical_json
 
 LAYER_FORMAT = "envlock-conda-layer/1"

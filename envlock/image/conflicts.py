@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from envlock.errors import CheckFailed, EnvlockError, raise_all
 from envlock.image import layer as layermod
-from envlock.lock import Package
+from envlock.lockfile import Package
 
 if TYPE_CHECKING:
     from envlock.image.venv import Interpreter

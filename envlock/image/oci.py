@@ -15,12 +15,13 @@ import os
 import shutil
 import tarfile
 from pathlib import Path
+from typing import IO
 
 from envlock.errors import CheckFailed, EnvlockError, UsageError
 from envlock.image import layer as layermod
 from envlock.image import manifest as manifest_mod
 from envlock.image.model import INDEX, Image
-from envlock.lock import write_files
+from envlock.lockfile import write_files
 from envlock.store import Store, canonical_json
 
 
@@ -183,17 +184,29 @@ def write_docker_archive(store: Store, image: Image, path: Path, tags: list[str]
     check_archive_target(path)
     with store.using():
         store.check_blobs([la.digest for la in image.layers])
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            _write_docker_archive(store, image, path, tags)
+            with tmp.open("wb") as fh:
+                docker_archive_into(store, image, fh, tags)
+            tmp.replace(path)
         except OSError as exc:
+            tmp.unlink(missing_ok=True)
             raise _target_error(exc, path, "--docker-archive") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
-def _write_docker_archive(store: Store, image: Image, path: Path, tags: list[str]) -> None:
+def docker_archive_into(store: Store, image: Image, fh: IO[bytes], tags: list[str]) -> None:
+    """Write the ``docker load`` archive of ``image`` to a writable stream (no seeking).
+
+    Deterministic: the same image and tags give the same bytes.  The caller holds the store
+    (``store.using()``) and has checked the blobs (``store.check_blobs``).  Raises
+    ``EnvlockError`` when a blob is missing from the store.
+    """
     config_name = f"blobs/sha256/{image.image_id[7:]}"
     layer_names = [f"blobs/sha256/{store.blob_path(la.digest).name}" for la in image.layers]
     manifest = [{"Config": config_name, "RepoTags": sorted(tags), "Layers": layer_names}]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     seen: set[str] = set()
 
     def add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -201,23 +214,21 @@ def _write_docker_archive(store: Store, image: Image, path: Path, tags: list[str
         info.size, info.mtime, info.mode = len(data), layermod.MTIME, 0o644
         tar.addfile(info, io.BytesIO(data))
 
-    try:
-        with (
-            tmp.open("wb") as fh,
-            tarfile.open(fileobj=fh, mode="w|", format=layermod.FORMAT) as tar,
-        ):
-            setattr(tar, "copybufsize", 1 << 20)  # noqa: B010 (not in the stubs)
-            add_bytes(tar, config_name, image.config_bytes)
-            for la, name in zip(image.layers, layer_names, strict=True):
-                if name in seen:
-                    continue
-                seen.add(name)
-                info = tarfile.TarInfo(name)
-                info.size, info.mtime, info.mode = la.size, layermod.MTIME, 0o644
-                with store.blob_path(la.digest).open("rb") as src:
-                    tar.addfile(info, src)
-            add_bytes(tar, "manifest.json", canonical_json(manifest))
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with tarfile.open(fileobj=fh, mode="w|", format=layermod.FORMAT) as tar:
+        setattr(tar, "copybufsize", 1 << 20)  # noqa: B010 (not in the stubs)
+        add_bytes(tar, config_name, image.config_bytes)
+        for la, name in zip(image.layers, layer_names, strict=True):
+            if name in seen:
+                continue
+            seen.add(name)
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = la.size, layermod.MTIME, 0o644
+            try:
+                src = store.blob_path(la.digest).open("rb")
+            except FileNotFoundError:
+                raise EnvlockError(
+                    f"layer {la.digest} is not in the store {store.root}", "build the image again"
+                ) from None
+            with src:
+                tar.addfile(info, src)
+        add_bytes(tar, "manifest.json", canonical_json(manifest))

@@ -8,7 +8,6 @@ blob and manifest is verified against its digest before it enters the store.
 
 from __future__ import annotations
 
-import gzip
 import http.client
 import json
 import os
@@ -21,23 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envlock.digest import is_digest, parse_digest
+from envlock.digest import is_digest
 from envlock.errors import CheckFailed, ServiceUnavailable, UsageError
 from envlock.image.model import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
     INDEX,
-    LAYER_GZIP,
     MANIFEST,
     Image,
-    Layer,
     digest_of,
 )
-from envlock.store import CHUNK, Store, canonical_json
+from envlock.store import Store
 from envlock.urls import redact_text
 
 ACCEPT = ", ".join([MANIFEST, INDEX, DOCKER_MANIFEST, DOCKER_LIST])
-GZIP_LEVEL = 6
 Say = Callable[[str], None]
 
 
@@ -331,8 +327,9 @@ def _pull(store: Store, ref: Reference, say: Say | None) -> str:
     if say:
         total = sum(la.size for la in found.layers)
         say(f"Pulling {ref} ({len(found.layers)} layers, {total / 1e6:.1f} MB)")
-    for blob in found.blobs:
-        client.blob_into(store, blob)
+    from envlock.image.pull import fetch_blobs
+
+    fetch_blobs(client, store, list(found.blobs))
     store.put_blob(data)
     return digest
 
@@ -365,70 +362,14 @@ def _check_complete(resp: Any, url: str) -> None:
         )
 
 
-def compressed(store: Store, layer: Layer) -> Layer:
-    """The gzip form of a stored layer, made once with fixed settings and cached."""
-    if layer.media_type != "application/vnd.oci.image.layer.v1.tar":
-        return layer
-    index = store.root / "gzip" / parse_digest(layer.digest, source="layer digest")[7:]
-    try:
-        cached_digest, cached_size = index.read_text().split()
-    except (OSError, ValueError, UnicodeDecodeError):
-        cached_digest, cached_size = "", ""  # not compressed yet, or a damaged cache file
-    if is_digest(cached_digest) and cached_size.isdigit() and store.blob_intact(cached_digest):
-        return Layer(cached_digest, layer.diff_id, int(cached_size), LAYER_GZIP, layer.created_by)
-    store.check_blobs([layer.digest])
-    writer = store.writer()
-    try:
-        with (
-            store.blob_path(layer.digest).open("rb") as src,
-            gzip.GzipFile(
-                filename="",
-                mode="wb",
-                fileobj=writer.stream(),
-                compresslevel=GZIP_LEVEL,
-                mtime=0,
-            ) as gz,
-        ):
-            while chunk := src.read(CHUNK):
-                gz.write(chunk)
-        digest, size = store.publish(writer)
-    except BaseException:
-        writer.abort()
-        raise
-    store._write_small(index, f"{digest} {size}\n".encode())
-    return Layer(digest, layer.diff_id, size, LAYER_GZIP, layer.created_by)
+def push(store: Store, image: Image, target: str, say: Say | None = None, compression: str = "gzip") -> str:
+    """Push by digest; returns ``REGISTRY/REPO@sha256:...`` of the pushed manifest.
 
+    Streaming, parallel and cached: see ``envlock.image.push``.  The store is held for the
+    push and a damaged or missing layer blob is refused before the registry is contacted.
+    """
+    from envlock.image.push import push_image
 
-def push(store: Store, image: Image, target: str, say: Say | None = None) -> str:
-    """Push by digest; returns ``REGISTRY/REPO@sha256:...`` of the pushed manifest."""
-    ref = parse(target)
-    if ref.digest:
-        raise UsageError(
-            "push to a repository, not a digest",
-            f"envlock build --push {ref.registry}/{ref.repository}",
-        )
     with store.using():
-        return _push(store, image, ref, say)
-
-
-def _push(store: Store, image: Image, ref: Reference, say: Say | None) -> str:
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        layers = tuple(pool.map(lambda la: compressed(store, la), image.layers))
-    client = Client(ref)
-    config_digest = image.image_id
-    store.put_blob(image.config_bytes)
-    store.check_blobs([la.digest for la in layers])  # a damaged blob is never shipped
-    for la in (*layers,):
-        if say:
-            say(f"Pushing layer {la.digest[:19]} ({la.size / 1e6:.1f} MB)")
-        client.upload(la.digest, store.blob_path(la.digest))
-    client.upload(config_digest, store.blob_path(config_digest))
-    manifest = canonical_json(image.manifest(layers))
-    digest = digest_of(manifest)
-    store.put_blob(manifest)
-    client.put_manifest(manifest, MANIFEST, digest)
-    if ref.tag:
-        client.put_manifest(manifest, MANIFEST, ref.tag)
-    return f"{ref.registry}/{ref.repository}@{digest}"
+        store.check_blobs([la.digest for la in image.layers])  # a damaged blob is never shipped
+        return push_image(store, image, target, say, compression=compression).reference

@@ -21,6 +21,7 @@ import re
 import shutil
 import stat
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from envlock.errors import CheckFailed
 from envlock.image import layer as layermod
 from envlock.image.extract import boundary, member_name
 from envlock.image.model import LAYER_TAR, Layer
-from envlock.lock import Package
+from envlock.lockfile import Package
 from envlock.store import Store, canonical_json
 
 PREFIX = "/opt/env"
@@ -151,7 +152,11 @@ def package_entries(package: Package, path: Path, interp: Interpreter) -> list[l
         archive.filename = package.filename  # installer reads the wheel's name from it
         source = _LazyWheel(archive)
         _check_dist_info(source)
-        install(source, destination, {"INSTALLER": b"envlock\n"})
+        with warnings.catch_warnings():
+            # installer skips the .pyc files some wheels ship (numpy: distutils/__pycache__) and
+            # says so with a RuntimeWarning per file; envlock installs what pip would
+            warnings.filterwarnings("ignore", category=RuntimeWarning, message="Skip installing")
+            install(source, destination, {"INSTALLER": b"envlock\n"})
     return destination.entries
 
 

@@ -15,21 +15,15 @@ _PLACEHOLDER = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 
 def read_text(path: Path) -> str:
-    """The UTF-8 text of ``path``.
+    """The UTF-8 text of ``path`` (``envlock.boundary.read_text``: a directory, device, fifo,
+    binary or non-UTF-8 file is one error naming it).
 
     Raises:
-        SpecError: missing, unreadable, a directory, or not UTF-8 (naming the file).
+        SpecError: (exit 2) naming the file.
     """
-    try:
-        return path.read_text("utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise SpecError(f"{path}: is a directory, not a file") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
+    from envlock.boundary import read_text as read_boundary
+
+    return read_boundary(path, "file envlock can import", None, SpecError)
 
 
 def read_yaml(path: Path) -> Any:

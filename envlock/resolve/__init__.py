@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from envlock.errors import UsageError
-from envlock.lock import Package
+from envlock.lockfile import Package
 
 ENGINES = ("uv", "pip-tools")
 
@@ -98,9 +98,30 @@ def warning_lines(text: str, prefix: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(w for w in found if w))
 
 
+# What a resolver may see of the host's environment, and nothing else: resolving can run a
+# package's build backend to read its metadata (an sdist without static metadata), so the
+# user's other variables (tokens, cloud credentials) are not handed to it.
+_PASS = (
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+    "NETRC", "SSH_AUTH_SOCK", "PYENV_ROOT", "PYENV_VERSION",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO", "GIT_SSL_CAPATH",
+    "UV_CACHE_DIR", "UV_PYTHON_INSTALL_DIR", "UV_NATIVE_TLS", "UV_HTTP_TIMEOUT", "UV_CONCURRENT_DOWNLOADS",
+    "SOURCE_DATE_EPOCH",
+)  # fmt: skip
+_PASS_PREFIXES = ("LC_", "XDG_")
+_PROXIES = ("http_proxy", "https_proxy", "no_proxy", "all_proxy")
+
+
+def _passes(name: str) -> bool:
+    return name in _PASS or name.startswith(_PASS_PREFIXES) or name.lower() in _PROXIES
+
+
 def isolated_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for a resolver: no host pip/uv settings that would change the answer."""
-    env = {k: v for k, v in os.environ.items() if k in _KEEP or not any(k.startswith(p) for p in _LEAKY)}
+    """The environment for a resolver: the variables it needs to reach an index (paths, locale,
+    certificates, proxies, caches) and ``_KEEP``'s pip settings; no host pip/uv settings that
+    would change the answer, and none of the user's other variables (secrets included)."""
+    env = {k: v for k, v in os.environ.items() if k in _KEEP or _passes(k)}
     env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     env["UV_NO_CONFIG"] = "1"

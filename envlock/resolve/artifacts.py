@@ -6,10 +6,9 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from envlock.errors import ResolutionError
-from envlock.lock import Package
+from envlock.lockfile import Package, file_name
 from envlock.platforms import wheel_problem, wheel_rank
 from envlock.urls import written
 
@@ -46,7 +45,7 @@ def from_pylock(
         ranked = []
         rejected = []
         for wheel in pkg.get("wheels", []):
-            filename = wheel.get("name") or unquote(_location(wheel, base, sources).rsplit("/", 1)[-1])
+            filename = wheel.get("name") or file_name(_location(wheel, base, sources))
             rank = wheel_rank(filename, platform, python)
             if rank is not None:
                 ranked.append((rank, filename, wheel))

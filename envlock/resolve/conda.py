@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from envlock.errors import CheckFailed, ResolutionError, ServiceUnavailable
-from envlock.lock import Package
+from envlock.lockfile import Package
 from envlock.urls import expand, redact, redact_text, strip_userinfo, variables, written
 
 DEFAULT_CHANNEL_HOST = "https://conda.anaconda.org"

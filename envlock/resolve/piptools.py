@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 
 from envlock.errors import ResolutionError, ServiceUnavailable, ToolMissing, UsageError
-from envlock.lock import Package
+from envlock.lockfile import Package
 from envlock.platforms import host_subdir
 from envlock.resolve import Request, Resolved, isolated_env, warning_lines
 from envlock.resolve.uv import credentials_hint

@@ -152,6 +152,12 @@ def _failure(stderr: str, req: Request) -> Exception:
             f"the package index {refused.group(1)} answered {refused.group(2)}",
             credentials_hint(req.sources),
         )
+    if re.search(r"lack of valid authentication credentials \(401 Unauthorized\)|401 Unauthorized", text):
+        where = re.search(r"(https?://[^\s`'\"()]+)", text)
+        return ServiceUnavailable(
+            f"the package index{' ' + where.group(1) if where else ''} answered 401 Unauthorized",
+            credentials_hint(req.sources),
+        )
     if "Git operation failed" in text and re.search(
         r"(unable to access|Could not read from remote|does not appear to be a git repository|"
         r"Could not resolve host|Failed to connect)",

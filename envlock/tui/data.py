@@ -69,7 +69,7 @@ def list_models(root: Path) -> list[ModelRow]:
         rows = json.loads(Path(fake).read_text("utf-8"))
         return [ModelRow(**row) for row in rows]
     from envlock.gitcli import toplevel
-    from envlock.record import all_records
+    from envlock.recording import all_records
     from envlock.store import Store, default_home
 
     top = toplevel(root.absolute())
@@ -100,9 +100,9 @@ def list_models(root: Path) -> list[ModelRow]:
 def start_rebuild(name: str, progress: Progress) -> str:
     """Rebuild the image of model ``name``, reporting progress; returns the image ID.
 
-    Runs in a worker thread (it blocks): the same ``envlock.rebuild.rebuild`` as the CLI.
+    Runs in a worker thread (it blocks): the same ``envlock.rebuilding.rebuild`` as the CLI.
     """
-    from envlock.rebuild import rebuild
+    from envlock.rebuilding import rebuild
     from envlock.store import Store
 
     steps = iter((0.2, 0.4, 0.6, 0.8, 0.9, 0.95))

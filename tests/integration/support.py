@@ -306,12 +306,14 @@ def start_dockerd(root: Path) -> tuple[subprocess.Popen[bytes], Dockerd]:
     return proc, Dockerd(host, root)
 
 
-def start_registry(root: Path, auth: str = "") -> tuple[subprocess.Popen[bytes], str]:
-    """docker-registry on 127.0.0.1; ``auth`` is the YAML of its ``auth:`` section, if any."""
+def start_registry(root: Path, auth: str = "", level: str = "warn") -> tuple[subprocess.Popen[bytes], str]:
+    """docker-registry on 127.0.0.1; ``auth`` is the YAML of its ``auth:`` section, if any.
+
+    With ``level="info"`` its log (``root/registry.log``) has one access line per request."""
     port = free_port()
     config = root / "config.yml"
     config.write_text(
-        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
+        f"version: 0.1\nlog:\n  level: {level}\nstorage:\n  filesystem:\n"
         f"    rootdirectory: {root / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n" + auth
     )
     log = (root / "registry.log").open("wb")

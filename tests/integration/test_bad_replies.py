@@ -17,7 +17,7 @@ from support import run_envlock
 from envlock import fetch
 from envlock.errors import CheckFailed, EnvlockError, ServiceUnavailable
 from envlock.image import registry
-from envlock.lock import Package
+from envlock.lockfile import Package
 from envlock.store import Store
 
 Reply = tuple[int, dict[str, str], bytes]
@@ -182,8 +182,9 @@ def test_a_blob_with_other_bytes_is_a_verification_failure(server: Server, tmp_p
     error = pull_error(tmp_path, reference)
     assert isinstance(error, CheckFailed)
     assert error.message.startswith(
-        f"http://{server.host}/v2/repo/app/blobs/{digest(CONFIG)}: blob hash mismatch"
+        f"blob {digest(CONFIG)} from {server.host}/repo/app does not match its digest"
     )
+    assert f"http://{server.host}/v2/repo/app/blobs/{digest(CONFIG)}: blob hash mismatch" in error.message
 
 
 def test_a_truncated_body_is_unavailable_naming_the_url(server: Server, tmp_path: Path) -> None:

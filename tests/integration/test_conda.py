@@ -13,7 +13,7 @@ import pytest
 from conda_channel import PLACEHOLDER, CondaPkg, fixture_packages, write_channel
 from support import build_wheel, run_envlock, write_spec
 
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 from conda_channel import CondaPkg, write_channel
 from support import build_wheel, run_envlock, write_spec
 
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 
 DIST_INFO = "site-packages/envlock_fx_realname-3.1.dist-info"
 

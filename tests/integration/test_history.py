@@ -12,7 +12,7 @@ import pytest
 from support import run_envlock, write_spec
 
 from envlock import history
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 from envlock.errors import UsageError
 
 GIT_ENV = {

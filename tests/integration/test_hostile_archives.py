@@ -19,7 +19,7 @@ from support import build_wheel, locked_project, run_envlock, write_spec
 
 from envlock.errors import CheckFailed
 from envlock.image import venv
-from envlock.lock import Package
+from envlock.lockfile import Package
 from envlock.store import Store
 
 SECRET = b"host secret: envlock must never read this\n"

@@ -23,7 +23,7 @@ from support import (
     write_spec,
 )
 
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +93,19 @@ def test_rebuild_of_a_built_lock_reuses_the_image(
     again = build(spec, tmp_path / "store")
     assert image_id(first) == image_id(again)
     assert "is in the store already" in again.stderr
+
+
+def test_a_spec_s_image_id_does_not_depend_on_another_spec_with_the_same_env(
+    tmp_path: Path, image_wheels: Path, base_layout: Path
+) -> None:
+    """Two specs with the same content (one env ID) and other names have other configs (the
+    name is the image title): each spec's image ID is the same whichever was built first."""
+    alpha = project(tmp_path, image_wheels, base_layout, '"envlock-fx-beta"', name="alpha")
+    beta = project(tmp_path, image_wheels, base_layout, '"envlock-fx-beta"', name="beta")
+    alone = image_id(build(beta, tmp_path / "fresh"))
+    image_id(build(alpha, tmp_path / "shared"))
+    after_alpha = image_id(build(beta, tmp_path / "shared"))
+    assert after_alpha == alone
 
 
 def test_skopeo_and_umoci_read_the_layout(tmp_path: Path, image_wheels: Path, base_layout: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from conda_channel import fixture_packages, write_channel
 from support import Index, run_envlock, write_spec
 
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 
 
 def _versions(spec: Path, manager: str = "pip") -> dict[str, str]:

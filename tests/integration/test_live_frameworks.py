@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from support import run_envlock, write_spec
 
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 
 CUTOFF = "2026-11-01"
 LOCK_SECONDS = 180  # generous: two uv resolutions of metadata take a few seconds here

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from support import plain_uv_pins, run_envlock, write_spec
 
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 
 pytestmark = pytest.mark.live
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from support import Index, plain_uv_pins, run_envlock, sha256_file, write_spec
 
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 
 
 def _find_links_spec(tmp_path: Path, wheelhouse: Path, packages: str, extra: str = "") -> Path:

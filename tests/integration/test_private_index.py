@@ -14,7 +14,7 @@ from conda_channel import fixture_packages, write_channel
 from private_index import PrivateIndex, serve_private
 from support import Index, run_envlock, serve, write_spec
 
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 
 USER, TOKEN = "ci-user", "s3cret-t0ken-basic"
 PATH_TOKEN = "p4th-t0ken-secret"

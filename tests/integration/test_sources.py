@@ -24,7 +24,7 @@ from support import (
     write_spec,
 )
 
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import pytest
 from support import run_envlock
 
 from envlock import export
-from envlock import lock as lockmod
-from envlock.lock import Package, PlatformLock
+from envlock import lockfile as lockmod
+from envlock.lockfile import Package, PlatformLock
 from envlock.manifest import SCHEMA
 from envlock.spec import load
 

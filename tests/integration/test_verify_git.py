@@ -10,8 +10,8 @@ import pytest
 from support import run_envlock
 
 from envlock import export, notes
-from envlock import lock as lockmod
-from envlock.lock import Package, PlatformLock
+from envlock import lockfile as lockmod
+from envlock.lockfile import Package, PlatformLock
 from envlock.spec import load
 from envlock.verify import Problem, check
 

@@ -261,7 +261,7 @@ def test_screens_reach_the_library_only_through_the_data_module() -> None:
 
     allowed = {
         ("envlock", "diffview"),  # the rows and colours the CLI prints too
-        ("envlock.lock", "Package"),  # a type annotation
+        ("envlock.lockfile", "Package"),  # a type annotation
         ("envlock.tui", "data"),
     }
     for path in (Path(data.__file__).parent / "screens").glob("*.py"):

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from envlock import export
-from envlock import lock as lockmod
-from envlock.lock import Package, PlatformLock
+from envlock import lockfile as lockmod
+from envlock.lockfile import Package, PlatformLock
 from envlock.spec import load
 
 META = {"envlock": "0.1.0", "resolver": "uv 0.0.0", "resolved-at": "2026-11-01T00:00:00Z"}

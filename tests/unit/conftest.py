@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from envlock import export
-from envlock import lock as lockmod
-from envlock.lock import Lock, Package, PlatformLock
+from envlock import lockfile as lockmod
+from envlock.lockfile import Lock, Package, PlatformLock
 from envlock.spec import load
 
 SPEC_TEXT = textwrap.dedent(

@@ -54,3 +54,16 @@ def test_a_package_without_files_says_what_it_was() -> None:
     data = {"packages": [{"name": "mine", "version": "1.0", "vcs": {"type": "hg", "url": "https://x/x"}}]}
     with pytest.raises(ResolutionError, match="hg requirements are not supported"):
         from_pylock(data, "linux-64", "3.11", Path("/"))
+
+
+def test_a_file_url_with_a_query_is_named_by_its_path() -> None:
+    """Private indexes serve signed links (``...whl?X-Amz-Signature=...#sha256=``): the wheel's
+    name is the URL path's last segment."""
+    url = "https://files.example/p/six-1.17.0-py2.py3-none-any.whl?v=1&sig=${SIG}"
+    data = {
+        "packages": [
+            {"name": "six", "version": "1.17.0", "wheels": [{"url": url, "hashes": {"sha256": "a" * 64}}]}
+        ]
+    }
+    (package,) = from_pylock(data, "linux-64", "3.11", Path("/"))
+    assert package.filename == "six-1.17.0-py2.py3-none-any.whl"

@@ -4,6 +4,8 @@ range, TOML nested too deeply or numbers too large; and a bug is one line unless
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from conftest import Project
 
 from envlock import compat
 from envlock.cli import main
+from envlock.errors import EnvlockError
 
 Capsys = pytest.CaptureFixture[str]
 
@@ -237,3 +240,32 @@ def test_an_env_id_whose_stored_image_is_damaged(
         f"error: the store's image {config[:19]}… of env {env_id[:19]}… cannot be read"
     )
     assert "hint: check the store: envlock store fsck" in err
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "devnull-link"])
+def test_a_spec_or_lock_that_is_no_regular_file_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    """A fifo would block for ever and /dev/zero never ends: both are one error line (exit 2)."""
+    from envlock.boundary import read_text
+
+    path = tmp_path / "x.toml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero" if kind == "zero" else "/dev/null")
+    with pytest.raises(EnvlockError, match="not a regular file"):
+        read_text(path, "spec")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink"])
+def test_export_output_onto_a_fifo_or_link_is_refused_and_left_alone(tmp_path: Path, kind: str) -> None:
+    """Writing is by rename: it would replace a device, fifo or link (as root, /dev/full)."""
+    from envlock.boundary import check_output
+
+    target = tmp_path / "out"
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(EnvlockError, match="not a regular file"):
+        check_output(target, "-o FILE", make_parents=False)
+    assert target.is_symlink() or stat.S_ISFIFO(target.lstat().st_mode)

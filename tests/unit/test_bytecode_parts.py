@@ -58,10 +58,10 @@ def test_dot_dot_cannot_leave_the_copy(tmp_path: Path) -> None:
 
 
 def test_byte_code_is_refused_for_an_environment_on_condas_python(tmp_path: Path) -> None:
-    from envlock import lock as lockmod
+    from envlock import lockfile as lockmod
     from envlock.errors import UsageError
     from envlock.image.build import build_lock
-    from envlock.lock import Package, PlatformLock
+    from envlock.lockfile import Package, PlatformLock
     from envlock.store import Store
 
     python = Package(

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from envlock import compat, condalock, export, layout
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 from envlock.errors import CheckFailed, CompatError, ResolutionError
 from envlock.image import conda as imgconda
-from envlock.lock import Package, PlatformLock
+from envlock.lockfile import Package, PlatformLock
 from envlock.resolve import conda
 from envlock.spec import Framework
 

@@ -10,7 +10,7 @@ from envlock.errors import CheckFailed, EnvlockError, Problems, ServiceUnavailab
 from envlock.image import conflicts
 from envlock.image import layer as layermod
 from envlock.image.conflicts import enforce
-from envlock.lock import Package
+from envlock.lockfile import Package
 
 SITE = "opt/env/lib/python3.11/site-packages"
 
@@ -103,7 +103,7 @@ def test_raise_all_raises_one_error_as_itself() -> None:
 
 def test_precheck_finds_every_problem_of_a_platform_at_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from envlock.image.build import precheck
-    from envlock.lock import PlatformLock
+    from envlock.lockfile import PlatformLock
     from envlock.store import Store
 
     packages = (

@@ -15,7 +15,7 @@ import pytest
 from envlock import credentials
 from envlock.errors import ServiceUnavailable, UsageError
 from envlock.fetch import fetch_all
-from envlock.lock import Package
+from envlock.lockfile import Package
 from envlock.store import Store
 
 SOURCE = "https://${IDX_USER}:${IDX_TOKEN}@pkgs.example.org/simple"

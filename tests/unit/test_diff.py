@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 from envlock.cli import main
 from envlock.diff import KINDS, SCHEMA, EnvDiff, classify, diff_locks, to_json
-from envlock.lock import Lock, Package, PlatformLock
+from envlock.lockfile import Lock, Package, PlatformLock
 
 # Local helpers rather than ``from conftest import``: which conftest module that name means
 # depends on collection order once several test directories have one.

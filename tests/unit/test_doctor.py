@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from envlock import doctor, fatbin, gpuarch
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 from envlock.errors import CheckFailed, UsageError
 from envlock.gpuarch import BuildArchs, parse_capability
 from envlock.hostfacts import Engine, Gpu, Host, parse_smi_csv
-from envlock.lock import Package, PlatformLock
+from envlock.lockfile import Package, PlatformLock
 
 # -- environments as locks hold them -----------------------------------------------------
 
@@ -325,7 +325,7 @@ def test_k8s_job_gpu_products_and_node_selector() -> None:
 
     from envlock.image.model import Image
     from envlock.manifest import parse
-    from envlock.rebuild import k8s_job
+    from envlock.rebuilding import k8s_job
 
     image = Image(config={"config": {"Labels": {"dev.envlock.cuda": "12.8"}}}, layers=())
     rec = parse(valid(), COMMIT)

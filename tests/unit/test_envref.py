@@ -9,7 +9,7 @@ import pytest
 
 from envlock import envref
 from envlock.errors import LockError, UsageError
-from envlock.lock import Lock
+from envlock.lockfile import Lock
 
 
 @pytest.fixture

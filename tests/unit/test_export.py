@@ -11,9 +11,9 @@ from packaging.markers import Marker
 from packaging.pylock import Pylock
 
 from envlock import export
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 from envlock.errors import UsageError
-from envlock.lock import Lock, Package, PlatformLock
+from envlock.lockfile import Lock, Package, PlatformLock
 
 SPEC_HASH = "sha256:" + "5" * 64
 META = {"envlock": "0.1.0"}

@@ -10,7 +10,7 @@ import pytest
 
 from envlock.errors import CheckFailed
 from envlock.fetch import fetch_all, fetch_one, source_url
-from envlock.lock import Package
+from envlock.lockfile import Package
 from envlock.store import Store
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 from envlock import spec as specmod
 from envlock import tomlwrite
 from envlock.digest import is_digest, parse_digest, parse_hex

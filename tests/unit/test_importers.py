@@ -296,7 +296,7 @@ def test_bad_sources_are_one_error_naming_the_file_and_write_nothing(
 ) -> None:
     src = tmp_path / name
     if message == "not UTF-8":
-        src.write_bytes(b"\xff\xfe\x00")
+        src.write_bytes(b"\xff\xfeA")
     else:
         write(src, text)
     with pytest.raises(EnvlockError, match=message.replace("[", r"\[").replace("(", r"\(")):

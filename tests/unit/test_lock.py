@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 from envlock.errors import LockError, UsageError
-from envlock.lock import Lock, Package, PlatformLock
+from envlock.lockfile import Lock, Package, PlatformLock
 
 SPEC_HASH = "sha256:" + "5" * 64
 META = {"envlock": "0.1.0", "resolver": "uv 0.0.0", "resolved-at": "2026-11-01T00:00:00Z"}

@@ -12,7 +12,7 @@ import yaml
 from envlock.errors import CheckFailed, UsageError
 from envlock.image.model import Image, Layer
 from envlock.manifest import SCHEMA, Record, RecordError, check_name, parse, parse_note, render_note
-from envlock.rebuild import k8s_job
+from envlock.rebuilding import k8s_job
 
 COMMIT = "a" * 40
 DIGEST = "sha256:" + "b" * 64

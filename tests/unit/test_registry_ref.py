@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
-from pathlib import Path
-
 import pytest
 
 from envlock.errors import UsageError
-from envlock.image import layer as layermod
-from envlock.image.model import LAYER_GZIP, LAYER_TAR, Layer
-from envlock.image.registry import Reference, compressed, parse
-from envlock.store import Store
+from envlock.image.registry import Reference, parse
 
 HEX = "0123456789abcdef" * 4
 DIGEST = f"sha256:{HEX}"
@@ -86,64 +78,3 @@ def test_an_uppercase_repository_is_a_usage_error(ref: str) -> None:
 
 def test_an_ipv6_loopback_registry_uses_http() -> None:
     assert parse("[::1]:5000/x:tag").scheme == "http"
-
-
-# -- compressed() ------------------------------------------------------------------------
-
-
-def stored_layer(store: Store) -> tuple[Layer, bytes]:
-    out = io.BytesIO()
-    layermod.write(
-        [layermod.file("opt/env/a.py", b"print('a')\n" * 200), layermod.file("opt/env/b.txt", b"b")], out
-    )
-    data = out.getvalue()
-    digest = store.put_blob(data)
-    return Layer(digest, digest, len(data), LAYER_TAR, "envlock: test"), data
-
-
-def test_compressed_gunzips_to_the_original_layer(tmp_path: Path) -> None:
-    store = Store(tmp_path / "store")
-    layer, data = stored_layer(store)
-
-    gz = compressed(store, layer)
-
-    blob = store.read_blob(gz.digest)
-    assert gzip.decompress(blob) == data
-    assert gz.digest == "sha256:" + hashlib.sha256(blob).hexdigest()
-    assert gz.size == len(blob)
-    assert (gz.media_type, gz.diff_id, gz.created_by) == (LAYER_GZIP, layer.diff_id, "envlock: test")
-
-
-def test_compressed_has_a_fixed_gzip_header(tmp_path: Path) -> None:
-    store = Store(tmp_path / "store")
-    layer, _ = stored_layer(store)
-
-    blob = store.read_blob(compressed(store, layer).digest)
-
-    assert blob[:3] == b"\x1f\x8b\x08"
-    assert blob[3] & 0x08 == 0  # no file name
-    assert blob[4:8] == b"\0\0\0\0"  # mtime 0
-
-
-def test_compressed_is_deterministic_across_stores(tmp_path: Path) -> None:
-    one, two = Store(tmp_path / "one"), Store(tmp_path / "two")
-
-    assert compressed(one, stored_layer(one)[0]) == compressed(two, stored_layer(two)[0])
-
-
-def test_compressed_is_cached_the_second_time(tmp_path: Path) -> None:
-    store = Store(tmp_path / "store")
-    layer, _ = stored_layer(store)
-    first = compressed(store, layer)
-    # without the cache, the uncompressed blob would have to be read again
-    store.blob_path(layer.digest).unlink()
-
-    assert compressed(store, layer) == first
-    assert list(store.tmp.iterdir()) == []
-
-
-def test_compressed_leaves_an_already_compressed_layer_alone(tmp_path: Path) -> None:
-    store = Store(tmp_path / "store")
-    gz = Layer(DIGEST, DIGEST, 10, LAYER_GZIP)
-
-    assert compressed(store, gz) is gz

@@ -14,9 +14,9 @@ import pytest
 from conftest import META, fake_sha256, make_package, make_platform
 
 from envlock import directrefs, export
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 from envlock.errors import CheckFailed, SpecError
-from envlock.lock import Package
+from envlock.lockfile import Package
 from envlock.resolve.artifacts import from_pylock
 from envlock.sourcebuild import build_system_requires
 from envlock.wheelcontent import content_digest, is_pure

@@ -531,16 +531,3 @@ def test_a_push_refuses_a_damaged_layer_before_it_contacts_the_registry(store: S
     with pytest.raises(CheckFailed, match="is corrupt") as exc:
         registry.push(store, image, "127.0.0.1:9/never/contacted")
     assert image.layers[0].digest in exc.value.message
-
-
-def test_a_push_recompresses_when_the_cached_gzip_blob_is_damaged(store: Store) -> None:
-    from envlock.image import registry
-
-    _, image = put_image(store, [b"layer one"])
-    first = registry.compressed(store, image.layers[0])
-    corrupt(store, first.digest)
-
-    again = registry.compressed(store, image.layers[0])
-
-    assert again == first
-    assert store.blob_intact(first.digest)

@@ -197,3 +197,20 @@ def test_expand_then_written_gives_the_placeholders_back(
     assert urls.credentials(back) is None
     if len(env[path_var]) >= 3 and env[path_var] not in f"{host}/pkg-1.0-py3-none-any.whl":
         assert env[path_var] not in back.replace("${" + path_var + "}", "")
+
+
+@pytest.mark.parametrize(
+    ("url", "bad"),
+    [
+        ("https://pypi.org/simple?token=QueryTok4321xyz", True),
+        ("https://h.example/simple?X-Amz-Signature=abc&page=2", True),
+        ("https://h.example/simple?api_key=abc", True),
+        ("https://h.example/simple?token=${TOKEN}", False),
+        ("https://h.example/simple?page=2", False),
+    ],
+)
+def test_a_literal_token_in_the_query_is_refused_and_never_shown(url: str, bad: bool) -> None:
+    found = urls.problem(url)
+    assert (found is not None) == bad
+    if found:
+        assert "QueryTok4321xyz" not in found and "=abc" not in found

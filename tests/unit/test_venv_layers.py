@@ -24,7 +24,7 @@ from envlock.image.venv import (
     layer_key,
     skeleton_entries,
 )
-from envlock.lock import Package
+from envlock.lockfile import Package
 from envlock.store import Store
 
 INTERP = Interpreter("/usr/bin/python3.11", "3.11")

@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from envlock.lock import Package
+from envlock.lockfile import Package
 from envlock.tui import data
 from envlock.tui.widgets import ErrorBox, current_key
 

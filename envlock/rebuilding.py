@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envlock import lock as lockmod
+from envlock import lockfile as lockmod
 from envlock.errors import CheckFailed, UsageError
 from envlock.gitcli import cat_files, git
 from envlock.image.build import BuildResult, build_lock, load_image
 from envlock.image.model import Image
 from envlock.manifest import Record
-from envlock.record import commit_exists, find, repo_root
+from envlock.recording import commit_exists, find, repo_root
 from envlock.store import Store, holding_store
 
 Say = Callable[[str], None]

@@ -36,6 +36,14 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _BUILT = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
+def file_name(url: str) -> str:
+    """The last path segment of ``url`` (or a relative path), without query or fragment."""
+    from urllib.parse import unquote, urlsplit
+
+    path = urlsplit(url).path if "://" in url else url.split("?", 1)[0].split("#", 1)[0]
+    return unquote(path.rstrip("/").rsplit("/", 1)[-1])
+
+
 @dataclass(frozen=True, order=True)
 class Package:
     manager: str
@@ -116,7 +124,9 @@ class Package:
 
     @property
     def filename(self) -> str:
-        return self.url.rstrip("/").rsplit("/", 1)[-1]
+        """The file's name: the last segment of the URL's path (a query or fragment, as signed
+        download URLs carry, is not part of it), percent-decoded."""
+        return file_name(self.url)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import pytest
 from support import Dockerd, run_envlock, write_spec
 
 from envlock import fatbin
-from envlock import lock as lockmod
-from envlock.lock import Package, PlatformLock
+from envlock import lockfile as lockmod
+from envlock.lockfile import Package, PlatformLock
 from envlock.store import Store
 
 CUTOFF = "2026-11-01"
@@ -217,6 +217,8 @@ def test_show_and_diff_report_training_host_differences(tmp_path: Path) -> None:
     }
     records = [
         {"name": name, "id": f"{i}" * 12, "commit": commit, "lock": "specs/vision.lock", "env_id": env_id,
+         "image_id": "sha256:" + "d" * 64, "spec": "specs/vision.toml", "platform": "linux-64",
+         "model": {"path": "runs/m.pt", "sha256": "c" * 64, "size": 7, "kind": "file", "files": 1},
          "created": f"2026-11-0{i + 1}T00:00:00.000000Z", "host": {"python": "3.11.7", **host}}
         for i, (name, host) in enumerate(hosts.items())
     ]  # fmt: skip
