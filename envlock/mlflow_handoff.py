@@ -25,6 +25,11 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _client() -> Any:
+    # MLflow retries a refused connection 7 times with exponential backoff (minutes); a
+    # record should say at once that the server is down.  The user's own settings win.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:

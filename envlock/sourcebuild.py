@@ -165,6 +165,103 @@ def _box(work: Path, python: str) -> sandbox.Sandbox:
     return sandbox.Sandbox(mounts=mounts, env=env, cwd="/build", symlinks=links)
 
 
+# Runs inside the sandbox with the target CPython: unpack the source (an untrusted archive, so
+# only inside the box), find its PEP 517 backend (PEP 517 "build-backend", "backend-path"; the
+# legacy setuptools backend without one) and write what get_requires_for_build_wheel returns.
+_HOOK = r"""
+import importlib, json, os, sys, tarfile, zipfile
+src, out = sys.argv[1], sys.argv[2]
+if os.path.isfile(src):
+    dest = "/build/unpacked"
+    if zipfile.is_zipfile(src):
+        with zipfile.ZipFile(src) as archive:
+            archive.extractall(dest)
+    else:
+        with tarfile.open(src) as archive:
+            archive.extractall(dest, filter="data")
+    (top,) = os.listdir(dest)
+    src = os.path.join(dest, top)
+os.chdir(src)
+backend, paths = "setuptools.build_meta:__legacy__", []
+if os.path.exists("pyproject.toml"):
+    import tomllib
+    with open("pyproject.toml", "rb") as fh:
+        table = tomllib.load(fh).get("build-system", {})
+    backend, paths = table.get("build-backend", backend), table.get("backend-path", [])
+sys.path[:0] = [os.path.abspath(p) for p in paths] + ["/build/env"]
+module, _, attr = backend.partition(":")
+hooks = importlib.import_module(module)
+for part in filter(None, attr.split(".")):
+    hooks = getattr(hooks, part)
+hook = getattr(hooks, "get_requires_for_build_wheel", None)
+with open(out, "w") as fh:
+    json.dump(list(hook({})) if hook else [], fh)
+"""
+
+
+def dynamic_requires(
+    store: Store,
+    package: Package,
+    source: Path,
+    build_requires: Mapping[Package, Path],
+    python: str,
+) -> tuple[str, ...]:
+    """What the source's PEP 517 backend asks for beyond ``[build-system] requires``: its
+    ``get_requires_for_build_wheel`` hook (PEP 517, "get_requires_for_build_wheel"; setuptools
+    answers with ``setup_requires``, e.g. ``setuptools_scm``), run in the build sandbox with
+    the locked static ``build_requires`` (wheel paths, verified) installed.
+
+    Returns () when the hook cannot run (no backend, a failing ``setup.py``): the build itself
+    then reports the problem.
+
+    Raises:
+        ToolMissing: (exit 3) bubblewrap or a CPython ``python`` is missing.
+    """
+    import json
+
+    work = store.tmp / f"requires-{package.sha256[:16]}-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        for sub in ("reqs", "out", "cache", "home"):
+            (work / sub).mkdir(parents=True)
+        if source.is_dir():
+            shutil.copytree(source, work / "src", symlinks=True)
+            target = "/build/src"
+        else:
+            name = unquote(package.filename)
+            shutil.copyfile(source, work / name)
+            target = f"/build/{name}"
+        lines = []
+        for req, path in sorted(build_requires.items()):
+            shutil.copyfile(path, work / "reqs" / unquote(req.filename))
+            lines.append(f"{req.name}=={req.version} --hash=sha256:{req.sha256}\n")
+        (work / "requirements.txt").write_text("".join(lines), "utf-8")
+        executable, _ = interpreter(python)
+        box = _box(work, python)
+        install = [
+            "/opt/envlock/uv", "pip", "install", "--target", "/build/env", "--python", executable,
+            "--no-config", "--offline", "--no-index", "--find-links", "/build/reqs",
+            "--require-hashes", "-r", "/build/requirements.txt", "--quiet",
+        ]  # fmt: skip
+        hook = [executable, "-I", "-c", _HOOK, target, "/build/out/requires.json"]
+        try:
+            if lines and sandbox.run(box, install, timeout=TIMEOUT).returncode != 0:
+                return ()
+            if sandbox.run(box, hook, timeout=TIMEOUT).returncode != 0:
+                return ()
+        except subprocess.TimeoutExpired:
+            return ()
+        try:
+            found = json.loads((work / "out" / "requires.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            return ()
+        if not isinstance(found, list) or not all(isinstance(r, str) for r in found):
+            return ()
+        return tuple(found)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def build(
     store: Store,
     package: Package,

@@ -80,7 +80,6 @@ def prepare(
     from envlock import sourcebuild
     from envlock.fetch import fetch_all
     from envlock.resolve import Request
-    from envlock.resolve.uv import resolve
 
     assert isinstance(request, Request)
     memo = {} if memo is None else memo
@@ -100,25 +99,20 @@ def prepare(
             requires = sourcebuild.build_system_requires(source)
             build_requires: list[Package] = []
             if requires:
-                try:
-                    pinned = resolve(
-                        replace(request, requirements=requires, platform=BUILD_PLATFORM, constraints=())
-                    ).packages
-                except ResolutionError as exc:
-                    raise ResolutionError(
-                        f"{package.name} {package.version}: its build requirements "
-                        f"({', '.join(requires)}) cannot be resolved: {exc.message}",
-                        "serve them from an index or find-links, or use a wheel of the package",
-                    ) from None
-                sdists = [p for p in pinned if not p.filename.endswith(".whl")]
-                if sdists:
-                    raise ResolutionError(
-                        f"{package.name} {package.version}: its build requirement {sdists[0].name} "
-                        f"{sdists[0].version} has no wheel",
-                        "envlock builds from source only with build requirements that are wheels",
-                    )
-                build_requires = relative(pinned)
+                build_requires = _resolve_build(package, requires, request, relative)
             paths = fetch_all(store, build_requires, lock_dir)
+            # PEP 517 dynamic build requirements (setuptools' setup_requires): lock them too,
+            # since the build runs offline with only the locked wheels
+            dynamic = _missing(
+                sourcebuild.dynamic_requires(
+                    store, package, source, {r: paths[r.sha256] for r in build_requires}, request.python
+                ),
+                build_requires,
+            )
+            if dynamic:
+                say(f"{package.name} {package.version} also needs {', '.join(dynamic)} to build")
+                build_requires = _resolve_build(package, (*requires, *dynamic), request, relative)
+                paths = fetch_all(store, build_requires, lock_dir)
             built = sourcebuild.build(
                 store, package, source, {r: paths[r.sha256] for r in build_requires}, request.python
             )
@@ -129,6 +123,55 @@ def prepare(
         memo[seen] = done
         out.append(done)
     return out
+
+
+def _missing(wanted: Sequence[str], have: Sequence[Package]) -> tuple[str, ...]:
+    """The requirements in ``wanted`` whose project is not among ``have`` (bad ones skipped)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    names = {canonicalize_name(p.name) for p in have}
+    out = []
+    for text in wanted:
+        try:
+            name = canonicalize_name(Requirement(text).name)
+        except InvalidRequirement:
+            continue
+        if name not in names and text not in out:
+            out.append(text)
+    return tuple(out)
+
+
+def _resolve_build(
+    package: Package, requires: Sequence[str], request: object, relative: Relative
+) -> list[Package]:
+    """``requires`` (build requirements) pinned as wheels for the build platform.
+
+    Raises:
+        ResolutionError: (exit 2) they cannot be resolved, or one has no wheel.
+    """
+    from envlock.resolve import Request
+    from envlock.resolve.uv import resolve
+
+    assert isinstance(request, Request)
+    try:
+        pinned = resolve(
+            replace(request, requirements=tuple(requires), platform=BUILD_PLATFORM, constraints=())
+        ).packages
+    except ResolutionError as exc:
+        raise ResolutionError(
+            f"{package.name} {package.version}: its build requirements "
+            f"({', '.join(requires)}) cannot be resolved: {exc.message}",
+            "serve them from an index or find-links, or use a wheel of the package",
+        ) from None
+    sdists = [p for p in pinned if not p.filename.endswith(".whl")]
+    if sdists:
+        raise ResolutionError(
+            f"{package.name} {package.version}: its build requirement {sdists[0].name} "
+            f"{sdists[0].version} has no wheel",
+            "envlock builds from source only with build requirements that are wheels",
+        )
+    return relative(pinned)
 
 
 def _wheel_version(wheel: Path) -> str:

@@ -14,6 +14,10 @@ from envlock.importers.text import read_yaml
 
 _PYTHON_SPEC = re.compile(r"^python\s*(?:[=<>!~].*)?$")
 _KNOWN_SUBDIRS = ("linux-64", "linux-aarch64", "osx-64", "osx-arm64", "win-64")
+# conda's ``defaults`` is not a channel on anaconda.org but a multichannel: the
+# ``default_channels`` of conda's configuration, on Linux and macOS pkgs/main and pkgs/r
+# (https://docs.conda.io/projects/conda/en/stable/user-guide/configuration/settings.html#default-channels)
+DEFAULT_CHANNELS = ("https://repo.anaconda.com/pkgs/main", "https://repo.anaconda.com/pkgs/r")
 
 
 def _channel(value: str) -> str:
@@ -44,7 +48,14 @@ def load_environment(path: Path) -> Imported:
     channels = data.get("channels") or []
     if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
         raise SpecError(f"{path}: 'channels' must be a list of names or URLs")
-    found.conda_channels = [_channel(c) for c in channels if c != "nodefaults"]
+    found.conda_channels = []
+    for c in channels:
+        if c == "defaults":
+            found.conda_channels += [u for u in DEFAULT_CHANNELS if u not in found.conda_channels]
+            listed = ", ".join(DEFAULT_CHANNELS)
+            found.warn(f"channel 'defaults': written as conda's default channels {listed}")
+        elif c != "nodefaults":
+            found.conda_channels.append(_channel(c))
     deps = data.get("dependencies") or []
     if not isinstance(deps, list):
         raise SpecError(f"{path}: 'dependencies' must be a list")

@@ -8,7 +8,7 @@ never sees the spec, the matrix or the lock format.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from envlock.errors import UsageError
@@ -115,6 +115,16 @@ _PROXIES = ("http_proxy", "https_proxy", "no_proxy", "all_proxy")
 
 def _passes(name: str) -> bool:
     return name in _PASS or name.startswith(_PASS_PREFIXES) or name.lower() in _PROXIES
+
+
+def placeholder_values(texts: Sequence[str]) -> dict[str, str]:
+    """The environment variables the ``${VAR}`` placeholders in ``texts`` name (requirements
+    such as ``pkg @ https://${USER}:${TOKEN}@host/...``, which the resolver expands itself), for
+    :func:`isolated_env`'s ``extra``; unset ones are left out (the resolver then says so)."""
+    from envlock.urls import PLACEHOLDER
+
+    names = {m.group(1) for text in texts for m in PLACEHOLDER.finditer(text)}
+    return {name: os.environ[name] for name in sorted(names) if name in os.environ}
 
 
 def isolated_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

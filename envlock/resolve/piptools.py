@@ -20,7 +20,7 @@ from pathlib import Path
 from envlock.errors import ResolutionError, ServiceUnavailable, ToolMissing, UsageError
 from envlock.lockfile import Package
 from envlock.platforms import host_subdir
-from envlock.resolve import Request, Resolved, isolated_env, warning_lines
+from envlock.resolve import Request, Resolved, isolated_env, placeholder_values, warning_lines
 from envlock.resolve.uv import credentials_hint
 from envlock.urls import expand, redact_text, secret_in_path, written
 
@@ -91,7 +91,7 @@ def resolve(req: Request) -> Resolved:
     date = [f"--uploaded-prior-to={req.exclude_newer}"] if req.exclude_newer else []
     if any(secret_in_path(url) for url in req.sources):
         date.append("--no-cache-dir")  # pip's HTTP cache would keep a path token
-    env = isolated_env()
+    env = isolated_env(placeholder_values(req.requirements))
     with tempfile.TemporaryDirectory(prefix="envlock-piptools-") as tmp:
         infile = Path(tmp, "requirements.in")
         lines = list(req.requirements)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from envlock.errors import ResolutionError, ServiceUnavailable, ToolMissing
 from envlock.platforms import PLATFORMS
-from envlock.resolve import Request, Resolved, isolated_env, warning_lines
+from envlock.resolve import Request, Resolved, isolated_env, placeholder_values, warning_lines
 from envlock.resolve.artifacts import from_pylock
 from envlock.urls import expand, redact_text, secret_in_path
 
@@ -106,7 +106,7 @@ def start(req: Request) -> Callable[[], Resolved]:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=isolated_env(),
+            env=isolated_env(placeholder_values(req.requirements)),
         )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -14,7 +14,9 @@ from support import build_wheel
 # A PEP 517 backend (https://peps.python.org/pep-0517/#build-wheel) in one module: the project's
 # name and version come from pyproject.toml's [project]; every file under the import package
 # goes into a byte-reproducible wheel.  [tool.fx] tag = "cp311-cp311-linux_x86_64" makes a
-# platform wheel (as a compiled extension would); noise = true adds random bytes on each build.
+# platform wheel (as a compiled extension would); noise = true adds random bytes on each build;
+# dynamic = [...] are requirements its get_requires_for_build_wheel hook asks for (PEP 517) and
+# its build imports.
 BACKEND = r"""
 import base64, hashlib, os, tomllib, zipfile
 
@@ -27,10 +29,12 @@ def _hash(data):
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 def get_requires_for_build_wheel(config_settings=None):
-    return []
+    return list(_project()[1].get("dynamic", []))
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     project, fx = _project()
+    for req in fx.get("dynamic", []):  # as setuptools' setup_requires: needed by the build itself
+        __import__(req.replace("-", "_"))
     name, version = project["name"], project["version"]
     dist = name.replace("-", "_")
     tag = fx.get("tag", "py3-none-any")
@@ -91,6 +95,7 @@ def pyproject(
     deps: tuple[str, ...] = (),
     requires: tuple[str, ...] = ("envlock-fx-backend",),
     probe: tuple[str, str] | None = None,
+    dynamic: tuple[str, ...] = (),
 ) -> str:
     text = (
         f"[build-system]\nrequires = {list(requires)!r}\n".replace("'", '"')
@@ -106,6 +111,8 @@ def pyproject(
         fx.append("noise = true")
     if probe:
         fx.append(f'probe = {{ connect = "{probe[0]}", secret = "{probe[1]}" }}')
+    if dynamic:
+        fx.append(f"dynamic = {list(dynamic)!r}".replace("'", '"'))
     if fx:
         text += "[tool.fx]\n" + "\n".join(fx) + "\n"
     return text

@@ -43,6 +43,7 @@ def sdist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_sdist(dest, "envlock-fx-noisy", "1.0", noise=True)
     build_sdist(dest, "envlock-fx-native", "1.0", tag="cp311-cp311-linux_x86_64")
     build_sdist(dest, "envlock-fx-broken", "1.0", requires=("envlock-fx-no-such-backend",))
+    build_sdist(dest, "envlock-fx-dyn", "1.0", dynamic=("envlock-fx-beta",))
     return dest
 
 
@@ -193,6 +194,24 @@ def test_compiled_extensions_are_refused_at_lock_time_with_a_way_out(
     assert "envlock-fx-native 1.0 builds a platform wheel" in proc.stderr
     assert "hint:" in proc.stderr and "direct-URL wheel" in proc.stderr
     assert not spec.with_suffix(".lock").exists()
+
+
+def test_dynamic_build_requirements_are_locked_and_the_build_gets_them(
+    tmp_path: Path, wheels: Path, sdist_dir: Path, base_layout: Path
+) -> None:
+    # PEP 517 get_requires_for_build_wheel (setuptools' setup_requires, e.g. setuptools_scm):
+    # asked of the backend in the sandbox at lock time, locked, offered to the offline build
+    spec = _spec(tmp_path / "p", ["envlock-fx-dyn"], [wheels, sdist_dir], f'base = "oci:{base_layout}"\n')
+    proc = _lock(spec, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "envlock-fx-dyn 1.0 also needs envlock-fx-beta to build" in proc.stderr
+    dyn = _package(spec, "envlock-fx-dyn")
+    assert [r.name for r in dyn.build_requires] == ["envlock-fx-backend", "envlock-fx-beta"]
+    # an empty store builds it again from the lock alone
+    built = _build(spec, tmp_path / "store", tmp_path)
+    assert built.returncode == 0, built.stderr
+    files = _image_files(tmp_path / "store", _image_id(built))
+    assert f"{SITE}/envlock_fx_dyn/__init__.py" in files
 
 
 def test_an_sdist_that_cannot_be_built_fails_at_lock_time(

@@ -160,6 +160,21 @@ def test_environment_yml_channels_conda_and_pip_sections(tmp_path: Path) -> None
     assert found.python == "3.12" and found.name == "geo"
 
 
+def test_environment_yml_defaults_is_condas_default_channels(tmp_path: Path) -> None:
+    # 'defaults' is a multichannel, not conda.anaconda.org/defaults (which does not exist)
+    found = imported(
+        tmp_path,
+        "environment.yml",
+        "channels: [pytorch, defaults]\ndependencies:\n  - pytorch=1.11.0\n",
+    )
+    assert found.conda_channels == [
+        "pytorch",
+        "https://repo.anaconda.com/pkgs/main",
+        "https://repo.anaconda.com/pkgs/r",
+    ]
+    assert any("'defaults'" in w for w in found.warnings)
+
+
 CONDA_LOCK = """version: 1
 metadata:
   channels:
