@@ -917,5 +917,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
 
 
+def entry() -> None:
+    """The ``envlock`` command (and ``python -m envlock``): :func:`main`, then exit.
+
+    When py-rattler was loaded (a conda solve), the process ends with ``os._exit`` once its
+    output is flushed: rattler's native runtime threads can crash the interpreter's
+    finalization (SIGSEGV after the work and its messages are done, seen on busy machines),
+    which would turn a finished command's exit code into -11.
+    """
+    code = main()
+    if "rattler" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()
