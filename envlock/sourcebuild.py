@@ -199,6 +199,29 @@ with open(out, "w") as fh:
 """
 
 
+def _stage(
+    work: Path, package: Package, source: Path, build_requires: Mapping[Package, Path], listing: str
+) -> str:
+    """Lay out a sandbox's build directory: ``work/{reqs,out,cache,home}``, the source (a tree
+    under ``src/`` or the sdist file), the build requirement wheels under ``reqs/`` and
+    ``listing`` naming them with their hashes.  Returns the source's path inside the sandbox."""
+    for sub in ("reqs", "out", "cache", "home"):
+        (work / sub).mkdir(parents=True)
+    if source.is_dir():
+        shutil.copytree(source, work / "src", symlinks=True)
+        target = "/build/src"
+    else:
+        name = unquote(package.filename)
+        shutil.copyfile(source, work / name)
+        target = f"/build/{name}"
+    lines = []
+    for req, path in sorted(build_requires.items()):
+        shutil.copyfile(path, work / "reqs" / unquote(req.filename))
+        lines.append(f"{req.name}=={req.version} --hash=sha256:{req.sha256}\n")
+    (work / listing).write_text("".join(lines), "utf-8")
+    return target
+
+
 def dynamic_requires(
     store: Store,
     package: Package,
@@ -222,20 +245,7 @@ def dynamic_requires(
     work = store.tmp / f"requires-{package.sha256[:16]}-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     try:
-        for sub in ("reqs", "out", "cache", "home"):
-            (work / sub).mkdir(parents=True)
-        if source.is_dir():
-            shutil.copytree(source, work / "src", symlinks=True)
-            target = "/build/src"
-        else:
-            name = unquote(package.filename)
-            shutil.copyfile(source, work / name)
-            target = f"/build/{name}"
-        lines = []
-        for req, path in sorted(build_requires.items()):
-            shutil.copyfile(path, work / "reqs" / unquote(req.filename))
-            lines.append(f"{req.name}=={req.version} --hash=sha256:{req.sha256}\n")
-        (work / "requirements.txt").write_text("".join(lines), "utf-8")
+        target = _stage(work, package, source, build_requires, "requirements.txt")
         executable, _ = interpreter(python)
         box = _box(work, python)
         install = [
@@ -245,7 +255,7 @@ def dynamic_requires(
         ]  # fmt: skip
         hook = [executable, "-I", "-c", _HOOK, target, "/build/out/requires.json"]
         try:
-            if lines and sandbox.run(box, install, timeout=TIMEOUT).returncode != 0:
+            if build_requires and sandbox.run(box, install, timeout=TIMEOUT).returncode != 0:
                 return ()
             if sandbox.run(box, hook, timeout=TIMEOUT).returncode != 0:
                 return ()
@@ -284,20 +294,7 @@ def build(
     work = store.tmp / f"build-{key[:16]}-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     try:
-        for sub in ("reqs", "out", "cache", "home"):
-            (work / sub).mkdir(parents=True)
-        if source.is_dir():
-            shutil.copytree(source, work / "src", symlinks=True)
-            target = "/build/src"
-        else:
-            name = unquote(package.filename)
-            shutil.copyfile(source, work / name)
-            target = f"/build/{name}"
-        lines = []
-        for req, path in sorted(build_requires.items()):
-            shutil.copyfile(path, work / "reqs" / unquote(req.filename))
-            lines.append(f"{req.name}=={req.version} --hash=sha256:{req.sha256}\n")
-        (work / "constraints.txt").write_text("".join(lines), "utf-8")
+        target = _stage(work, package, source, build_requires, "constraints.txt")
         executable, _ = interpreter(python)
         argv = [
             "/bin/sh", "-c", 'umask 022 && exec "$@"', "sh",
