@@ -361,34 +361,15 @@ def envlock(*args: str) -> list[str]:
 
 
 def start_dockerd(root: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
-    """The user's DOCKER_HOST, else a private dockerd (no bridge, no iptables) on a unix socket."""
+    """The user's DOCKER_HOST, else a private dockerd (the test suite's: no bridge, no iptables)."""
     if os.environ.get("DOCKER_HOST"):
         return None, os.environ["DOCKER_HOST"]
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
+    from support import start_dockerd as start_private
+
     root.mkdir(parents=True, exist_ok=True)
-    sock = root / "docker.sock"
-    log = (root / "dockerd.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            "dockerd",
-            f"--host=unix://{sock}",
-            f"--data-root={root / 'data'}",
-            f"--exec-root={root / 'exec'}",
-            f"--pidfile={root / 'docker.pid'}",
-            "--bridge=none",
-            "--iptables=false",
-            "--ip6tables=false",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    host = f"unix://{sock}"
-    for _ in range(300):
-        if proc.poll() is not None:
-            raise SystemExit(f"dockerd exited: {(root / 'dockerd.log').read_text()[-2000:]}")
-        if subprocess.run(["docker", "--host", host, "version"], capture_output=True).returncode == 0:
-            return proc, host
-        time.sleep(0.2)
-    raise SystemExit("dockerd did not start")
+    proc, info = start_private(root)
+    return proc, info.host
 
 
 def import_script(modules: tuple[str, ...]) -> str:
