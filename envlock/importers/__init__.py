@@ -51,6 +51,14 @@ class Imported:
     warnings: list[str] = field(default_factory=list)
     pinned: bool = False
 
+    def add_hash(self, name: str, digest: str) -> None:
+        """Allow ``digest`` (``sha256:<hex>``) for the distribution ``name`` (normalised here)."""
+        from envlock.importers.text import canonical_name
+
+        allowed = self.hashes.setdefault(canonical_name(name), [])
+        if digest.lower() not in allowed:
+            allowed.append(digest.lower())
+
     def warn(self, message: str) -> None:
         if message not in self.warnings:
             self.warnings.append(message)

@@ -121,11 +121,7 @@ def load_conda_lock(path: Path) -> Imported:
             found.python = _python_minor(version)
         sha = entry.get("hash", {}).get("sha256") if isinstance(entry.get("hash"), dict) else None
         if manager == "pip" and isinstance(sha, str):
-            from envlock.importers.text import canonical_name
-
-            found.hashes.setdefault(canonical_name(name), [])
-            if "sha256:" + sha not in found.hashes[canonical_name(name)]:
-                found.hashes[canonical_name(name)].append("sha256:" + sha)
+            found.add_hash(name, "sha256:" + sha)
     every = set(found.platforms) or {p for versions in conda.values() for p in versions}
     local: list[str] = []
     for name in sorted(conda):

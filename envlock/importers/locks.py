@@ -35,6 +35,12 @@ def _warn_without_index(found: Imported, package: dict[str, Any]) -> None:
         found.warn(f"files from {host} without an index: set [pip] index-url to that host's index")
 
 
+def _files(package: dict[str, Any]) -> list[dict[str, Any]]:
+    """A locked package's file tables: its wheels, then its sdist (both formats use the keys)."""
+    files = [*(package.get("wheels") or []), *([package["sdist"]] if "sdist" in package else [])]
+    return [f for f in files if isinstance(f, dict)]
+
+
 def load_pylock(path: Path) -> Imported:
     """Read a PEP 751 lock: ``[[packages]]`` with ``name``, ``version``, optional ``marker``,
     ``index`` and ``wheels``/``sdist`` hashes (https://peps.python.org/pep-0751/).
@@ -65,11 +71,10 @@ def load_pylock(path: Path) -> Imported:
         found.packages.append(requirement)
         _index_of(found, package.get("index"))
         _warn_without_index(found, package)
-        files = [*(package.get("wheels") or []), *([package["sdist"]] if "sdist" in package else [])]
-        for file in files:
-            digest = file.get("hashes", {}).get("sha256") if isinstance(file, dict) else None
+        for file in _files(package):
+            digest = file.get("hashes", {}).get("sha256")
             if isinstance(digest, str):
-                found.hashes.setdefault(canonical_name(name), []).append("sha256:" + digest.lower())
+                found.add_hash(name, "sha256:" + digest)
     return found
 
 
@@ -121,8 +126,8 @@ def load_uv_lock(path: Path) -> Imported:
         marked = sorted({m for m in edges if m is not None})
         marker = "" if None in edges else "; " + " or ".join(f"({m})" for m in marked)
         found.packages.append(f"{name}=={version}{marker}")
-        for file in [*(package.get("wheels") or []), *([package["sdist"]] if "sdist" in package else [])]:
-            digest = file.get("hash") if isinstance(file, dict) else None
+        for file in _files(package):
+            digest = file.get("hash")
             if isinstance(digest, str) and digest.startswith("sha256:"):
-                found.hashes.setdefault(canonical_name(name), []).append(digest.lower())
+                found.add_hash(name, digest)
     return found
