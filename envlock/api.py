@@ -103,10 +103,12 @@ def rebuild(
     store: PathLike | None = None,
     cwd: PathLike | None = None,
     say: Say | None = None,
+    cache: str | None = None,
 ) -> Rebuilt:
     """Bring back the exact image of a recorded model (``envlock rebuild``): ``ref`` is
     ``NAME``, ``NAME@REV``, a record ID, or ``mlflow:RUN_ID`` (the record the run was tagged
-    with).  The result's ``image_id`` equals the recorded one.
+    with).  The result's ``image_id`` equals the recorded one.  ``cache``: a build cache
+    ``REGISTRY/REPO`` to take layers from (``envlock build --cache``).
 
     Raises:
         CheckFailed (exit 1): the rebuilt image differs (the message names the layer).
@@ -119,4 +121,5 @@ def rebuild(
         store=_store(store),
         worktree=Path(worktree) if worktree is not None else None,
         say=say,
+        cache=cache,
     )

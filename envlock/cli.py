@@ -222,9 +222,15 @@ def _build(args: argparse.Namespace, store: Any) -> int:
 
         print(build_with_docker(Path(args.spec), store=store, say=say, platform=args.platform))
         return 0
+    cache = _build_cache(args, store, say)
     with FetchProgress(enabled=None if not args.quiet else False) as progress:
         result = build_spec(
-            Path(args.spec), store=store, platform=args.platform, say=say, fetch_progress=progress
+            Path(args.spec),
+            store=store,
+            platform=args.platform,
+            say=say,
+            fetch_progress=progress,
+            cache=cache,
         )
     for warning in result.warnings:
         _say(f"warning: {warning}")
@@ -259,6 +265,61 @@ def _build(args: argparse.Namespace, store: Any) -> int:
 
         pushed = registry.push(store, image, args.push, say, compression=args.compression)
         print(pushed)
+        if cache is not None:
+            _publish(args, store, result, say)
+    return 0
+
+
+def _build_cache(args: argparse.Namespace, store: Any, say: Any) -> Any:
+    """The ``--cache`` (or ``$ENVLOCK_CACHE``) build cache to read, if any."""
+    reference = args.cache if args.cache is not None else os.environ.get("ENVLOCK_CACHE", "")
+    if not reference:
+        return None
+    from envlock.image.buildcache import RemoteCache
+
+    return RemoteCache(reference, store, say)
+
+
+def _publish(args: argparse.Namespace, store: Any, result: Any, say: Any) -> None:
+    from envlock.image import buildcache
+
+    entries = buildcache.entries_of(result, Path(args.spec), store, say)
+    done = buildcache.publish(
+        store, entries, args.cache or os.environ["ENVLOCK_CACHE"], say, compression=args.compression
+    )
+    for warning in done.warnings:
+        _warn(warning)
+    say(f"Build cache: {done.added} entries added, {done.present} already there, {done.replaced} replaced")
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from envlock.image import buildcache
+
+    reference = args.cache or os.environ.get("ENVLOCK_CACHE", "")
+    if not reference:
+        raise UsageError(
+            "no build cache given", "envlock cache push SPEC --cache REGISTRY/REPO (or set ENVLOCK_CACHE)"
+        )
+    buildcache.target(reference)
+    say = (lambda _m: None) if args.quiet else _say
+    store = _store(args)
+    specs = [Path(s) for s in args.specs] or _default_specs()
+    with store.using():
+        for spec in specs:
+            reader = buildcache.RemoteCache(reference, store, say)
+            result, done = buildcache.push_spec(
+                spec,
+                reference,
+                store=store,
+                platform=args.platform,
+                say=say,
+                compression=args.compression,
+                cache=reader,
+            )
+            for warning in (*result.warnings, *done.warnings):
+                _warn(warning)
+            say(f"{spec}: {done.added} entries added, {done.present} already there, {done.replaced} replaced")
+            print(result.image.image_id)
     return 0
 
 
@@ -527,7 +588,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
             ref = record_of_run(ref.removeprefix("mlflow:"))
         wanted = find(ref, root, _warn)
         _preflight(lock_at_commit(root, wanted), wanted.name, store, wanted.platform, args.no_check)
-    done = rebuild(args.model, cwd=Path.cwd(), store=store, worktree=worktree, say=_say)
+    cache = args.cache if args.cache is not None else os.environ.get("ENVLOCK_CACHE", "")
+    done = rebuild(args.model, cwd=Path.cwd(), store=store, worktree=worktree, say=_say, cache=cache or None)
     rec = done.record
     source = {"store": "found in the store", "registry": "pulled from the registry", "built": "rebuilt"}[
         done.how
@@ -725,6 +787,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --push: layer compression (zstd needs containerd >= 1.5, Docker >= 23 with the "
         "containerd image store, or podman)",
     )
+    p.add_argument(
+        "--cache",
+        metavar="REG/REPO",
+        help="take layers from this build cache by build key (default: $ENVLOCK_CACHE); "
+        "with --push, also publish this image's layers to it",
+    )
     p.add_argument("--platform", help="platform of the lock to build (default: linux-64)")
     p.add_argument(
         "--engine",
@@ -735,6 +803,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="store directory (default: $ENVLOCK_HOME or ~/.cache/envlock)")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("cache", help="publish images' layers to a build cache in a registry")
+    p.add_argument("action", choices=["push"])
+    p.add_argument("specs", nargs="*", help="specs whose images are published (default: specs/*.toml)")
+    p.add_argument("--cache", metavar="REG/REPO", help="the build cache (default: $ENVLOCK_CACHE)")
+    p.add_argument("--compression", choices=["gzip", "zstd"], default="gzip", help="layer compression")
+    p.add_argument("--platform", help="platform of the lock (default: linux-64)")
+    p.add_argument("--store", help="store directory")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser("pull", help="pull REG/REPO@sha256:... into the store; prints the image ID")
     p.add_argument("reference")
@@ -796,6 +874,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --k8s-job: a nodeSelector label (repeatable)",
     )
     p.add_argument("--no-check", action="store_true", help="with --run: skip the envlock doctor checks")
+    p.add_argument(
+        "--cache", metavar="REG/REPO", help="take layers from this build cache (default: $ENVLOCK_CACHE)"
+    )
     p.add_argument("--store", help="store directory")
     p.set_defaults(func=cmd_rebuild)
 

@@ -114,7 +114,11 @@ def rebuild(
     store: Store,
     worktree: Path | None = None,
     say: Say | None = None,
+    cache: str | None = None,
 ) -> Rebuilt:
+    """Bring back the image of the record ``ref``: from the store, its registry, or built
+    from the recorded lock (layers taken from the build ``cache`` REGISTRY/REPO where it has
+    them); a built image must have the recorded image ID (``CheckFailed`` otherwise)."""
     say = say or (lambda _m: None)
     root = repo_root(cwd)
     if ref.startswith("mlflow:"):
@@ -145,7 +149,16 @@ def rebuild(
     lock_dir = (worktree or root) / Path(rec.lock).parent
     name = Path(rec.lock).stem
     say(f"Rebuilding the image of {rec.name} from {rec.lock} at {rec.commit[:12]}")
-    result: BuildResult = build_lock(lock, lock_dir, name, store=store, platform=platform, say=say)
+    remote = None
+    if cache:
+        from envlock.image.buildcache import RemoteCache
+
+        remote = RemoteCache(cache, store, say)
+    result: BuildResult = build_lock(
+        lock, lock_dir, name, store=store, platform=platform, say=say, cache=remote
+    )
+    for warning in remote.warnings if remote is not None else ():
+        say(f"warning: {warning}")
     if result.image_id != wanted:
         raise CheckFailed(
             f"rebuilt image {result.image_id[:19]}… is not the recorded {wanted[:19]}…: "

@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from envlock.digest import is_digest, parse_digest
 from envlock.errors import CheckFailed, EnvlockError, ServiceUnavailable, SpecError, ToolMissing
@@ -144,11 +144,18 @@ def _json_or_none(path: Path) -> Any:
 
 
 def resolve(
-    store: Store, reference: str, python: str, system: Sequence[str] = (), say: Say | None = None
+    store: Store,
+    reference: str,
+    python: str,
+    system: Sequence[str] = (),
+    say: Say | None = None,
+    cache: BaseCache | None = None,
 ) -> BaseImage:
+    """The base ``reference`` in the store: a ``debian:SUITE`` bootstrapped (or taken from
+    ``cache``), an ``oci:`` layout read, or a pinned registry image pulled."""
     say = say or (lambda _m: None)
     if reference.startswith("debian:"):
-        manifest = _debian(store, reference.split(":", 1)[1], python, system, say)
+        manifest = _debian(store, reference.split(":", 1)[1], python, system, say, cache)
     elif reference.startswith("oci:"):
         manifest = _from_layout(store, reference[4:])
     else:
@@ -337,15 +344,32 @@ def debian_key(suite: str, python: str, system: Sequence[str]) -> str:
     return hashlib.sha256(canonical_json(data)).hexdigest()
 
 
-def _debian(store: Store, suite: str, python: str, system: Sequence[str], say: Say) -> str:
-    key = debian_key(suite, python, system)
-    record = store.bases / f"{key}.json"
+class BaseCache(Protocol):
+    """Where a Debian base may come from instead of mmdebstrap (``envlock.image.buildcache``)."""
+
+    def base(self, key: str, suite: str, python: str) -> str | None: ...
+
+
+def debian_record(store: Store, key: str) -> dict[str, Any] | None:
+    """The store's record of the Debian base ``key`` if its image is intact, else ``None``."""
     try:
-        data = json.loads(record.read_bytes())
+        data = json.loads((store.bases / f"{key}.json").read_bytes())
     except (OSError, ValueError):
-        data = None  # not bootstrapped yet, or the record is damaged: bootstrap again
+        return None  # not bootstrapped yet, or the record is damaged: bootstrap again
     if isinstance(data, dict) and is_digest(data.get("manifest")) and store.image_intact(data["manifest"]):
+        return data
+    return None
+
+
+def _debian(
+    store: Store, suite: str, python: str, system: Sequence[str], say: Say, cache: BaseCache | None = None
+) -> str:
+    key = debian_key(suite, python, system)
+    data = debian_record(store, key)
+    if data is not None:
         return str(data["manifest"])
+    if cache is not None and (found := cache.base(key, suite, python)) is not None:
+        return found
     include = _includes(python, system)
     say(f"Bootstrapping debian:{suite} with mmdebstrap ({', '.join(include)}); cached afterwards")
     with tempfile.TemporaryDirectory(prefix="mmdebstrap-", dir=store.tmp) as tmp:
@@ -402,24 +426,35 @@ def _debian(store: Store, suite: str, python: str, system: Sequence[str], say: S
             }
         ],
     }
-    config_digest = store.put_blob(canonical_json(config))
+    config_bytes = canonical_json(config)
     manifest = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {
             "mediaType": CONFIG,
-            "digest": config_digest,
-            "size": len(canonical_json(config)),
+            "digest": "sha256:" + hashlib.sha256(config_bytes).hexdigest(),
+            "size": len(config_bytes),
         },
         "layers": [{"mediaType": LAYER_TAR, "digest": diff_id, "size": size}],
         "annotations": {"org.opencontainers.image.base.name": f"debian:{suite}"},
     }
-    data = canonical_json(manifest)
-    manifest_digest = store.put_blob(data)
-    store.tag(f"base-debian-{suite}-{key[:12]}", manifest_digest, len(data))
+    return record_debian(store, key, suite, python, config_bytes, canonical_json(manifest), packages)
+
+
+def record_debian(
+    store: Store, key: str, suite: str, python: str, config: bytes, manifest: bytes, packages: Sequence[str]
+) -> str:
+    """Make a Debian base whose layers are in the store an image of the store: its config
+    and manifest blobs, a tag, and the record that finds it by ``key``.  Returns the
+    manifest digest."""
+    store.put_blob(config)
+    manifest_digest = store.put_blob(manifest)
+    store.tag(f"base-debian-{suite}-{key[:12]}", manifest_digest, len(manifest))
     store._write_small(
-        record,
-        canonical_json({"manifest": manifest_digest, "suite": suite, "packages": packages, "python": python}),
+        store.bases / f"{key}.json",
+        canonical_json(
+            {"manifest": manifest_digest, "suite": suite, "packages": list(packages), "python": python}
+        ),
     )
     return manifest_digest
 

@@ -18,9 +18,10 @@ from pathlib import Path
 from envlock import lockfile as lockmod
 from envlock.errors import CheckFailed, EnvlockError, UsageError, raise_all
 from envlock.image import base as basemod
+from envlock.image import buildcache, venv
 from envlock.image import conda as condamod
 from envlock.image import layer as layermod
-from envlock.image import venv
+from envlock.image import plan as planmod
 from envlock.image.model import Image, Layer, config_for
 from envlock.lockfile import Lock, Package, PlatformLock
 from envlock.store import EnvEntry, Store, canonical_json, holding_store
@@ -128,13 +129,15 @@ def lock_layer_entries(lock: Lock) -> list[layermod.Entry]:
 
 
 def precheck(
-    plat: PlatformLock, lock_dir: Path, store: Store, file_conflicts: str = "warn"
+    plat: PlatformLock, lock_dir: Path, store: Store, file_conflicts: str = "warn", *, cached: bool = False
 ) -> list[EnvlockError]:
     """Every problem knowable before a base is bootstrapped or pulled and before anything is
     downloaded: the base's Python (``envlock.suites`` for ``debian:SUITE``, the store's
     inspection for other bases), locked files that cannot install on the platform (an sdist,
     a wheel's tags), local files that are gone, and, with ``file_conflicts = "error"``,
-    conflicts among the wheels already at hand.  Returns them all; raises nothing."""
+    conflicts among the wheels already at hand.  With a build cache (``cached``), a local file
+    that is gone is not a problem yet: the cache may have its layer.  Returns them all;
+    raises nothing."""
     from urllib.parse import unquote, urlparse
 
     from envlock.image import conflicts
@@ -165,7 +168,7 @@ def precheck(
                     "the lock was edited or made for another target; re-lock the spec",
                 )
             )
-        if store.has_artifact(p.sha256) or ("://" in p.url and not p.url.startswith("file://")):
+        if cached or store.has_artifact(p.sha256) or ("://" in p.url and not p.url.startswith("file://")):
             continue
         local = Path(unquote(urlparse(p.url).path)) if "://" in p.url else lock_dir / p.url
         local = Path(os.path.normpath(local))
@@ -184,15 +187,72 @@ def precheck(
     return problems
 
 
-def _groups(
-    packages: Sequence[tuple[Package, Path]],
-) -> list[tuple[str, list[tuple[Package, Path]]]]:
-    big = sorted((p for p in packages if venv.is_big(*p)), key=lambda p: p[0].name)
-    small = sorted((p for p in packages if not venv.is_big(*p)), key=lambda p: p[0].name)
-    groups = [(f"envlock: pip {p.name}=={p.version}", [(p, path)]) for p, path in big]
-    if small:
-        groups.append((f"envlock: pip {len(small)} packages", small))
-    return groups
+_NOT_FETCHED = Path("/nonexistent/envlock-not-fetched")  # a wheel whose layer came from a cache: never read
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The package (and byte-code, and conda) layers of a build and their build keys, known
+    from the lock and the plan alone, before any wheel is at hand."""
+
+    groups: list[tuple[str, list[Package]]]  # (created_by, packages) per package layer
+    omit: venv.Omit
+    interpreter: venv.Interpreter
+    base: basemod.BaseImage
+    bytecode: bool
+    conda: list[Package]
+
+    @property
+    def package_keys(self) -> list[str]:
+        return [venv.layer_key(ps, self.interpreter, self.omit) for _, ps in self.groups]
+
+    @property
+    def bytecode_keys(self) -> list[str]:
+        if not self.bytecode:
+            return []
+        from envlock.image import bytecode
+
+        interp = self.base.interpreter
+        return [bytecode.layer_key(k, self.base.digest, interp) for k in self.package_keys]
+
+    def _layers(self) -> list[tuple[str, str, list[Package]]]:
+        """(key, created_by, inputs) of every layer."""
+        out = [(k, label, ps) for k, (label, ps) in zip(self.package_keys, self.groups, strict=True)]
+        if self.bytecode:
+            out += [
+                (k, label.replace("envlock: pip ", "envlock: byte code ", 1), ps)
+                for k, (label, ps) in zip(self.bytecode_keys, self.groups, strict=True)
+            ]
+        if self.conda:
+            label = f"envlock: conda {len(self.conda)} packages"
+            out.append((condamod.layer_key(self.conda, self.interpreter.version), label, self.conda))
+        return out
+
+    def missing(self, store: Store) -> list[tuple[str, str]]:
+        """(key, created_by) of the layers not in the store's layer cache."""
+        return [(k, label) for k, label, _ in self._layers() if venv.cached_by_key(store, k, label) is None]
+
+    def inputs_of_missing(self, store: Store) -> list[Package]:
+        """The packages the missing layers are made from (to download)."""
+        out: dict[str, Package] = {}
+        for k, label, ps in self._layers():
+            if venv.cached_by_key(store, k, label) is None:
+                out.update((p.sha256, p) for p in ps)
+        return list(out.values())
+
+
+def _base_entry(store: Store, key: str, base: basemod.BaseImage) -> buildcache.Entry:
+    """The build cache entry of a Debian base: its layers, manifest, config and packages."""
+    manifest = store.read_blob(base.manifest)
+    record = basemod.debian_record(store, key) or {}
+    data = {
+        "manifest": manifest.decode(),
+        "config": store.read_blob(store.read_manifest(base.manifest).config.digest).decode(),
+        "suite": str(record.get("suite", "")),
+        "python": base.interpreter.version,
+        "packages": list(record.get("packages", [])),
+    }
+    return buildcache.Entry("base", key, base.layers, data)
 
 
 @holding_store  # gc waits while an image is built
@@ -207,6 +267,8 @@ def build_lock(
     fetch_progress: FetchProgress | None = None,
     workers: int = 0,
     file_conflicts: str = "warn",
+    cache: buildcache.RemoteCache | None = None,
+    reuse: bool = True,
 ) -> BuildResult:
     """Build (or find in the store) the image of one platform of ``lock``.
 
@@ -214,6 +276,11 @@ def build_lock(
     every problem is reported (:class:`envlock.errors.Problems`).  Two packages writing
     one path are decided over the whole image (``envlock.image.conflicts``):
     ``file_conflicts`` ``"warn"`` returns the warnings in the result, ``"error"`` raises.
+
+    With a build ``cache`` (``envlock.image.buildcache``), the base, the plan and every
+    layer are looked up there by build key first; only the wheels of layers it does not
+    have are downloaded.  The image is the same either way.  ``reuse = False`` builds (from
+    the layer cache) even when the store has the image, so its build keys are known.
     """
     start = time.perf_counter()
     say = say or (lambda _m: None)
@@ -235,7 +302,7 @@ def build_lock(
     # the spec's name is in the config (org.opencontainers.image.title): an image stored for
     # another spec with the same env ID is another image, and reusing it would make this
     # spec's image ID depend on which of the two was built first
-    if existing is not None and existing.name == name:
+    if reuse and existing is not None and existing.name == name:
         image = load_image(store, existing.manifest)
         base_ref = (
             image.config.get("config", {}).get("Labels", {}).get("org.opencontainers.image.base.name", "")
@@ -254,41 +321,25 @@ def build_lock(
             base_digest,
         )
 
-    raise_all(precheck(plat, lock_dir, store, file_conflicts))
+    raise_all(precheck(plat, lock_dir, store, file_conflicts, cached=cache is not None))
     conda = [p for p in plat.packages if p.manager == "conda"]
     reference = plat.base or basemod.default_base(plat.python)
     located = reference
     if reference.startswith("oci:") and not Path(reference[4:].split("@")[0]).is_absolute():
         located = "oci:" + str(lock_dir.absolute() / reference[4:])
-    base = basemod.resolve(store, located, plat.python, plat.system, say)
+    base = basemod.resolve(store, located, plat.python, plat.system, say, cache)
     if plat.base_digest and plat.base_digest != base.digest:
         raise CheckFailed(
             f"base {reference} resolved to {base.digest}, the lock pins {plat.base_digest}",
             "the base changed since it was locked; re-lock or restore the base",
         )
-
-    from envlock.fetch import fetch_all
+    entries: list[buildcache.Entry] = []  # what this image is made of, by build key
+    if reference.startswith("debian:"):
+        key = basemod.debian_key(reference.split(":", 1)[1], plat.python, plat.system)
+        entries.append(_base_entry(store, key, base))
 
     pip = [p for p in plat.packages if p.manager == "pip"]
     every = [*conda, *pip]
-    fetched = _to_fetch(store, [*conda, *pip], plat.python)
-    missing = [p for p in fetched if not store.has_artifact(p.sha256)]
-    if missing:
-        total = sum(p.size or 0 for p in missing)
-        say(f"Fetching {len(missing)} of {len(fetched)} packages ({total / 1e6:.0f} MB)")
-    from envlock.credentials import sources_from_options
-
-    sources = (*sources_from_options(plat.pip_options), *plat.conda_channels)
-    paths = fetch_all(store, fetched, lock_dir, progress=fetch_progress, sources=sources)
-    wheels = _wheels(store, pip, paths, lock_dir, plat.python, say)
-    from envlock.image import conflicts
-
-    # checked just now: downloads by their sha256, wheels built from source by their content digest
-    checked = {p.sha256 for p in missing} | {p.sha256 for p in pip if p.built}
-    decision = conflicts.scan(wheels, plat.python, store, verified=checked)
-    warnings = conflicts.enforce(decision, file_conflicts)
-
-    say(f"Assembling {name} for {plat.name} on {reference} ({len(every)} packages)")
     # With conda's own python, /opt/env is a conda prefix and its interpreter is conda's;
     # otherwise it is a virtual environment on the base's interpreter, conda files added.
     conda_python = condamod.has_python(conda)
@@ -297,26 +348,69 @@ def build_lock(
         if conda_python
         else base.interpreter
     )
+    plan_key = planmod.key(pip, plat.python)
+    plan = cache.plan(plan_key, pip) if cache is not None and pip else None
+    needed = every
+    if cache is not None and plan is not None:  # every layer's key is known: fetch only the
+        # wheels of the layers neither here nor in the cache
+        layout = _Layout(plan.groups(pip), plan.decision(pip).omit, interpreter, base, plat.bytecode, conda)
+        cache.layers(layout.missing(store))
+        needed = layout.inputs_of_missing(store)
+
+    from envlock.fetch import fetch_all
+
+    fetched = _to_fetch(store, needed, plat.python)
+    missing = [p for p in fetched if not store.has_artifact(p.sha256)]
+    if missing:
+        total = sum(p.size or 0 for p in missing)
+        say(f"Fetching {len(missing)} of {len(fetched)} packages ({total / 1e6:.0f} MB)")
+    from envlock.credentials import sources_from_options
+
+    sources = (*sources_from_options(plat.pip_options), *plat.conda_channels)
+    paths = fetch_all(store, fetched, lock_dir, progress=fetch_progress, sources=sources)
+    wheels = _wheels(store, [p for p in pip if p in needed], paths, lock_dir, plat.python, say)
+    from envlock.image import conflicts
+
+    if plan is None:
+        # checked just now: downloads by their sha256, wheels built from source by their content digest
+        checked = {p.sha256 for p in missing} | {p.sha256 for p in pip if p.built}
+        decision = conflicts.scan(wheels, plat.python, store, verified=checked)
+        plan = planmod.Plan.decided(wheels, decision)
+        layout = _Layout(plan.groups(pip), decision.omit, interpreter, base, plat.bytecode, conda)
+        if cache is not None:
+            cache.layers(layout.missing(store))
+    else:
+        decision = plan.decision(pip)
+    warnings = conflicts.enforce(decision, file_conflicts)
+    if pip:
+        entries.append(buildcache.Entry("plan", plan_key, data={"plan": plan.to_json()}))
+
+    say(f"Assembling {name} for {plat.name} on {reference} ({len(every)} packages)")
+    at = {p.name: path for p, path in wheels}
+    groups = [(label, [(p, at.get(p.name, _NOT_FETCHED)) for p in ps]) for label, ps in layout.groups]
     first: list[Layer] = []
     if not conda_python:
         first.append(
             venv.store_entries(store, venv.skeleton_entries(base.interpreter), "envlock: venv /opt/env")
         )
     if conda:
-        first.append(
-            condamod.build_layer(
-                store,
-                [(p, paths[p.sha256]) for p in conda],
-                plat.python,
-                f"envlock: conda {len(conda)} packages",
-            )
+        conda_layer = condamod.build_layer(
+            store,
+            [(p, paths.get(p.sha256, _NOT_FETCHED)) for p in conda],
+            plat.python,
+            f"envlock: conda {len(conda)} packages",
         )
-    groups = _groups(wheels)
-    # largest first, so the long ones start at once and the small ones fill the other cores
+        first.append(conda_layer)
+        entries.append(buildcache.Entry("layer", condamod.layer_key(conda, plat.python), (conda_layer,)))
+    omit = decision.omit
     if plat.bytecode:
-        package_layers, code_layers = _with_bytecode(store, base, groups, workers, say, decision.omit)
+        package_layers, code_layers = _with_bytecode(store, base, groups, workers, say, omit)
     else:
-        package_layers, code_layers = _build_layers(store, groups, interpreter, workers, decision.omit), []
+        package_layers, code_layers = _build_layers(store, groups, interpreter, workers, omit), []
+    for key, layer in zip(layout.package_keys, package_layers, strict=True):
+        entries.append(buildcache.Entry("layer", key, (layer,)))
+    for key, layer in zip(layout.bytecode_keys, code_layers, strict=True):
+        entries.append(buildcache.Entry("layer", key, (layer,)))
     lock_layer = venv.store_entries(store, lock_layer_entries(lock), "envlock: lock")
     ours = (*first, *package_layers, *code_layers, lock_layer)
 
@@ -352,6 +446,9 @@ def build_lock(
     manifest_digest = store.put_blob(manifest)
     store.tag(image_ref(name, lock.env_id, plat.name), manifest_digest, len(manifest))
     store.record_env(EnvEntry(lock.env_id, manifest_digest, image.image_id, name, plat.name))
+    buildcache.remember(store, manifest_digest, entries)
+    if cache is not None:
+        warnings = (*warnings, *cache.warnings)
     return BuildResult(
         image,
         manifest_digest,
@@ -421,8 +518,8 @@ def _build_layers(
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    by_size = sorted(range(len(groups)), key=lambda i: -sum(p.stat().st_size for _, p in groups[i][1]))
-    todo = [i for i in by_size if venv.cached(store, groups[i][1], interpreter, omit) is None]
+    todo = [i for i in range(len(groups)) if venv.cached(store, groups[i][1], interpreter, omit) is None]
+    todo.sort(key=lambda i: -sum(p.stat().st_size for _, p in groups[i][1]))
     if len(todo) < 2 or workers < 2:
         return [venv.build_layer(store, wheels, interpreter, label, omit) for label, wheels in groups]
     with ProcessPoolExecutor(
@@ -543,8 +640,11 @@ def build_spec(
     platform: str | None = None,
     say: Say | None = None,
     fetch_progress: FetchProgress | None = None,
+    cache: buildcache.RemoteCache | None = None,
+    reuse: bool = True,
 ) -> BuildResult:
-    """Build the image of a spec's current lock (refuses a stale or missing lock)."""
+    """Build the image of a spec's current lock (refuses a stale or missing lock); ``cache``
+    and ``reuse`` as for :func:`build_lock`."""
     from envlock.locking import fresh_lock, lock_path
     from envlock.spec import load
 
@@ -563,4 +663,6 @@ def build_spec(
         say=say,
         fetch_progress=fetch_progress,
         file_conflicts=spec.image.file_conflicts,
+        cache=cache,
+        reuse=reuse,
     )

@@ -28,7 +28,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from envlock.digest import is_digest, parse_digest
 from envlock.errors import UsageError
@@ -107,6 +107,27 @@ def compress_into(source: IO[bytes], sink: IO[bytes], chosen: Codec, threads: in
         if out := cobj.compress(chunk):
             sink.write(out)
     sink.write(cobj.flush())
+
+
+def decompressing(source: IO[bytes], media_type: str) -> IO[bytes]:
+    """A reader of ``source``'s uncompressed bytes, for a layer of ``media_type`` (OCI
+    ``tar+gzip`` or ``tar+zstd``; every gzip member and zstd frame in turn).
+
+    gzip is inflated by ISA-L on a second thread (``igzip_threaded``, one thread: inflate
+    has no parallel form), so reading the source overlaps with inflating it.
+
+    Raises:
+        UsageError: another media type.
+    """
+    if media_type in (LAYER_GZIP, "application/vnd.docker.image.rootfs.diff.tar.gzip"):
+        from isal import igzip_threaded
+
+        return cast(IO[bytes], igzip_threaded.open(source, "rb", threads=1))  # type: ignore[no-untyped-call]
+    if media_type == LAYER_ZSTD:
+        import zstandard
+
+        return cast(IO[bytes], zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True))
+    raise UsageError(f"envlock cannot decompress a layer of type {media_type!r}")
 
 
 def _read_full(source: IO[bytes], size: int) -> bytes:

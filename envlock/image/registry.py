@@ -254,9 +254,20 @@ class Client:
                 return False
             raise
 
+    def upload_data(self, digest: str, data: bytes) -> None:
+        """Upload a small blob held in memory (an artifact's config), unless it is there."""
+        import io
+
+        if not self.has_blob(digest):
+            self._upload(digest, io.BytesIO(data), len(data))
+
     def upload(self, digest: str, path: Path) -> None:
         if self.has_blob(digest):
             return
+        with path.open("rb") as fh:
+            self._upload(digest, fh, path.stat().st_size)
+
+    def _upload(self, digest: str, body: Any, size: int) -> None:
         url = self.ref.url("blobs/uploads/")
         resp = self.request("POST", url, data=b"", push=True)
         location = resp.headers.get("Location")
@@ -269,15 +280,13 @@ class Client:
         if location.startswith("/"):
             location = f"{self.ref.scheme}://{self.ref.registry}{location}"
         sep = "&" if "?" in location else "?"
-        size = path.stat().st_size
-        with path.open("rb") as fh:
-            self.request(
-                "PUT",
-                f"{location}{sep}digest={urllib.parse.quote(digest)}",
-                data=fh,
-                headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-                push=True,
-            ).close()
+        self.request(
+            "PUT",
+            f"{location}{sep}digest={urllib.parse.quote(digest)}",
+            data=body,
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            push=True,
+        ).close()
 
     def put_manifest(self, data: bytes, media_type: str, reference: str) -> None:
         self.request(

@@ -77,7 +77,19 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def base_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def debian_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding debian:bookworm with Python 3.11, bootstrapped once by envlock
+    (mmdebstrap).  Tests copy it (``cp -al``) rather than write to it."""
+    from envlock.image import base as basemod
+    from envlock.store import Store
+
+    root = tmp_path_factory.mktemp("base-store")
+    basemod.resolve(Store(root), "debian:bookworm", "3.11")
+    return root
+
+
+@pytest.fixture(scope="session")
+def base_layout(tmp_path_factory: pytest.TempPathFactory, debian_store: Path) -> Path:
     """debian:bookworm with Python 3.11, bootstrapped once by envlock (mmdebstrap) and
     written as an OCI layout, so tests can use ``base = "oci:PATH"`` cheaply."""
     from envlock.image import base as basemod
@@ -85,7 +97,7 @@ def base_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from envlock.image.oci import write_layout
     from envlock.store import Store
 
-    store = Store(tmp_path_factory.mktemp("base-store"))
+    store = Store(debian_store)
     base = basemod.resolve(store, "debian:bookworm", "3.11")
     layout = tmp_path_factory.mktemp("base-layout")
     write_layout(store, load_image(store, base.manifest), layout, "bookworm")

@@ -1,0 +1,309 @@
+"""The registry build cache, for real: one store builds and publishes to a docker-registry,
+an empty second store builds from it with the same image ID (no wheel, no bootstrap), and
+tampered, forged or unreachable entries are refused while the image stays the same."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import build_wheel, free_port, locked_project, run_envlock, start_registry
+
+from envlock.image import buildcache
+from envlock.image.registry import Client, parse
+from envlock.store import Store, canonical_json
+
+
+class Registry:
+    """A docker-registry of its own, whose storage a test may tamper with."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.proc, self.address = start_registry(root)
+
+    def blob_file(self, digest: str) -> Path:
+        hexd = digest.split(":")[1]
+        return self.root / "data" / "docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def reg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    r = Registry(tmp_path_factory.mktemp("cache-reg"))
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+def project(root: Path, base: str, heavy: int = 6 << 20) -> Path:
+    """A spec with a big package (a layer of its own), small ones, and two packages that
+    write one file differently (a conflict the plan must carry); locked."""
+    wheels = root / "wheels"
+    wheels.mkdir(parents=True)
+    build_wheel(
+        wheels, "envlock-cx-alpha", "2.0", ("envlock-cx-beta>=1.0",), files={"shared/x.txt": "alpha\n"}
+    )
+    build_wheel(wheels, "envlock-cx-beta", "1.0", files={"shared/x.txt": "beta\n"})
+    build_wheel(wheels, "envlock-cx-heavy", "1.0", payload=heavy)
+    return locked_project(root, wheels, '"envlock-cx-alpha", "envlock-cx-heavy"', f'base = "{base}"\n')
+
+
+def build(spec: Path, store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_envlock("build", str(spec), "--store", str(store), *args, cwd=spec.parent)
+
+
+def entries(address: str, repo: str) -> list[str]:
+    client = Client(parse(f"{address}/{repo}"))
+    with client.request("GET", client.ref.url("tags/list")) as resp:
+        return sorted(json.loads(resp.read())["tags"] or [])
+
+
+@pytest.fixture(scope="module")
+def published(
+    tmp_path_factory: pytest.TempPathFactory, base_layout: Path
+) -> Iterator[tuple[Path, str, Registry, str]]:
+    """(spec, image ID, registry, cache repository): built in one store, pushed with --cache."""
+    root = tmp_path_factory.mktemp("cache-project")
+    spec = project(root / "p", f"oci:{base_layout}")
+    r = Registry(root / "reg")
+    try:
+        cache = f"{r.address}/team/cache"
+        proc = build(spec, root / "store1", "--push", f"{r.address}/team/app", "--cache", cache)
+        assert proc.returncode == 0, proc.stderr
+        assert "Build cache: " in proc.stderr and " entries added" in proc.stderr
+        image_id = proc.stdout.split()[-2]
+        yield spec, image_id, r, cache
+    finally:
+        r.stop()
+
+
+def test_an_empty_store_builds_from_the_cache_with_the_same_image_id_and_no_wheel(
+    published: tuple[Path, str, Registry, str], tmp_path: Path
+) -> None:
+    spec, image_id, reg_, cache = published
+    tags = entries(reg_.address, "team/cache")
+    assert [t.split("-")[0] for t in tags].count("plan") == 1
+    assert [t.split("-")[0] for t in tags].count("layer") == 2  # heavy's, and the small ones'
+    # the second machine has no wheelhouse at all: every wheel's layer comes from the cache
+    moved = spec.parent.parent / "wheels-away"
+    (spec.parent.parent / "wheels").rename(moved)
+    try:
+        proc = build(spec, tmp_path / "store2", "--cache", cache)
+    finally:
+        moved.rename(spec.parent.parent / "wheels")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == image_id
+    assert "Took 2 of 2 layers from the build cache" in proc.stderr
+    assert "Fetching" not in proc.stderr
+    # the conflict the first build found is reported the same way from the cached plan
+    assert "warning: envlock-cx-alpha 2.0 and envlock-cx-beta 1.0 install a file" in proc.stderr
+    artifacts = tmp_path / "store2" / "artifacts" / "sha256"
+    assert not artifacts.exists() or list(artifacts.iterdir()) == []
+    assert run_envlock("store", "fsck", "--store", str(tmp_path / "store2"), cwd=tmp_path).returncode == 0
+    # and the layers are kept uncompressed, once, like built ones
+    du = json.loads(
+        run_envlock("store", "du", "--json", "--store", str(tmp_path / "store2"), cwd=tmp_path).stdout
+    )
+    assert du["categories"]["compressed"] == 0
+
+
+def test_a_push_of_an_image_built_from_the_cache_mounts_its_layers(
+    published: tuple[Path, str, Registry, str], tmp_path: Path
+) -> None:
+    spec, image_id, reg_, cache = published
+    store = tmp_path / "store"
+    first = build(spec, store, "--cache", cache)
+    assert first.returncode == 0 and first.stdout.split()[-1] == image_id
+    proc = build(spec, store, "--push", f"{reg_.address}/team/other")
+    assert proc.returncode == 0, proc.stderr
+    assert "2 mounted" in proc.stderr
+
+
+def test_cache_push_of_a_built_image_finds_everything_there(
+    published: tuple[Path, str, Registry, str], tmp_path: Path
+) -> None:
+    spec, image_id, _, cache = published
+    store = tmp_path / "store"
+    assert build(spec, store).returncode == 0  # built here, without the cache
+    proc = run_envlock("cache", "push", str(spec), "--cache", cache, "--store", str(store), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [image_id]
+    assert "0 entries added, 3 already there, 0 replaced" in proc.stderr
+
+
+def test_a_tampered_layer_blob_is_refused_and_the_layer_built_here(
+    tmp_path: Path, base_layout: Path, reg: Registry
+) -> None:
+    spec = project(tmp_path / "p", f"oci:{base_layout}")
+    cache = f"{reg.address}/t/cache"
+    first = run_envlock(
+        "cache", "push", str(spec), "--cache", cache, "--store", str(tmp_path / "s1"), cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stderr
+    image_id = first.stdout.strip()
+    heavy = next(
+        e
+        for e in buildcache.recall(Store(tmp_path / "s1"), _manifest(tmp_path / "s1")) or []
+        if e.kind == "layer" and "heavy" in e.layers[0].created_by
+    )
+    manifest = _entry_manifest(reg.address, "t/cache", heavy.tag)
+    blob = reg.blob_file(manifest["layers"][0]["digest"])
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one bit flipped in the registry's storage
+    blob.chmod(0o644)
+    blob.write_bytes(bytes(data))
+    proc = build(spec, tmp_path / "s2", "--cache", cache)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == image_id
+    assert f"warning: build cache entry {heavy.tag[:19]}… in {cache} refused:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "Took 1 of 2 layers" in proc.stderr
+    assert run_envlock("store", "fsck", "--store", str(tmp_path / "s2"), cwd=tmp_path).returncode == 0
+    assert list((tmp_path / "s2" / "tmp").iterdir()) == []
+
+
+def test_forged_entries_are_refused(tmp_path: Path, base_layout: Path, reg: Registry) -> None:
+    """An entry that names another key, one whose layer decompresses to other bytes than its
+    diff_id, and a plan naming packages the lock does not have: each refused, by name."""
+    spec = project(tmp_path / "p", f"oci:{base_layout}")
+    cache = f"{reg.address}/f/cache"
+    first = run_envlock(
+        "cache", "push", str(spec), "--cache", cache, "--store", str(tmp_path / "s1"), cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stderr
+    image_id = first.stdout.strip()
+    store = Store(tmp_path / "s1")
+    known = buildcache.recall(store, _manifest(tmp_path / "s1")) or []
+    layers = [e for e in known if e.kind == "layer"]
+    plan = next(e for e in known if e.kind == "plan")
+    client = Client(parse(cache))
+    # 1: the small packages' tag now holds the heavy layer's entry (another key)
+    small = next(e for e in layers if "packages" in e.layers[0].created_by)
+    heavy = next(e for e in layers if e is not small)
+    raw = _raw_manifest(reg.address, "f/cache", heavy.tag)
+    client.put_manifest(raw, "application/vnd.oci.image.manifest.v1+json", small.tag)
+    # 2: heavy's entry claims its own diff_id, but its layer is other (valid gzip) bytes
+    other = gzip.compress(b"not the layer", mtime=0)
+    other_digest = "sha256:" + hashlib.sha256(other).hexdigest()
+    client.upload_data(other_digest, other)
+    doc = json.loads(_blob(reg.address, "f/cache", json.loads(raw)["config"]["digest"]))
+    forged = json.loads(raw)
+    forged["layers"][0] = {
+        "mediaType": forged["layers"][0]["mediaType"],
+        "digest": other_digest,
+        "size": len(other),
+    }
+    config = canonical_json(doc)
+    client.upload_data("sha256:" + hashlib.sha256(config).hexdigest(), config)
+    client.put_manifest(canonical_json(forged), "application/vnd.oci.image.manifest.v1+json", heavy.tag)
+    proc = build(spec, tmp_path / "s2", "--cache", cache)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == image_id
+    assert "Took" not in proc.stderr
+    assert f"entry {small.tag[:19]}… in {cache} refused: it describes layer-" in proc.stderr
+    assert f"entry {heavy.tag[:19]}… in {cache} refused: its layer does not decompress to" in proc.stderr
+    # 3: a plan naming a package the lock does not have
+    plan_doc = {**plan.document(), "plan": {"big": ["numpy"], "conflicts": []}}
+    _put_entry(client, plan.tag, plan_doc)
+    proc = build(spec, tmp_path / "s3", "--cache", cache)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == image_id
+    assert f"entry {plan.tag[:19]}… in {cache} refused: its plan is not one for this lock" in proc.stderr
+
+
+def test_an_unreachable_cache_is_one_warning_and_the_build_goes_on(tmp_path: Path, base_layout: Path) -> None:
+    spec = project(tmp_path / "p", f"oci:{base_layout}", heavy=0)
+    cache = f"127.0.0.1:{free_port()}/nobody/cache"
+    proc = build(spec, tmp_path / "s", "--cache", cache)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count(f"warning: build cache {cache.split('/')[0]}/nobody/cache is unavailable") == 1
+    reference = build(spec, tmp_path / "s-ref")
+    assert proc.stdout.split()[-1] == reference.stdout.split()[-1]
+
+
+def test_bad_cache_references_are_usage_errors(tmp_path: Path, base_layout: Path) -> None:
+    spec = project(tmp_path / "p", f"oci:{base_layout}", heavy=0)
+    for bad in (
+        "127.0.0.1:5000/c/cache:tag",
+        "127.0.0.1:5000/C/Cache",
+        f"127.0.0.1:5000/c@sha256:{'0' * 64}",
+    ):
+        proc = build(spec, tmp_path / "s", "--cache", bad)
+        assert proc.returncode == 2, (bad, proc.stderr)
+        assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    proc = run_envlock(
+        "cache", "push", str(spec), "--store", str(tmp_path / "s"), cwd=tmp_path, env={"ENVLOCK_CACHE": ""}
+    )
+    assert proc.returncode == 2 and "error: no build cache given" in proc.stderr
+
+
+def test_a_debian_base_comes_from_the_cache_without_a_bootstrap(
+    tmp_path: Path, debian_store: Path, reg: Registry
+) -> None:
+    store1 = tmp_path / "s1"
+    subprocess.run(["cp", "-al", str(debian_store), str(store1)], check=True)
+    spec = project(tmp_path / "p", "debian:bookworm", heavy=0)
+    cache = f"{reg.address}/d/cache"
+    first = run_envlock("cache", "push", str(spec), "--cache", cache, "--store", str(store1), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "Bootstrapping" not in first.stderr  # the copied store had it
+    assert any(t.startswith("base-") for t in entries(reg.address, "d/cache"))
+    # a machine without mmdebstrap's output: the bootstrap would print "Bootstrapping"
+    proc = build(spec, tmp_path / "s2", "--cache", cache)
+    assert proc.returncode == 0, proc.stderr
+    assert "Taking debian:bookworm from the build cache" in proc.stderr
+    assert "Bootstrapping" not in proc.stderr
+    assert proc.stdout.split()[-1] == first.stdout.strip()
+    assert run_envlock("store", "fsck", "--store", str(tmp_path / "s2"), cwd=tmp_path).returncode == 0
+    shutil.rmtree(store1)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _manifest(store: Path) -> str:
+    (entry,) = Store(store).list_envs()
+    return entry.manifest
+
+
+def _raw_manifest(address: str, repo: str, tag: str) -> bytes:
+    client = Client(parse(f"{address}/{repo}"))
+    data, _ = client.manifest(tag)
+    return data
+
+
+def _entry_manifest(address: str, repo: str, tag: str) -> dict[str, object]:
+    return dict(json.loads(_raw_manifest(address, repo, tag)))
+
+
+def _blob(address: str, repo: str, digest: str) -> bytes:
+    client = Client(parse(f"{address}/{repo}"))
+    with client.request("GET", client.ref.url(f"blobs/{digest}")) as resp:
+        return bytes(resp.read())
+
+
+def _put_entry(client: Client, tag: str, doc: dict[str, object]) -> None:
+    config = canonical_json(doc)
+    digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    client.upload_data(digest, config)
+    empty = "sha256:" + hashlib.sha256(buildcache.EMPTY).hexdigest()
+    client.upload_data(empty, buildcache.EMPTY)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": buildcache.ARTIFACT_TYPE,
+        "config": {"mediaType": buildcache.ENTRY_TYPE, "digest": digest, "size": len(config)},
+        "layers": [{"mediaType": buildcache.EMPTY_TYPE, "digest": empty, "size": len(buildcache.EMPTY)}],
+    }
+    client.put_manifest(canonical_json(manifest), "application/vnd.oci.image.manifest.v1+json", tag)
