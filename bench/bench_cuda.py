@@ -15,6 +15,8 @@ DOCKER_HOST is set), builds the image into a fresh store, then measures, same ru
   * pull:  ``envlock pull`` into an empty store vs ``docker pull`` into an engine without it;
   * load:  ``envlock build --load`` (archive streamed) vs ``docker load`` of a ``docker save`` archive;
   * bytes: ``envlock store du`` vs the engine's data root (``du``), when we own the engine;
+  * cache: ``envlock cache push``, then a second machine: ``envlock build --cache`` on an empty
+           store vs ``envlock build`` on a store with the wheels and the base but no layers;
   * the machine: sha256, gzip/zstd decompression and single-thread compression MB/s.
 
 Everything it made is removed at the end.  Writes bench/results/cuda.json and prints a table.
@@ -98,6 +100,43 @@ def machine(sample: bytes) -> dict[str, float]:
     }
 
 
+def second_machine(
+    spec: Path,
+    store: Path,
+    work: Path,
+    reg: str,
+    image_id: str,
+    env: dict[str, str],
+    results: dict[str, object],
+) -> None:
+    """The build cache: publish, then build on an empty store from it, against building on a
+    store that has the wheels and the base (hard links of the first store's) but no layers."""
+    from envlock.store import Store
+
+    cache = f"{reg}/envlock/cache"
+    took, _ = envlock("cache", "push", str(spec), "--cache", cache, "--store", str(store), env=env, cwd=work)
+    results["cache_publish_s"] = round(took, 1)
+    fresh = work / "machine-b"
+    took, out = envlock("build", str(spec), "--store", str(fresh), "--cache", cache, env=env, cwd=work)
+    assert out.splitlines()[-1] == image_id, (out, image_id)
+    results["second_machine_with_cache_s"] = round(took, 1)
+    subprocess.run(["rm", "-rf", str(fresh)], check=False)
+
+    warm = work / "machine-c"
+    subprocess.run(["cp", "-al", str(store), str(warm)], check=True)
+    bases = [json.loads(p.read_text())["manifest"] for p in (warm / "bases").glob("*.json")]
+    keep = {d.split(":")[1] for m in bases for d in Store(warm).manifest_closure(m)}
+    for blob in (warm / "blobs" / "sha256").iterdir():
+        if blob.name not in keep:
+            blob.unlink()
+    for gone in ("layers", "envs", "buildkeys", "compressed", "index.json"):
+        subprocess.run(["rm", "-rf", str(warm / gone)], check=False)
+    took, out = envlock("build", str(spec), "--store", str(warm), env=env, cwd=work)
+    assert out.splitlines()[-1] == image_id, (out, image_id)
+    results["second_machine_warm_wheels_no_cache_s"] = round(took, 1)
+    subprocess.run(["rm", "-rf", str(warm)], check=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -166,6 +205,8 @@ def main() -> None:
         results["store_after_push"] = json.loads(
             envlock("store", "du", "--json", "--store", str(store), env=env, cwd=work)[1]
         )
+
+        second_machine(spec, store, work, reg, image_id, env, results)
 
         results["envlock_load_s"] = round(envlock(*build, "--load", env=env_d, cwd=work)[0], 1)
         docker(host, "tag", image_id, f"{reg}/docker/img:1")

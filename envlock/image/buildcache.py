@@ -144,10 +144,13 @@ class RemoteCache:
         self.hits = 0
         self.misses = 0
         self._down = False
+        self._lock = threading.Lock()
 
     # entries ------------------------------------------------------------------------------
     def _unavailable(self, exc: EnvlockError) -> None:
-        if not self._down:
+        with self._lock:
+            if self._down:
+                return
             self._down = True
             self.warnings.append(
                 f"build cache {self.where} is unavailable ({exc.message}); building without it"

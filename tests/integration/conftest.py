@@ -3,6 +3,7 @@ reach outside (PyPI, with ``exclude-newer`` pinned)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in str(item.path):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_default_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every envlock the tests run has the session's own default store ($ENVLOCK_HOME), as on
+    a clean CI machine: what a developer's ~/.cache/envlock holds never changes a result."""
+    home = tmp_path_factory.mktemp("default-store")
+    old = os.environ.get("ENVLOCK_HOME")
+    os.environ["ENVLOCK_HOME"] = str(home)
+    try:
+        yield home
+    finally:
+        if old is None:
+            os.environ.pop("ENVLOCK_HOME", None)
+        else:
+            os.environ["ENVLOCK_HOME"] = old
 
 
 @pytest.fixture(scope="session")

@@ -307,3 +307,49 @@ def _put_entry(client: Client, tag: str, doc: dict[str, object]) -> None:
         "layers": [{"mediaType": buildcache.EMPTY_TYPE, "digest": empty, "size": len(buildcache.EMPTY)}],
     }
     client.put_manifest(canonical_json(manifest), "application/vnd.oci.image.manifest.v1+json", tag)
+
+
+def test_rebuild_of_a_record_takes_its_layers_from_the_cache(
+    tmp_path: Path, base_layout: Path, reg: Registry
+) -> None:
+    """A record made on one machine comes back on another with an empty store and no
+    wheelhouse, from the cache, and is checked against the record's layers."""
+    repo = tmp_path / "repo"
+    spec = project(repo, f"oci:{base_layout}")
+    for args in (
+        ("init", "-q", "-b", "main"),
+        ("config", "user.email", "t@example.com"),
+        ("config", "user.name", "T"),
+    ):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    (repo / ".gitignore").write_text("runs/\nwheels/\n")
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "first"], cwd=repo, check=True)
+    (repo / "runs").mkdir()
+    (repo / "runs" / "model.pt").write_text("weights")
+    cache = f"{reg.address}/r/cache"
+    proc = run_envlock(
+        "record",
+        "runs/model.pt",
+        "--name",
+        "net",
+        "--spec",
+        str(spec.relative_to(repo)),
+        "--store",
+        str(tmp_path / "s1"),
+        cwd=repo,
+    )
+    assert proc.returncode == 0, proc.stderr
+    image_id = Store(tmp_path / "s1").list_envs()[0].image_id
+    pushed = run_envlock(
+        "cache", "push", str(spec), "--cache", cache, "--store", str(tmp_path / "s1"), cwd=repo
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    shutil.rmtree(repo / "wheels")
+    proc = run_envlock(
+        "rebuild", "net", "--store", str(tmp_path / "s2"), cwd=repo, env={"ENVLOCK_CACHE": cache}
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == image_id
+    assert "Took 2 of 2 layers from the build cache" in proc.stderr
+    assert "rebuilt, matches the record" in proc.stderr
