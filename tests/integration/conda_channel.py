@@ -31,8 +31,8 @@ class CondaPkg:
     binary_prefix: tuple[str, ...] = ()  # files holding PLACEHOLDER, replaced as binary
     fmt: str = "tar.bz2"  # or "conda"
     noarch: str | None = None  # "python" or "generic"
-    license: str = "MIT"  # an SPDX expression, for info/index.json and repodata.json
     executable: tuple[str, ...] = ()
+    license: str = "MIT"  # an SPDX expression, for info/index.json and repodata.json
     # hostile packages: raw members after the files, (name, kind, data or link target) with
     # kind file | dir | sym | lnk | fifo | chr; info_members replace generated info files;
     # info_override replaces their content; truncate cuts the archive to that many bytes
