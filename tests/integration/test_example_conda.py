@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import run_envlock
+from support import hostile_env, run_envlock
 
 from envlock import lockfile as lockmod
 
@@ -89,6 +89,26 @@ def test_the_committed_conda_example_verifies_relocks_and_builds_from_a_clone(
     assert build.returncode == 0, build.stderr
     image_id = build.stdout.split()[-1]
     assert image_id.startswith("sha256:")
+    # the same image ID from another store (the base and the downloaded files only: under
+    # the clock years ahead no TLS certificate is valid) and directory, umask 077, time zone,
+    # locale and clock
+    other = tmp_path / "elsewhere"
+    shutil.copytree(base_store, other / "store b", copy_function=os.link)
+    shutil.copytree(
+        store / "artifacts", other / "store b/artifacts", copy_function=os.link, dirs_exist_ok=True
+    )
+    hostile = 'umask 077 && exec "$0" -m envlock build "$1" --store "$2"'
+    second = subprocess.run(
+        ["sh", "-c", hostile, sys.executable, str(spec), str(other / "store b")],
+        cwd=other,
+        env={**os.environ, **hostile_env(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert second.returncode == 0, second.stderr
+    assert "Assembling conda for linux-64" in second.stderr and "Fetching" not in second.stderr
+    assert second.stdout.split()[-1] == image_id
     tag = subprocess.run(["umoci", "ls", "--layout", str(layout)], capture_output=True, text=True, check=True)
     bundle = tmp_path / "bundle"
     subprocess.run(
