@@ -61,7 +61,7 @@ class Wheel:
     version: str
     url: str
     sha256: str  # of the wheel, as PyPI's JSON API lists it
-    license: str  # SPDX, from the project's PyPI metadata (license expression or classifier)
+    license: str  # SPDX: PyPI's license expression, or the wheel's LICENSE where PyPI says only BSD
     depends: tuple[str, ...] = ()  # conda match specs
 
 
