@@ -139,6 +139,7 @@ def _conda_jobs(spec: Spec) -> list[_CondaJob]:
             'add e.g. channels = ["conda-forge"] or a file:// channel URL',
         )
     channels = tuple(conda.channel_url(c) for c in spec.conda.channels)
+    _check_channel_dirs(spec, channels)
     cuda = spec.framework.cuda if spec.framework else "cpu"
     jobs = []
     for platform in spec.platforms:
@@ -149,9 +150,25 @@ def _conda_jobs(spec: Spec) -> list[_CondaJob]:
             platform=platform,
             virtual=conda.virtual_packages(platform, cuda, spec.image.base),
             constraints=(f"python {spec.python}.*",),
+            spec_dir=spec.path.parent,
         )
         jobs.append(_CondaJob(request, plan))
     return jobs
+
+
+def _check_channel_dirs(spec: Spec, channels: tuple[str, ...]) -> None:
+    """A channel given as a directory relative to the spec must be one (exit 2 naming it),
+    rather than a solver's unreadable-channel error (exit 3, for services)."""
+    from envlock.spec import is_channel_path
+
+    for channel in channels:
+        if is_channel_path(channel) and not (spec.path.parent / channel).is_dir():
+            raise UsageError(
+                f"{spec.path}: conda channel {channel} is not a directory "
+                f"({os.path.normpath(Path.cwd() / spec.path.parent / channel)})",
+                "a ./PATH or ../PATH channel is a directory relative to the spec, "
+                "holding a repodata.json per subdir (noarch/ at least)",
+            )
 
 
 def _solve_conda(spec: Spec, jobs: list[_CondaJob], resolver: str, progress: Progress) -> dict[str, object]:

@@ -28,6 +28,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # 64 at most: file name
 _PYTHON = re.compile(r"^3\.(\d{1,2})$")
 _CUDA = re.compile(r"^\d{1,2}(\.\d{1,2})?$")
 _CHANNEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_.\-]+)*$")
+# a channel path is written into locks and joined to file:// URLs: nothing a URL would read
+# differently (query, fragment, escapes) and nothing invisible
+_CHANNEL_PATH_BAD = re.compile(r"[\x00-\x20\x7f\\%?#]")
 
 
 @dataclass(frozen=True)
@@ -339,16 +342,31 @@ def _url_problem(value: str) -> str | None:
     return urls.problem(value)
 
 
+def is_channel_path(channel: str) -> bool:
+    """Whether a ``[conda]`` channel is a directory relative to the spec (``./PATH`` or
+    ``../PATH``, as conda and rattler read a channel that starts with a dot) rather than
+    a channel name or a URL."""
+    return channel.startswith(("./", "../"))
+
+
 def _channel_problem(value: str) -> str | None:
-    """A conda channel: a URL (checked like an index URL) or a name on anaconda.org."""
+    """A conda channel: a URL (checked like an index URL), a name on anaconda.org, or a
+    directory relative to the spec (``./PATH``, ``../PATH``)."""
     if "://" in value:
         return _url_problem(value)
+    if is_channel_path(value):
+        if _CHANNEL_PATH_BAD.search(value) or "${" in value:
+            return (
+                f"channel path {value[:80]!r} may not hold white space, control characters, "
+                "'\\', '%', '?', '#' or ${VAR} placeholders"
+            )
+        return None
     if not _CHANNEL_NAME.match(value):
         from envlock.urls import redact
 
         return (
-            f"{redact(value)!r} is neither a channel name (letters, digits, '.', '_', '-', '/') "
-            "nor an http(s):// or file:// URL"
+            f"{redact(value)!r} is neither a channel name (letters, digits, '.', '_', '-', '/'), "
+            "an http(s):// or file:// URL, nor a directory relative to the spec (./PATH, ../PATH)"
         )
     return None
 

@@ -1,5 +1,11 @@
-"""conda solving in-process with py-rattler: channels by URL (``file://`` included), virtual
-packages for the target, one solve per platform, results as envlock ``Package`` rows.
+"""conda solving in-process with py-rattler: channels by URL (``file://`` included) or as
+directories relative to the spec, virtual packages for the target, one solve per platform,
+results as envlock ``Package`` rows.
+
+A channel directory relative to the spec (``./channels/example``) is read through its
+absolute ``file://`` URL, and written back to the lock in the spec's form, its packages'
+URLs relative to the lock's directory (``./channels/example/noarch/x.tar.bz2``): the lock
+is the same in every checkout, at any path (``envlock.fetch.source_url`` reads it back).
 
 rattler is imported only here, and only when a spec has conda packages.  A solve that has
 no answer is a ``ResolutionError`` (exit 2) naming the package and the conflict in one
@@ -45,11 +51,18 @@ _ARCHSPEC = {
 
 @dataclass(frozen=True)
 class CondaRequest:
-    channels: tuple[str, ...]  # URLs, in priority order, ${VAR} placeholders kept
+    # in priority order, as written to the lock: URLs with ${VAR} placeholders kept, or
+    # directories relative to the spec (./PATH, ../PATH; see envlock.spec.is_channel_path)
+    channels: tuple[str, ...]
     specs: tuple[str, ...]  # match specs
     platform: str  # conda subdir
     virtual: tuple[tuple[str, str, str], ...]  # (name, version, build) of virtual packages
     constraints: tuple[str, ...] = ()  # restrict without installing, e.g. "python 3.11.*"
+    spec_dir: Path | None = None  # what ./PATH and ../PATH channels are relative to
+
+    def locations(self) -> tuple[str, ...]:
+        """The URLs to read, one per channel (``${VAR}`` placeholders kept)."""
+        return tuple(channel_location(c, self.spec_dir) for c in self.channels)
 
 
 @dataclass(frozen=True)
@@ -63,10 +76,47 @@ class Solution:
 
 
 def channel_url(channel: str) -> str:
-    """A spec's channel as a URL (``${VAR}`` placeholders kept): names are channels on anaconda.org."""
+    """A spec's channel in the form the lock keeps (``${VAR}`` placeholders kept): names are
+    channels on anaconda.org (a URL); a directory relative to the spec stays relative,
+    normalised (``./a/../b/`` -> ``./b``)."""
+    import posixpath
+
+    from envlock.spec import is_channel_path
+
+    if is_channel_path(channel):
+        normal = posixpath.normpath(channel)  # never starts with "./"
+        if normal in (".", ".."):
+            return normal + "/"
+        return normal if normal.startswith("../") else "./" + normal
     if "://" in channel:
         return channel.rstrip("/")
     return f"{DEFAULT_CHANNEL_HOST}/{channel.strip('/')}"
+
+
+def channel_location(channel: str, spec_dir: Path | None) -> str:
+    """The URL to read a lock's channel from: a directory relative to the spec becomes the
+    ``file://`` URL of ``spec_dir / channel`` (symlinks kept, as for find-links); other
+    channels are URLs already.  ``spec_dir`` may be relative to the current directory."""
+    from envlock.spec import is_channel_path
+
+    if not is_channel_path(channel):
+        return channel
+    base = Path.cwd() / (spec_dir if spec_dir is not None else Path())
+    return Path(os.path.normpath(base / channel)).as_uri()
+
+
+def _relative_form(url: str, channel: str, located: str) -> str | None:
+    """``url`` (a package in the channel read from ``located``) in the channel's written form,
+    when the channel is a directory relative to the spec; else ``None``.  Compared without
+    percent-encoding: rattler and ``Path.as_uri`` escape different characters."""
+    from urllib.parse import unquote
+
+    if channel == located:
+        return None
+    plain, root = unquote(url), unquote(located).rstrip("/")
+    if plain.startswith(root + "/"):
+        return channel.rstrip("/") + plain[len(root) :]
+    return None
 
 
 def glibc_for(base: str | None) -> str:
@@ -234,7 +284,7 @@ async def _solve(gateway: Any, req: CondaRequest) -> Solution:
     from rattler import BuildString, Channel, GenericVirtualPackage, PackageName, Subdir, Version
 
     virtual = [GenericVirtualPackage(PackageName(n), Version(v), BuildString(b)) for n, v, b in req.virtual]
-    channels = [Channel(expand(url, os.environ)) for url in req.channels]
+    channels = [Channel(expand(url, os.environ)) for url in req.locations()]
     try:
         records = await rattler.solve(
             channels,
@@ -274,7 +324,7 @@ def _solution(records: Sequence[Any], req: CondaRequest) -> Solution:
                 sha256=r.sha256.hex(),
                 size=r.size,
                 build=str(r.build),
-                channel=_channel_of(r.channel, req.channels),
+                channel=_channel_of(r.channel, req),
                 subdir=r.subdir,
                 md5=r.md5.hex(),
                 depends=depends,
@@ -290,6 +340,12 @@ def _solution(records: Sequence[Any], req: CondaRequest) -> Solution:
 
 
 def _written(url: str, req: CondaRequest) -> str:
+    """A package URL as the lock keeps it: relative to the lock for a channel directory
+    relative to the spec, else without credentials (``envlock.urls.written``)."""
+    for channel, located in zip(req.channels, req.locations(), strict=True):
+        relative = _relative_form(url, channel, located)
+        if relative is not None:
+            return relative
     return written(url, req.channels, os.environ)
 
 
@@ -297,12 +353,16 @@ def _dep_name(dep: str) -> str:
     return re.split(r"[\s=<>!~\[]", dep.strip(), maxsplit=1)[0]
 
 
-def _channel_of(record_channel: str | None, channels: Sequence[str]) -> str:
+def _channel_of(record_channel: str | None, req: CondaRequest) -> str:
+    """The spec's channel (in its written form) that a solved record came from."""
+    from urllib.parse import unquote
+
     got = strip_userinfo((record_channel or "").rstrip("/"))  # rattler shows u:****@
-    for url in channels:
-        if got in (strip_userinfo(url.rstrip("/")), strip_userinfo(expand(url, os.environ).rstrip("/"))):
-            return url
-    return written(got, channels, os.environ) or channels[0]
+    for channel, url in zip(req.channels, req.locations(), strict=True):
+        forms = (strip_userinfo(url.rstrip("/")), strip_userinfo(expand(url, os.environ).rstrip("/")))
+        if got in forms or unquote(got) in map(unquote, forms):
+            return channel
+    return written(got, req.channels, os.environ) or req.channels[0]
 
 
 def _condense(text: str) -> str:
@@ -311,6 +371,8 @@ def _condense(text: str) -> str:
 
 
 def _failure(exc: Exception, req: CondaRequest) -> Exception:
+    from urllib.parse import unquote
+
     kind = type(exc).__name__
     text = redact_text(str(exc), req.channels, os.environ)
     target = f"{req.platform}"
@@ -322,6 +384,10 @@ def _failure(exc: Exception, req: CondaRequest) -> Exception:
         )
     if kind in ("GatewayError", "FetchRepoDataError", "InvalidChannelError", "IoError"):
         url = next((c for c in req.channels if c.rstrip("/") in text), None)  # text has placeholders
+        for channel, located in zip(req.channels, req.locations(), strict=True):
+            root = unquote(located).rstrip("/")
+            if url is None and channel != located and root in unquote(text):
+                url = f"{channel} ({root.removeprefix('file://')})"  # a directory relative to the spec
         if url is None:
             m = re.search(r"(https?|file)://[^\s'`)]+", text)
             url = m.group(0) if m else ", ".join(req.channels)
@@ -436,7 +502,7 @@ def solve_with_conda_lock(requests: Sequence[CondaRequest], binary: str) -> list
         env_file.write_text(
             yaml.safe_dump(
                 {
-                    "channels": list(requests[0].channels),
+                    "channels": list(requests[0].locations()),
                     "dependencies": list(requests[0].specs),
                     "platforms": platforms,
                 }
@@ -479,9 +545,9 @@ def solve_with_conda_lock(requests: Sequence[CondaRequest], binary: str) -> list
         for item in data.get("package", []):
             if item["platform"] != req.platform or item["manager"] != "conda":
                 continue
-            url = str(item["url"])
-            subdir = url.rsplit("/", 2)[-2]
-            url = written(url, req.channels, os.environ)
+            raw = str(item["url"])
+            subdir = raw.rsplit("/", 2)[-2]
+            url = _written(raw, req)
             channel = next(
                 (c for c in req.channels if url.startswith(strip_userinfo(c).rstrip("/") + "/")),
                 url.rsplit("/", 2)[0],
@@ -506,7 +572,8 @@ def solve_with_conda_lock(requests: Sequence[CondaRequest], binary: str) -> list
                 or "python" in item.get("dependencies", {})
                 or pypi_names.known(item["name"])
             ):
-                for dist in python_dists(item["name"], url, item["hash"]["sha256"]):
+                local = raw if raw.startswith("file://") else url  # the archive at hand, if any
+                for dist in python_dists(item["name"], local, item["hash"]["sha256"]):
                     python_names[dist] = str(item["version"])
         has_python = any(p.name == "python" for p in packages)
         solutions.append(Solution(req.platform, tuple(sorted(packages)), python_names, has_python))

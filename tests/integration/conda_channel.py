@@ -1,5 +1,7 @@
-"""Tiny local conda channels for tests and benchmarks: real ``.tar.bz2`` and ``.conda``
-archives (``info/index.json``, ``info/paths.json``) and a ``repodata.json`` per subdir."""
+"""Tiny local conda channels for tests, benchmarks and the committed example channel
+(``scripts/make-example-channel.py``): real ``.tar.bz2`` and ``.conda`` archives
+(``info/index.json``, ``info/paths.json``) and a ``repodata.json`` per subdir.  The bytes
+are a function of the package description only (fixed mtimes, sorted members)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ class CondaPkg:
     fmt: str = "tar.bz2"  # or "conda"
     noarch: str | None = None  # "python" or "generic"
     executable: tuple[str, ...] = ()
+    license: str = "MIT"  # an SPDX expression, for info/index.json and repodata.json
     # hostile packages: raw members after the files, (name, kind, data or link target) with
     # kind file | dir | sym | lnk | fifo | chr; info_members replace generated info files;
     # info_override replaces their content; truncate cuts the archive to that many bytes
@@ -87,7 +90,7 @@ def _index(pkg: CondaPkg) -> dict[str, object]:
         "build_number": 0,
         "depends": list(pkg.depends),
         "subdir": pkg.subdir,
-        "license": "MIT",
+        "license": pkg.license,
     }
     if pkg.noarch:
         index["noarch"] = pkg.noarch

@@ -94,9 +94,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def debian_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def base_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store holding debian:bookworm with Python 3.11, bootstrapped once by envlock
-    (mmdebstrap).  Tests copy it (``cp -al``) rather than write to it."""
+    (mmdebstrap), for tests that build a ``base = "debian:bookworm"`` spec as it is."""
     from envlock.image import base as basemod
     from envlock.store import Store
 
@@ -106,16 +106,16 @@ def debian_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def base_layout(tmp_path_factory: pytest.TempPathFactory, debian_store: Path) -> Path:
-    """debian:bookworm with Python 3.11, bootstrapped once by envlock (mmdebstrap) and
-    written as an OCI layout, so tests can use ``base = "oci:PATH"`` cheaply."""
+def base_layout(tmp_path_factory: pytest.TempPathFactory, base_store: Path) -> Path:
+    """debian:bookworm with Python 3.11 (from ``base_store``) written as an OCI layout, so
+    tests can use ``base = "oci:PATH"`` cheaply."""
     from envlock.image import base as basemod
     from envlock.image.build import load_image
     from envlock.image.oci import write_layout
     from envlock.store import Store
 
-    store = Store(debian_store)
-    base = basemod.resolve(store, "debian:bookworm", "3.11")
+    store = Store(base_store)
+    base = basemod.resolve(store, "debian:bookworm", "3.11")  # cached in the store
     layout = tmp_path_factory.mktemp("base-layout")
     write_layout(store, load_image(store, base.manifest), layout, "bookworm")
     return layout

@@ -249,10 +249,10 @@ def test_bad_cache_references_are_usage_errors(tmp_path: Path, base_layout: Path
 
 
 def test_a_debian_base_comes_from_the_cache_without_a_bootstrap(
-    tmp_path: Path, debian_store: Path, reg: Registry
+    tmp_path: Path, base_store: Path, reg: Registry
 ) -> None:
     store1 = tmp_path / "s1"
-    subprocess.run(["cp", "-al", str(debian_store), str(store1)], check=True)
+    subprocess.run(["cp", "-al", str(base_store), str(store1)], check=True)
     spec = project(tmp_path / "p", "debian:bookworm", heavy=0)
     cache = f"{reg.address}/d/cache"
     first = run_envlock("cache", "push", str(spec), "--cache", cache, "--store", str(store1), cwd=tmp_path)

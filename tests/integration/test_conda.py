@@ -281,6 +281,52 @@ no-index = true
     assert first == second
 
 
+def test_a_channel_directory_relative_to_the_spec_locks_and_builds_at_any_path(
+    tmp_path: Path, base_layout: Path
+) -> None:
+    """``channels = ["../channels/local"]``: the lock names the channel and its files relative
+    to itself, so a copy of the checkout at another path (with a space in it) verifies,
+    re-locks to the same bytes from another working directory, and builds."""
+    first = tmp_path / "checkout"
+    write_channel(first / "channels/local", fixture_packages())
+    spec = conda_spec(
+        first, "../channels/local/", '"fx-a", "envlock-fx-beta"', platforms='"linux-64"', base=base_layout
+    )
+    assert lock(spec).returncode == 0
+    locked = lockmod.read(spec.with_suffix(".lock"))
+    conda = locked.platforms[0].by_name("conda")
+    assert locked.platforms[0].conda_channels == ("../channels/local",)
+    assert conda["fx-a"].url == "../channels/local/linux-64/fx-a-1.0-0.tar.bz2"
+    assert {p.channel for p in conda.values()} == {"../channels/local"}
+    assert str(tmp_path) not in spec.with_name("env.conda-lock.yml").read_text()
+    before = spec.with_suffix(".lock").read_bytes()
+
+    clone = tmp_path / "another clone"
+    shutil.copytree(first, clone, symlinks=True)
+    shutil.rmtree(first)
+    moved = clone / "specs/env.toml"
+    assert run_envlock("verify", cwd=clone).returncode == 0
+    relock = run_envlock("lock", "--upgrade", "another clone/specs/env.toml", cwd=tmp_path)
+    assert relock.returncode == 0, relock.stderr
+    assert moved.with_suffix(".lock").read_bytes() == before
+
+    _, bundle = _unpack(tmp_path, moved, tmp_path / "store")
+    env = bundle / "opt/env"
+    assert (env / "share/fx-a/README").read_text() == "fx-a\n"
+    assert "from conda" in (env / "lib/python3.11/site-packages/envlock_fx_beta/__init__.py").read_text()
+    meta = json.loads((env / "conda-meta/fx-a-1.0-0.json").read_text())
+    assert meta["channel"] == "../channels/local"
+
+
+def test_a_missing_channel_directory_is_exit_2_naming_it(tmp_path: Path) -> None:
+    spec = conda_spec(tmp_path, "./no-such-channel", '"fx-a"', platforms='"linux-64"')
+    proc = lock(spec)
+    assert proc.returncode == 2, proc.stderr
+    assert "conda channel ./no-such-channel is not a directory" in proc.stderr
+    assert proc.stderr.count("error:") == 1 and "Traceback" not in proc.stderr
+    assert not spec.with_suffix(".lock").exists()
+
+
 def test_tampered_conda_package_is_refused(
     tmp_path: Path, base_layout: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

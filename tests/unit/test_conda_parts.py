@@ -131,6 +131,37 @@ def test_channel_names_become_anaconda_urls() -> None:
     assert conda.channel_url("file:///srv/chan/") == "file:///srv/chan"
 
 
+def test_channel_directories_stay_relative_and_are_read_from_the_spec_directory(tmp_path: Path) -> None:
+    assert conda.channel_url("./channels/example/") == "./channels/example"
+    assert conda.channel_url("./a/../b") == "./b"
+    assert conda.channel_url("../shared/./chan") == "../shared/chan"
+    assert (conda.channel_url("./"), conda.channel_url("../"), conda.channel_url("./x/..")) == (
+        "./",
+        "../",
+        "./",
+    )
+    spec_dir = tmp_path / "a checkout" / "specs"
+    located = conda.channel_location("./channels/example", spec_dir)
+    assert located == (spec_dir / "channels/example").as_uri() and "%20" in located
+    assert conda.channel_location("../chan", spec_dir) == (tmp_path / "a checkout/chan").as_uri()
+    assert conda.channel_location(CHANNEL, spec_dir) == CHANNEL
+
+
+def test_packages_of_a_channel_directory_are_written_relative_to_the_lock(tmp_path: Path) -> None:
+    spec_dir = tmp_path / "a+b checkout" / "specs"
+    req = conda.CondaRequest(("./chan", CHANNEL), ("x",), "linux-64", (), spec_dir=spec_dir)
+    local, remote = req.locations()
+    # rattler escapes fewer characters than Path.as_uri: compared without percent-encoding
+    rattler_url = f"file://{spec_dir}/chan/noarch/x-1.0-py_0.tar.bz2".replace(" ", "%20")
+    assert conda._written(rattler_url, req) == "./chan/noarch/x-1.0-py_0.tar.bz2"
+    assert conda._written(f"{CHANNEL}/noarch/y-1-0.conda", req) == f"{CHANNEL}/noarch/y-1-0.conda"
+    here = conda.CondaRequest(("./",), ("x",), "linux-64", (), spec_dir=spec_dir)
+    assert conda._written(f"{here.locations()[0]}/noarch/x.conda", here) == "./noarch/x.conda"
+    assert conda._channel_of(local + "/", req) == "./chan"
+    assert conda._channel_of(f"file://{spec_dir}/chan/".replace(" ", "%20"), req) == "./chan"
+    assert conda._channel_of(remote, req) == CHANNEL
+
+
 def test_virtual_packages_per_target() -> None:
     linux = dict((n, v) for n, v, _ in conda.virtual_packages("linux-64", "12.4", "debian:bookworm"))
     assert linux == {"__unix": "0", "__linux": "5.10", "__glibc": "2.36", "__cuda": "12.4", "__archspec": "1"}

@@ -292,6 +292,24 @@ def test_conda_channels_with_placeholders_and_labels_are_accepted(tmp_path: Path
     assert spec.conda is not None and spec.conda.channels == tuple(channels)
 
 
+def test_conda_channel_directories_relative_to_the_spec_are_accepted(tmp_path: Path) -> None:
+    channels = ["./channels/example", "../shared/channel/"]
+    text = f'python = "3.11"\n[conda]\nchannels = {channels!r}\npackages = ["x"]\n'.replace("'", '"')
+    spec = load(write(tmp_path, text))
+    assert spec.conda is not None and spec.conda.channels == tuple(channels)
+
+
+@pytest.mark.parametrize(
+    "channel", ["./my channel", "./chan?x=1", "./chan#frag", "./a%2Fb", "./${TOKEN}/chan"]
+)
+def test_conda_channel_directories_with_url_syntax_are_refused(tmp_path: Path, channel: str) -> None:
+    path, err = spec_error(
+        tmp_path, f'python = "3.11"\n[conda]\nchannels = ["{channel}"]\npackages = ["x"]\n'
+    )
+    assert line_of(err, path) == 3
+    assert "channel path" in err.message
+
+
 def test_credentials_as_env_placeholders_are_accepted(tmp_path: Path) -> None:
     url = "https://${USER}:${TOKEN}@host/simple"
     spec = load(write(tmp_path, f'python = "3.11"\n[pip]\nindexes = ["{url}"]\n'))
