@@ -124,7 +124,8 @@ def second_machine(
 
     warm = work / "machine-c"
     subprocess.run(["cp", "-al", str(store), str(warm)], check=True)
-    bases = [json.loads(p.read_text())["manifest"] for p in (warm / "bases").glob("*.json")]
+    records = [json.loads(p.read_text()) for p in (warm / "bases").glob("*.json")]
+    bases = [r["manifest"] for r in records if isinstance(r, dict) and "manifest" in r]
     keep = {d.split(":")[1] for m in bases for d in Store(warm).manifest_closure(m)}
     for blob in (warm / "blobs" / "sha256").iterdir():
         if blob.name not in keep:

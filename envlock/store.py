@@ -789,6 +789,11 @@ class Store:
                     for path in self.verified.iterdir():
                         if not (self.blobs / path.name).exists():
                             path.unlink(missing_ok=True)
+                keys = self.root / "buildkeys"  # envlock.image.buildcache: an image's build keys
+                if keys.is_dir():
+                    for path in keys.iterdir():
+                        if "sha256:" + path.stem not in live:
+                            path.unlink(missing_ok=True)
                 self._write_index([m for m in index if m["digest"] in live])
                 shutil.rmtree(self.tmp, ignore_errors=True)
                 self.tmp.mkdir(exist_ok=True)

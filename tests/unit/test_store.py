@@ -255,6 +255,19 @@ def test_gc_removes_what_dropped_envs_reference_and_keeps_the_rest(store: Store)
     assert store.fsck() == []
 
 
+def test_gc_drops_the_build_keys_of_removed_images(store: Store) -> None:
+    from envlock.image import buildcache
+
+    kept, dropped = record(store, "kept"), record(store, "dropped")
+    for entry in (kept, dropped):
+        buildcache.remember(store, entry.manifest, [buildcache.Entry("plan", "a" * 64)])
+
+    store.gc({kept.env_id})
+
+    assert buildcache.recall(store, kept.manifest) == [buildcache.Entry("plan", "a" * 64)]
+    assert buildcache.recall(store, dropped.manifest) is None
+
+
 def test_gc_with_no_env_filter_keeps_every_recorded_env(store: Store) -> None:
     a, b = record(store, "a"), record(store, "b")
     stray = store.put_blob(b"unreferenced")
