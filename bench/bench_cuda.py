@@ -16,7 +16,8 @@ DOCKER_HOST is set), builds the image into a fresh store, then measures, same ru
   * load:  ``envlock build --load`` (archive streamed) vs ``docker load`` of a ``docker save`` archive;
   * bytes: ``envlock store du`` vs the engine's data root (``du``), when we own the engine;
   * cache: ``envlock cache push``, then a second machine: ``envlock build --cache`` on an empty
-           store vs ``envlock build`` on a store with the wheels and the base but no layers;
+           store vs ``envlock build`` on an empty store (downloads, bootstrap) and on a store
+           with the wheels and the base but no layers;
   * the machine: sha256, gzip/zstd decompression and single-thread compression MB/s.
 
 Everything it made is removed at the end.  Writes bench/results/cuda.json and prints a table.
@@ -109,8 +110,9 @@ def second_machine(
     env: dict[str, str],
     results: dict[str, object],
 ) -> None:
-    """The build cache: publish, then build on an empty store from it, against building on a
-    store that has the wheels and the base (hard links of the first store's) but no layers."""
+    """The build cache: publish, then build on an empty store from it, against building on an
+    empty store without it (wheels downloaded, base bootstrapped) and on a store that has the
+    wheels and the base (hard links of the first store's) but no layers."""
     from envlock.store import Store
 
     cache = f"{reg}/envlock/cache"
@@ -121,6 +123,12 @@ def second_machine(
     assert out.splitlines()[-1] == image_id, (out, image_id)
     results["second_machine_with_cache_s"] = round(took, 1)
     subprocess.run(["rm", "-rf", str(fresh)], check=False)
+
+    cold = work / "machine-d"  # nothing at all: wheels downloaded, base bootstrapped
+    took, out = envlock("build", str(spec), "--store", str(cold), env=env, cwd=work)
+    assert out.splitlines()[-1] == image_id, (out, image_id)
+    results["second_machine_cold_no_cache_s"] = round(took, 1)
+    subprocess.run(["rm", "-rf", str(cold)], check=False)
 
     warm = work / "machine-c"
     subprocess.run(["cp", "-al", str(store), str(warm)], check=True)
@@ -235,6 +243,7 @@ def main() -> None:
             sample = fh.read(256 << 20)
         results["machine"] = machine(sample)
         results["cores"] = len(os.sched_getaffinity(0))
+        results["loadavg_at_end"] = [round(x, 1) for x in os.getloadavg()]
         results["image_id"] = image_id
     finally:
         for proc in reversed(procs):
