@@ -178,8 +178,9 @@ def main() -> None:
             results["lock_s"] = round(envlock("lock", str(spec), env=env, cwd=work)[0], 1)
         else:
             spec = work / "specs" / args.spec.name
-            shutil.copy(args.spec, spec)
-            shutil.copy(args.spec.with_suffix(".lock"), spec.with_suffix(".lock"))
+            for file in args.spec.parent.iterdir():  # the spec, its lock and its exports
+                if file.is_file() and args.spec.stem in file.name.split("."):
+                    shutil.copy(file, work / "specs" / file.name)
         store, pulled = work / "store", work / "pulled"
         took, out = envlock("build", str(spec), "--store", str(store), env=env, cwd=work)
         image_id = out.splitlines()[-1]

@@ -440,6 +440,7 @@ def cmd_store(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         waiting=lambda: _say("Waiting for running builds to finish with the store"),
         keep_artifacts=args.keep_artifacts,
+        drop_built_artifacts=args.drop_built_artifacts,
         keep_newer_than=args.keep_newer_than,
         max_size=args.max_size,
     )
@@ -908,6 +909,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("specs", nargs="*", help="gc: specs whose locks' images are kept (default: specs/*.toml)")
     p.add_argument("--dry-run", action="store_true", help="gc: only say what would be removed")
     p.add_argument("--keep-artifacts", action="store_true", help="gc: keep every downloaded wheel/package")
+    p.add_argument(
+        "--drop-built-artifacts",
+        action="store_true",
+        help="gc: also remove the wheels/packages of images the store holds (one copy of each layer's "
+        "bytes; the lock fetches them again if a layer must be rebuilt)",
+    )
     p.add_argument(
         "--keep-newer-than",
         type=_days,

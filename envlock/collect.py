@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from envlock.errors import EnvlockError
+from envlock.errors import EnvlockError, UsageError
 from envlock.store import Store
 
 
@@ -47,6 +47,7 @@ def collect(
     dry_run: bool = False,
     waiting: Callable[[], None] | None = None,
     keep_artifacts: bool = False,
+    drop_built_artifacts: bool = False,
     keep_newer_than: float | None = None,
     max_size: int | None = None,
 ) -> Collected:
@@ -54,12 +55,19 @@ def collect(
     referenced, and remove the rest (see :meth:`Store.gc`).
 
     Policies: ``keep_artifacts`` keeps every downloaded wheel and conda package (a rebuild
-    then needs no network); ``keep_newer_than`` (days) and ``max_size`` (bytes) also keep
+    then needs no network); ``drop_built_artifacts`` removes, besides, the ones whose image the
+    store keeps: the store then holds one copy of each layer's bytes, and a rebuild of a layer
+    fetches its wheels again by the lock (``UsageError`` with ``keep_artifacts``);
+    ``keep_newer_than`` (days) and ``max_size`` (bytes) also keep
     unreferenced images built that recently, or the newest ones that fit in that many bytes
     (see :func:`envlock.storepolicy.images_to_keep`).
     """
     from envlock.recording import env_ids
 
+    if keep_artifacts and drop_built_artifacts:
+        raise UsageError(
+            "--keep-artifacts and --drop-built-artifacts contradict each other", "choose one of them"
+        )
     with store.exclusive(waiting):
         keep, artifacts = referenced(specs)
         keep |= env_ids(cwd)
@@ -69,5 +77,11 @@ def collect(
             keep = images_to_keep(store, keep, newer_than_days=keep_newer_than, max_bytes=max_size)
         if keep_artifacts:
             artifacts |= {p.name for p in store.artifacts.iterdir()}
-        removed, freed = store.gc(keep, artifacts, dry_run=dry_run)
+        if drop_built_artifacts:
+            for entry in store.list_envs():
+                if entry.env_id in keep and store.image_intact(entry.manifest):
+                    artifacts -= store._artifacts_of(entry)
+        removed, freed = store.gc(
+            keep, artifacts, dry_run=dry_run, keep_image_artifacts=not drop_built_artifacts
+        )
     return Collected(removed, freed, len(keep))

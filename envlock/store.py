@@ -743,8 +743,12 @@ class Store:
         keep_env_ids: set[str] | None,
         keep_artifacts: Collection[str] = (),
         dry_run: bool = False,
+        keep_image_artifacts: bool = True,
     ) -> tuple[int, int]:
         """Remove images whose env ID is not kept, then unreferenced blobs, artifacts and tmp.
+
+        Artifacts kept: ``keep_artifacts`` and, with ``keep_image_artifacts``, those of the
+        images kept.
 
         ``keep_env_ids=None`` keeps every recorded env and only removes unreferenced files.
         Holds the store exclusively: it waits for running builds, and none starts meanwhile.
@@ -769,7 +773,7 @@ class Store:
             for digest in refs.values():
                 live |= self.manifest_closure(digest)
             live_artifacts: set[str] = set(keep_artifacts)
-            for e in keep:
+            for e in keep if keep_image_artifacts else ():
                 live_artifacts |= self._artifacts_of(e)
             for path in sorted(self.blobs.iterdir()):
                 if "sha256:" + path.name not in live:

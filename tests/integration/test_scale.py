@@ -313,6 +313,35 @@ def test_gc_keep_artifacts_keeps_the_wheels(built: tuple[Path, Path, str], tmp_p
     assert list((copy / "artifacts" / "sha256").iterdir()) == []
 
 
+def test_gc_drop_built_artifacts_leaves_one_copy_of_each_layer_s_bytes(
+    built: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    spec, store, image_id = built
+    copy = tmp_path / "store"
+    subprocess.run(["cp", "-a", str(store), str(copy)], check=True)
+    before = json.loads(run_envlock("store", "du", "--json", "--store", str(copy), cwd=tmp_path).stdout)
+    assert before["categories"]["artifacts"] > 24 << 20  # the heavy wheel
+    both = run_envlock(
+        "store",
+        "gc",
+        str(spec),
+        "--keep-artifacts",
+        "--drop-built-artifacts",
+        "--store",
+        str(copy),
+        cwd=tmp_path,
+    )
+    assert both.returncode == 2 and "error: --keep-artifacts and --drop-built-artifacts" in both.stderr
+    proc = run_envlock("store", "gc", str(spec), "--drop-built-artifacts", "--store", str(copy), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    after = json.loads(run_envlock("store", "du", "--json", "--store", str(copy), cwd=tmp_path).stdout)
+    assert after["categories"]["artifacts"] == 0
+    assert after["categories"]["layers"] == before["categories"]["layers"]  # the image is kept
+    again = run_envlock("build", str(spec), "--store", str(copy), cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout.split()[-1] == image_id
+    assert "in the store already" in again.stderr and "Fetching" not in again.stderr
+
+
 def test_a_cache_entry_with_another_digest_is_corrected_by_the_next_push(
     built: tuple[Path, Path, str], reg: Registry
 ) -> None:
