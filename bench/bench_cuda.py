@@ -14,7 +14,8 @@ DOCKER_HOST is set), builds the image into a fresh store, then measures, same ru
            ``docker push`` of the same image loaded into the engine;
   * pull:  ``envlock pull`` into an empty store vs ``docker pull`` into an engine without it;
   * load:  ``envlock build --load`` (archive streamed) vs ``docker load`` of a ``docker save`` archive;
-  * bytes: ``envlock store du`` vs the engine's data root (``du``), when we own the engine;
+  * bytes: ``envlock store du`` (after ``store gc --drop-built-artifacts``; also before) vs the
+           engine's data root (``du``), when we own the engine;
   * cache: ``envlock cache push``, then a second machine: ``envlock build --cache`` on an empty
            store vs ``envlock build`` on an empty store (downloads, bootstrap) and on a store
            with the wheels and the base but no layers;
@@ -236,6 +237,10 @@ def main() -> None:
         took, out = envlock("pull", pushed, "--store", str(pulled), env=env, cwd=work)
         assert out.strip() == image_id, (out, image_id)
         results["envlock_pull_s"] = round(took, 1)
+        results["store_bytes_with_wheels"] = json.loads(
+            envlock("store", "du", "--json", "--store", str(store), env=env, cwd=work)[1]
+        )["total"]
+        envlock("store", "gc", str(spec), "--drop-built-artifacts", "--store", str(store), env=env, cwd=work)
         results["store_bytes"] = json.loads(
             envlock("store", "du", "--json", "--store", str(store), env=env, cwd=work)[1]
         )["total"]
