@@ -356,9 +356,3 @@ def commit_exists(root: Path, commit: str) -> bool:
     except UsageError:
         return False
 
-
-def env_ids(cwd: Path) -> set[str]:
-    """Env IDs of every valid record (``store gc`` keeps their images)."""
-    with contextlib.suppress(UsageError):
-        return {r.env_id for r in all_records(cwd)}
-    return set()

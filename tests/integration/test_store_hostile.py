@@ -249,7 +249,7 @@ def test_gc_during_a_build_waits_for_it(tmp_path: Path, wheels: Path, tiny_base:
     )
     wait_for_writer(store, build)
 
-    gc = run_envlock("store", "gc", "--store", str(store), cwd=elsewhere)
+    gc = run_envlock("store", "gc", "--force", "--store", str(store), cwd=elsewhere)
     out, err = build.communicate(timeout=120)
 
     assert build.returncode == 0, err
@@ -295,7 +295,7 @@ def test_builds_killed_at_random_moments_leave_nothing_trusted(
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         if i % 2:
-            assert run_envlock("store", "gc", "--store", str(store), cwd=elsewhere).returncode == 0
+            assert run_envlock("store", "gc", "--force", "--store", str(store), cwd=elsewhere).returncode == 0
         fsck = run_envlock("store", "fsck", "--store", str(store), cwd=tmp_path)
         assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     for spec, expected in zip(specs, reference, strict=True):
