@@ -499,6 +499,10 @@ def lock_spec(
 
     for plat in platforms:  # every resolver has finished: an error here leaves nothing running
         warnings += _known_conflicts(spec, plat.name, list(plat.packages))
+    if any(p.url.startswith("file://") for plat in platforms for p in plat.packages):
+        from envlock.directrefs import absolute_locations
+
+        warnings += absolute_locations([p for plat in platforms for p in plat.packages])
     check_required_hashes(spec, platforms)
     meta = {"envlock": __version__, "resolver": engine_version, "resolved-at": _resolved_at()}
     new = lockmod.make(spec.spec_hash, platforms, meta)

@@ -355,4 +355,3 @@ def commit_exists(root: Path, commit: str) -> bool:
         return True
     except UsageError:
         return False
-
