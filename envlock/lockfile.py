@@ -274,6 +274,11 @@ def parse(text: str, path: Path | str = "<lock>") -> Lock:
         env = raw.get("env", {})
         if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
             raise LockError(f"{pw}: 'env' must be a table of strings", _RELOCK)
+        from envlock.spec import env_problem
+
+        for key, value in env.items():
+            if (problem := env_problem(key, value)) is not None:
+                raise LockError(f"{pw}: {problem.replace('image.env', 'env')}", _RELOCK)
         system = raw.get("system", [])
         if not isinstance(system, list) or not all(isinstance(v, str) for v in system):
             raise LockError(f"{pw}: 'system' must be a list of strings", _RELOCK)
@@ -361,6 +366,11 @@ def read(path: Path) -> Lock:
 
     if not path.exists() and not path.is_symlink():
         raise LockError(f"{path}: no lock file", f"create it with: envlock lock {path.with_suffix('.toml')}")
+    if path.is_dir():  # envlock lock cannot write there either
+        raise LockError(
+            f"{path}: is a directory, not a lock",
+            f"move it away; envlock lock {path.with_suffix('.toml')} writes the lock there",
+        )
     text = read_text(path, "lock", "re-create it with: envlock lock SPEC", LockError)
     return parse(text, path)
 
