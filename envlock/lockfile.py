@@ -274,8 +274,6 @@ def parse(text: str, path: Path | str = "<lock>") -> Lock:
         env = raw.get("env", {})
         if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
             raise LockError(f"{pw}: 'env' must be a table of strings", _RELOCK)
-        from envlock.spec import env_problem
-
         for key, value in env.items():
             if (problem := env_problem(key, value)) is not None:
                 raise LockError(f"{pw}: {problem.replace('image.env', 'env')}", _RELOCK)
@@ -353,6 +351,24 @@ def _package(pk: Mapping[str, Any], kw: str) -> Package:
         ),
         other_hashes=tuple(others),
     )
+
+
+def env_problem(key: str, value: str) -> str | None:
+    """Why ``key = value`` cannot be an image environment variable, or ``None``.
+
+    The image config lists them as ``KEY=VALUE`` strings (OCI image spec, config.md, ``Env``;
+    the first ``=`` ends the name, POSIX.1-2017 "Environment Variables"), so a name may not be
+    empty or hold ``=``, and neither part may hold a NUL (a C string ends there).
+    """
+    shown = key[:60]
+    if not key:
+        return "'image.env' has an empty variable name"
+    if "=" in key:
+        name = key.split("=", 1)[0]
+        return f"'image.env' variable {shown!r} contains '=' (the image would read it as {name!r})"
+    if "\0" in key or "\0" in value:
+        return f"'image.env' variable {shown!r} contains a NUL character"
+    return None
 
 
 def read(path: Path) -> Lock:

@@ -463,6 +463,8 @@ def _image(c: _Checker, raw: Any) -> ImageSection:
     env_raw = image.get("env", {})
     if not isinstance(env_raw, dict) or not all(isinstance(v, str) for v in env_raw.values()):
         raise c.fail(("image", "env"), "'image.env' must be a table of strings")
+    from envlock.lockfile import env_problem
+
     for key, value in env_raw.items():
         problem = env_problem(key, value)
         if problem is not None:
@@ -498,24 +500,6 @@ def _image(c: _Checker, raw: Any) -> ImageSection:
         bytecode=bytecode,
         file_conflicts=conflicts,
     )
-
-
-def env_problem(key: str, value: str) -> str | None:
-    """Why ``key = value`` cannot be an image environment variable, or ``None``.
-
-    The image config lists them as ``KEY=VALUE`` strings (OCI image spec, config.md, ``Env``;
-    the first ``=`` ends the name, POSIX.1-2017 "Environment Variables"), so a name may not be
-    empty or hold ``=``, and neither part may hold a NUL (a C string ends there).
-    """
-    shown = key[:60]
-    if not key:
-        return "'image.env' has an empty variable name"
-    if "=" in key:
-        name = key.split("=", 1)[0]
-        return f"'image.env' variable {shown!r} contains '=' (the image would read it as {name!r})"
-    if "\0" in key or "\0" in value:
-        return f"'image.env' variable {shown!r} contains a NUL character"
-    return None
 
 
 def discover(directory: Path) -> list[Path]:
