@@ -849,7 +849,8 @@ class Store:
 def _make_removable(tree: Path) -> None:
     """Give the owner write and search permission on every directory under ``tree`` (a
     killed sandboxed build may leave read-only ones, which ``rmtree`` cannot empty)."""
-    tree.chmod(tree.lstat().st_mode | 0o700)
+    with contextlib.suppress(OSError):  # not ours to change: rmtree then leaves what it must
+        tree.chmod(tree.lstat().st_mode | 0o700)
     for dirpath, dirnames, _ in os.walk(tree):
         for name in dirnames:
             path = Path(dirpath, name)
