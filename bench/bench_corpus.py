@@ -527,10 +527,10 @@ def bench_one(p: Project, args: argparse.Namespace, work: Path, env: dict[str, s
 
 
 def cleanup(work: Path, env: dict[str, str]) -> None:
-    """Forget every image and artifact in the store but keep its bases (gc from an empty directory)."""
+    """Forget every image and artifact in the store but keep its bases (gc from an empty directory, no git: --force)."""
     empty = work / "empty"
     empty.mkdir(exist_ok=True)
-    subprocess.run(envlock("store", "gc"), cwd=empty, env=env, capture_output=True)
+    subprocess.run(envlock("store", "gc", "--force"), cwd=empty, env=env, capture_output=True)
 
 
 def mark(ok: bool | None) -> str:

@@ -443,11 +443,16 @@ def cmd_store(args: argparse.Namespace) -> int:
         drop_built_artifacts=args.drop_built_artifacts,
         keep_newer_than=args.keep_newer_than,
         max_size=args.max_size,
+        force=args.force,
     )
+    for warning in done.warnings:
+        _say(f"warning: {warning}")
     verb = "would remove" if args.dry_run else "removed"
+    files, size = done.leftovers
+    tmp = f" ({files} left in tmp/ by killed builds, {size / 1e6:.1f} MB)" if files else ""
     _say(
-        f"{verb} {done.removed} file(s), {done.freed / 1e6:.1f} MB; "
-        f"kept {done.kept} env(s) referenced by locks"
+        f"{verb} {done.removed} file(s), {done.freed / 1e6:.1f} MB{tmp}; "
+        f"kept {done.kept} env(s) referenced by locks and records"
     )
     return 0
 
@@ -926,6 +931,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=_size,
         metavar="SIZE",
         help="gc: also keep unreferenced images, newest first, while all kept images fit in SIZE (e.g. 20G)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="gc: run outside a git repository (no model record is read: only the specs' images are kept)",
     )
     p.add_argument("--json", action="store_true", help="du: machine-readable output")
     p.add_argument("--store", help="store directory")

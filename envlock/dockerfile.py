@@ -16,8 +16,6 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from envlock.errors import CheckFailed
-
 Say = Callable[[str], None]
 
 
@@ -53,15 +51,13 @@ def build_with_docker(spec_path: Path, *, store: object, say: Say, platform: str
     from envlock.fetch import fetch_all
     from envlock.image import base as basemod
     from envlock.image.build import _base_path, _to_fetch, _wheels, choose_platform
-    from envlock.locking import fresh_lock, lock_path
+    from envlock.locking import current_lock, lock_path
     from envlock.spec import load
     from envlock.store import Store
 
     assert isinstance(store, Store)
     spec = load(spec_path)
-    lock = fresh_lock(spec)
-    if lock is None:
-        raise CheckFailed(f"{lock_path(spec.path)} is missing or stale", f"run: envlock lock {spec.path}")
+    lock = current_lock(spec)
     plat = choose_platform(lock, platform)
     reference = plat.base or basemod.default_base(plat.python)
     base = basemod.resolve(store, reference, plat.python, plat.system, say)

@@ -219,6 +219,8 @@ def resolve(ref: str, root: Path = Path()) -> EnvRef:
             return _at_rev(ref, named, rev)
         raise _not_found(ref, root)
     if as_path.suffix in (".toml", ".lock"):
+        if as_path.exists():
+            raise _not_a_file(ref, as_path)
         hint = f"a lock is made with: envlock lock {Path(ref).with_suffix('.toml')}"
         raise UsageError(f"{ref}: no such file", hint)
     spec = root / SPECS_DIR / f"{ref}.toml"
@@ -227,7 +229,17 @@ def resolve(ref: str, root: Path = Path()) -> EnvRef:
     model = resolve_model(ref, root)
     if model is not None:
         return EnvRef(ref, ref, model, "model")
+    if as_path.exists():
+        raise _not_a_file(ref, as_path)
     raise _not_found(ref, root)
+
+
+def _not_a_file(ref: str, path: Path) -> UsageError:
+    """A reference that names something on disk that is not a spec or lock file."""
+    what = "a directory" if path.is_dir() else "not a regular file (a device, fifo or socket)"
+    return UsageError(
+        f"{ref}: {what}, not a spec or lock", "name a spec, a lock, LOCK@REV, a model NAME[@REV] or an env ID"
+    )
 
 
 def compare(a: str, b: str, root: Path = Path()) -> EnvDiff:

@@ -274,15 +274,16 @@ def _write_cache(store: Any, sha256: str, data: dict[str, Any]) -> None:
 
     path = _cache_path(store, sha256)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=store.tmp, prefix="archs-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, sort_keys=True)
-        Path(tmp).chmod(0o644)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with store.using():  # a file in tmp/: gc must not take it for a leftover
+        fd, tmp = tempfile.mkstemp(dir=store.tmp, prefix="archs-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, sort_keys=True)
+            Path(tmp).chmod(0o644)
+            Path(tmp).replace(path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def archs_of(store: Any, package: Package, members: re.Pattern[str]) -> BuildArchs | None:

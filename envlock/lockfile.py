@@ -274,6 +274,9 @@ def parse(text: str, path: Path | str = "<lock>") -> Lock:
         env = raw.get("env", {})
         if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
             raise LockError(f"{pw}: 'env' must be a table of strings", _RELOCK)
+        for key, value in env.items():
+            if (problem := env_problem(key, value)) is not None:
+                raise LockError(f"{pw}: {problem.replace('image.env', 'env')}", _RELOCK)
         system = raw.get("system", [])
         if not isinstance(system, list) or not all(isinstance(v, str) for v in system):
             raise LockError(f"{pw}: 'system' must be a list of strings", _RELOCK)
@@ -350,6 +353,24 @@ def _package(pk: Mapping[str, Any], kw: str) -> Package:
     )
 
 
+def env_problem(key: str, value: str) -> str | None:
+    """Why ``key = value`` cannot be an image environment variable, or ``None``.
+
+    The image config lists them as ``KEY=VALUE`` strings (OCI image spec, config.md, ``Env``;
+    the first ``=`` ends the name, POSIX.1-2017 "Environment Variables"), so a name may not be
+    empty or hold ``=``, and neither part may hold a NUL (a C string ends there).
+    """
+    shown = key[:60]
+    if not key:
+        return "'image.env' has an empty variable name"
+    if "=" in key:
+        name = key.split("=", 1)[0]
+        return f"'image.env' variable {shown!r} contains '=' (the image would read it as {name!r})"
+    if "\0" in key or "\0" in value:
+        return f"'image.env' variable {shown!r} contains a NUL character"
+    return None
+
+
 def read(path: Path) -> Lock:
     """Read and parse the lock file ``path``.
 
@@ -361,6 +382,11 @@ def read(path: Path) -> Lock:
 
     if not path.exists() and not path.is_symlink():
         raise LockError(f"{path}: no lock file", f"create it with: envlock lock {path.with_suffix('.toml')}")
+    if path.is_dir():  # envlock lock cannot write there either
+        raise LockError(
+            f"{path}: is a directory, not a lock",
+            f"move it away; envlock lock {path.with_suffix('.toml')} writes the lock there",
+        )
     text = read_text(path, "lock", "re-create it with: envlock lock SPEC", LockError)
     return parse(text, path)
 

@@ -44,6 +44,44 @@ def lock_path(spec_path: Path) -> Path:
     return spec_path.with_suffix(".lock")
 
 
+def check_lock_path(path: Path) -> None:
+    """The lock's path must be a file or nothing yet.
+
+    Raises:
+        UsageError: (exit 2) it is a directory, or a fifo, device or socket, naming it.
+    """
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # missing (or a dangling link): the lock is not there yet
+    if stat.S_ISDIR(mode):
+        raise UsageError(
+            f"{path}: is a directory, not a lock",
+            f"move it away; envlock lock {path.with_suffix('.toml')} writes the lock there",
+        )
+    if not stat.S_ISREG(mode):
+        raise UsageError(f"{path}: not a regular file (a device, fifo or socket), not a lock")
+
+
+def current_lock(spec: Spec) -> Lock:
+    """The spec's lock, which must be fresh (:func:`fresh_lock`).
+
+    Raises:
+        UsageError: (exit 2) the lock's path is a directory or a special file.
+        CheckFailed: (exit 1) the lock does not exist, or is stale or edited by hand.
+    """
+    path = lock_path(spec.path)
+    check_lock_path(path)
+    lock = fresh_lock(spec)
+    if lock is None:
+        if not path.exists():
+            raise CheckFailed(f"{path} does not exist", f"run: envlock lock {spec.path}")
+        raise CheckFailed(f"{path} is stale or was edited", f"run: envlock lock {spec.path}")
+    return lock
+
+
 def fresh_lock(spec: Spec) -> Lock | None:
     """The current lock if it matches the spec and its exports are intact, else ``None``."""
     path = lock_path(spec.path)
@@ -416,6 +454,7 @@ def lock_spec(
     # Cheap validation first; the PEP 440/508 checks (slow imports) run while uv resolves.
     spec = load(spec_path, strict=False)
     path = lock_path(spec.path)
+    check_lock_path(path)  # before resolving: the lock could not be written there
     if not upgrade:
         current = fresh_lock(spec)
         if current is not None:
@@ -516,6 +555,10 @@ def lock_spec(
 
     for plat in platforms:  # every resolver has finished: an error here leaves nothing running
         warnings += _known_conflicts(spec, plat.name, list(plat.packages))
+    if any(p.url.startswith("file://") for plat in platforms for p in plat.packages):
+        from envlock.directrefs import absolute_locations
+
+        warnings += absolute_locations([p for plat in platforms for p in plat.packages])
     check_required_hashes(spec, platforms)
     meta = {"envlock": __version__, "resolver": engine_version, "resolved-at": _resolved_at()}
     new = lockmod.make(spec.spec_hash, platforms, meta)

@@ -2,7 +2,9 @@
 
 A YAML load + dump would drop the user's comments and reflow their file.  Instead a
 ``- repo:`` block is inserted at the end of the ``repos:`` list (or the file is created),
-and nothing else changes: every old byte stays where it was, in the same order.
+and nothing else changes: every old byte stays where it was, in the same order.  The YAML
+is parsed (PyYAML) only to check it: the old file must be a pre-commit config (a mapping),
+and the edited text must read back with envlock's hook in ``repos``, else nothing is written.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from envlock import __version__
+from envlock.boundary import read_text
 from envlock.errors import UsageError
 
 CONFIG = ".pre-commit-config.yaml"
@@ -92,16 +96,77 @@ def add_hook(text: str | None, repo: str = HOOK_REPO, rev: str = HOOK_REV) -> st
     return "".join(lines[: last + 1]) + new + "".join(lines[last + 1 :])
 
 
-def plan(root: Path, repo: str = HOOK_REPO, rev: str = HOOK_REV) -> tuple[Path, str | None]:
-    """``ROOT/.pre-commit-config.yaml`` and its new text (``None``: the hook is there)."""
-    path = root / CONFIG
+def _load(text: str, path: Path) -> Any:
+    """``text`` parsed as YAML (PyYAML's safe loader), or a ``UsageError`` naming the line."""
+    import yaml  # type: ignore[import-untyped]
+
     try:
-        text: str | None = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        text = None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not UTF-8 text") from None
-    return path, add_hook(text, repo, rev)
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        reason = getattr(exc, "problem", None) or type(exc).__name__
+        raise UsageError(
+            f"{path}{where}: not valid YAML ({reason})", "fix the file (pre-commit cannot read it either)"
+        ) from None
+    except RecursionError:
+        raise UsageError(f"{path}: not valid YAML (nested too deeply)") from None
+
+
+def _check_old(config: Any, path: Path, repo: str, rev: str) -> None:
+    """Refuse a file that is not a pre-commit config mapping.
+
+    A top-level list is the format of pre-commit before 1.0, which pre-commit 1.0 deprecated
+    and today's pre-commit refuses ("Expected a Config map but got a list"; pre-commit's
+    ``clientlib.py`` and ``commands/migrate_config.py``): its own ``migrate-config`` turns it
+    into ``repos:``, after which the hook can be added.  Editing the list in place would give
+    a file that no current pre-commit reads.
+    """
+    if config is None or isinstance(config, dict):
+        return
+    if isinstance(config, list):
+        raise UsageError(
+            f"{path}: the old pre-commit format (a top-level list of repos, before pre-commit 1.0)",
+            "run `pre-commit migrate-config` to convert it to `repos:`, then envlock init --pre-commit again",
+        )
+    raise UsageError(
+        f"{path}: not a pre-commit config (a YAML {type(config).__name__}, not a mapping)",
+        "a pre-commit config is a mapping with a `repos:` list; this block goes under it:\n"
+        + block(repo, rev, "  "),
+    )
+
+
+def _check_new(text: str, path: Path, repo: str, rev: str) -> None:
+    """The edited text must read back as a config whose ``repos`` list holds the new block."""
+    config = _load(text, path)
+    repos = config.get("repos") if isinstance(config, dict) else None
+    wanted = {"repo": repo, "rev": rev, "hooks": [{"id": HOOK_ID}]}
+    if not isinstance(repos, list) or wanted not in repos:
+        raise UsageError(
+            f"cannot add the hook to {path}: its layout is not one envlock can edit safely",
+            "add this under repos: by hand:\n" + block(repo, rev, "  "),
+        )
+
+
+def plan(root: Path, repo: str = HOOK_REPO, rev: str = HOOK_REV) -> tuple[Path, str | None]:
+    """``ROOT/.pre-commit-config.yaml`` and its new text (``None``: the hook is there).
+
+    Nothing is written here; the caller writes the text (atomically) when all is checked.
+
+    Raises:
+        UsageError: (exit 2) the config is a directory, a special file, unreadable, not UTF-8,
+            not valid YAML, in pre-commit's pre-1.0 list format, or not a mapping; or the
+            edit would not read back as a config holding the hook.
+    """
+    path = root / CONFIG
+    text: str | None = None
+    if path.exists() or path.is_symlink():
+        text = read_text(path, "pre-commit config")
+        _check_old(_load(text, path), path, repo, rev)
+    new = add_hook(text, repo, rev)
+    if new is not None:
+        _check_new(new, path, repo, rev)
+    return path, new
 
 
 def repo_root(start: Path) -> Path:

@@ -15,7 +15,9 @@ import difflib
 import fcntl
 import hashlib
 import json
+import os
 import platform as host_platform
+import stat
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -45,29 +47,56 @@ def repo_root(cwd: Path) -> Path:
 # -- model hashing ------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
+_SPECIAL = "not a regular file (a device, fifo or socket): a model is a file or a directory of files"
+
+
+def _sha256(path: Path) -> tuple[str, int]:
+    """(sha256 hex, size) of the regular file ``path`` (a link to one is followed).
+
+    Opened without blocking and checked with ``fstat`` before a byte is read, so a fifo or
+    a device put there (even after a check) is refused instead of waiting or reading forever.
+
+    Raises:
+        UsageError: (exit 2) ``path`` is not a regular file.
+        OSError: it cannot be opened or read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError(f"{path}: {_SPECIAL}")
+        h, size = hashlib.sha256(), 0
         while chunk := fh.read(CHUNK):
             h.update(chunk)
-    return h.hexdigest()
+            size += len(chunk)
+    return h.hexdigest(), size
 
 
 def hash_model(path: Path) -> dict[str, Any]:
-    """sha256 of a file, or a tree hash of a directory: sha256 over sorted ``path\\0sha256\\0size`` lines."""
-    if path.is_file():
-        return {"kind": "file", "sha256": _sha256(path), "size": path.stat().st_size, "files": 1}
-    if path.is_dir():
+    """sha256 of a file, or a tree hash of a directory: sha256 over sorted ``path\\0sha256\\0size``
+    lines of its regular files (links to regular files followed; links to nothing, fifos,
+    devices and sockets inside the tree are not part of the model and are left out).
+
+    Raises:
+        UsageError: (exit 2) ``path`` does not exist, or is a device, fifo or socket.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such model file or directory") from None
+    if stat.S_ISREG(mode):
+        digest, size = _sha256(path)
+        return {"kind": "file", "sha256": digest, "size": size, "files": 1}
+    if stat.S_ISDIR(mode):
         lines, size, count = [], 0, 0
         for file in sorted(p for p in path.rglob("*") if p.is_file()):
             rel = file.relative_to(path).as_posix()
-            digest = _sha256(file)
-            n = file.stat().st_size
+            digest, n = _sha256(file)
             lines.append(f"{rel}\0{digest}\0{n}\n")
             size, count = size + n, count + 1
         tree = hashlib.sha256("".join(lines).encode()).hexdigest()
         return {"kind": "tree", "sha256": tree, "size": size, "files": count}
-    raise UsageError(f"{path}: no such model file or directory")
+    raise UsageError(f"{path}: {_SPECIAL}")
 
 
 # -- host ---------------------------------------------------------------------------------
@@ -340,8 +369,9 @@ def check_model(rec: Record, cwd: Path) -> list[str]:
     path = path if path.is_absolute() else root / path
     try:
         now = hash_model(path)
-    except UsageError:
-        return [f"{model.path}: the model file is gone"]
+    except UsageError as exc:
+        gone = exc.message.endswith("no such model file or directory")
+        return [f"{model.path}: the model file is gone" if gone else exc.message]
     except OSError as exc:
         return [f"{model.path}: cannot be read ({exc.strerror or exc})"]
     if now["sha256"] != model.sha256:
@@ -355,10 +385,3 @@ def commit_exists(root: Path, commit: str) -> bool:
         return True
     except UsageError:
         return False
-
-
-def env_ids(cwd: Path) -> set[str]:
-    """Env IDs of every valid record (``store gc`` keeps their images)."""
-    with contextlib.suppress(UsageError):
-        return {r.env_id for r in all_records(cwd)}
-    return set()

@@ -15,10 +15,14 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envlock.errors import CheckFailed, ResolutionError
 from envlock.lockfile import Package
 from envlock.store import Store
+
+if TYPE_CHECKING:
+    from envlock.resolve import Request
 
 BUILD_PLATFORM = "linux-64"  # where the backend runs; a pure-Python wheel is the same for all
 
@@ -77,12 +81,27 @@ def prepare(
             wheel is not pure Python.
         ServiceUnavailable: (exit 3) a URL or git host cannot be reached.
     """
-    from envlock import sourcebuild
-    from envlock.fetch import fetch_all
     from envlock.resolve import Request
+    from envlock.store import WAITING
 
     assert isinstance(request, Request)
     memo = {} if memo is None else memo
+    with store.using(lambda: say(WAITING)):  # its builds run in tmp/: gc must wait for them
+        return _prepare(store, packages, request, lock_dir, relative, say, memo)
+
+
+def _prepare(
+    store: Store,
+    packages: Sequence[Package],
+    request: Request,
+    lock_dir: Path,
+    relative: Relative,
+    say: Callable[[str], None],
+    memo: dict[tuple[str, str, str, str], Package],
+) -> list[Package]:
+    from envlock import sourcebuild
+    from envlock.fetch import fetch_all
+
     out = []
     for package in packages:
         if not package.needs_build:

@@ -203,16 +203,36 @@ def load(path: str | Path, *, strict: bool = True) -> Spec:
 
     p = Path(path)
     if not p.exists() and not p.is_symlink():
+        if p.suffix == ".lock":
+            raise _a_lock(p)
         raise SpecError(f"{p}: no such spec file", "create one with: envlock init NAME")
 
     text = read_text(p, "spec", None, SpecError)  # a directory, unreadable, binary, not UTF-8
+    if p.suffix == ".lock" or _LOCK_KEYS.search(text):
+        raise _a_lock(p)
     return parse(text, p, strict=strict)
+
+
+# keys only a lock has at its top level (``envlock.lockfile``)
+_LOCK_KEYS = re.compile(r'^(?:env-id|spec-hash)[ \t]*=[ \t]*"', re.M)
+
+
+def _a_lock(path: Path) -> SpecError:
+    spec = path.with_suffix(".toml")
+    return SpecError(
+        f"{path} is a lock, not a spec (envlock lock writes it from the spec beside it)",
+        f"give the spec instead: {spec}",
+    )
 
 
 def parse(text: str, path: Path, *, strict: bool = True) -> Spec:
     """Validate ``text``.  ``strict=False`` skips the PEP 440/508 syntax checks of versions
     and requirements (they need ``packaging``), for callers such as ``verify`` that only
     compare the spec's hash with a lock made from an already validated spec."""
+    # A byte order mark (U+FEFF, written by some Windows editors) is not TOML (TOML 1.0 is the
+    # UTF-8 text itself; tomllib rejects it) but says nothing about the spec: it is skipped,
+    # and the spec hash (of the parsed content) is the same with or without it.
+    text = text.removeprefix("\ufeff")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -461,6 +481,16 @@ def _image(c: _Checker, raw: Any) -> ImageSection:
     env_raw = image.get("env", {})
     if not isinstance(env_raw, dict) or not all(isinstance(v, str) for v in env_raw.values()):
         raise c.fail(("image", "env"), "'image.env' must be a table of strings")
+    from envlock.lockfile import env_problem
+
+    for key, value in env_raw.items():
+        problem = env_problem(key, value)
+        if problem is not None:
+            raise c.fail(
+                ("image", "env"),
+                problem,
+                "a variable name is letters, digits and '_' (e.g. PYTHONUNBUFFERED)",
+            )
     workdir = c.string(image, ("image", "workdir"), "/workspace") or "/workspace"
     if not workdir.startswith("/"):
         raise c.fail(("image", "workdir"), f"workdir {workdir!r} must be an absolute path")

@@ -331,8 +331,11 @@ class Store:
     # -- low level -------------------------------------------------------------------
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """A short exclusive lock for updating ``index.json`` and the env index."""
-        with _io(f"cannot lock the store {self.root}"), (self.root / ".lock").open("a") as fh:
+        """A short exclusive lock for updating ``index.json`` and the env index.
+
+        Taken inside :meth:`using` (the session lock first, then this one, in every process,
+        ``gc`` included), so the two locks are never waited for in opposite orders."""
+        with self.using(), _io(f"cannot lock the store {self.root}"), (self.root / ".lock").open("a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
@@ -400,7 +403,9 @@ class Store:
             return None  # read-only and never locked: nobody can gc it
 
     def _write_small(self, path: Path, data: bytes) -> None:
-        with _io(f"cannot write to the store {self.root}"):
+        # held shared, like every user of tmp/: gc, holding the store alone, removes what
+        # it finds there as leftovers of killed processes
+        with self.using(), _io(f"cannot write to the store {self.root}"):
             self.tmp.mkdir(parents=True, exist_ok=True)
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, name = tempfile.mkstemp(dir=self.tmp, prefix="s-")
@@ -752,7 +757,11 @@ class Store:
 
         ``keep_env_ids=None`` keeps every recorded env and only removes unreferenced files.
         Holds the store exclusively: it waits for running builds, and none starts meanwhile.
-        Returns (files removed, bytes freed).
+        Everything that writes into ``tmp/`` (builds, pulls, exports, records, the source
+        builds of ``lock``, small cache files) holds the store shared while it does, so what
+        ``tmp/`` holds now is left by killed processes: it is removed and counted.
+        Returns (files removed, bytes freed), ``tmp/`` leftovers included (see
+        :meth:`leftovers` for their share).
         """
         removed = freed = 0
         with self.exclusive(), self.locked(), _io(f"cannot collect the store {self.root}"):
@@ -799,9 +808,30 @@ class Store:
                         if "sha256:" + path.stem not in live:
                             path.unlink(missing_ok=True)
                 self._write_index([m for m in index if m["digest"] in live])
-                shutil.rmtree(self.tmp, ignore_errors=True)
-                self.tmp.mkdir(exist_ok=True)
+            files, size = self.leftovers()
+            removed, freed = removed + files, freed + size
+            if not dry_run and self.tmp.is_dir():
+                for path in sorted(self.tmp.iterdir()):
+                    if path.is_dir() and not path.is_symlink():
+                        _make_removable(path)
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        path.unlink(missing_ok=True)
         return removed, freed
+
+    def leftovers(self) -> tuple[int, int]:
+        """(files, bytes) under ``tmp/``: each file, link or other entry counts once, its own
+        size (``lstat``: a link's target is not counted).  Only leftovers of killed processes
+        while the store is held exclusively (see :meth:`gc`)."""
+        files = size = 0
+        if not self.tmp.is_dir():
+            return 0, 0
+        for dirpath, dirnames, filenames in os.walk(self.tmp):
+            here = Path(dirpath)
+            for name in filenames + [d for d in dirnames if (here / d).is_symlink()]:
+                with contextlib.suppress(FileNotFoundError):
+                    files, size = files + 1, size + (here / name).lstat().st_size
+        return files, size
 
     def _base_manifests(self) -> list[str]:
         out = []
@@ -823,6 +853,19 @@ class Store:
 
     def usage(self) -> int:
         return sum(p.stat().st_size for d in (self.blobs, self.artifacts) for p in d.iterdir())
+
+
+def _make_removable(tree: Path) -> None:
+    """Give the owner write and search permission on every directory under ``tree`` (a
+    killed sandboxed build may leave read-only ones, which ``rmtree`` cannot empty)."""
+    with contextlib.suppress(OSError):  # not ours to change: rmtree then leaves what it must
+        tree.chmod(tree.lstat().st_mode | 0o700)
+    for dirpath, dirnames, _ in os.walk(tree):
+        for name in dirnames:
+            path = Path(dirpath, name)
+            with contextlib.suppress(OSError):
+                if not path.is_symlink():
+                    path.chmod(path.lstat().st_mode | 0o700)
 
 
 P = ParamSpec("P")

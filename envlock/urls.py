@@ -135,6 +135,13 @@ def _userinfo_span(url: str) -> tuple[int, int]:
     return (m.start(1), m.end(1)) if m else (0, 0)
 
 
+def userinfo(url: str) -> str | None:
+    """The user info of ``url`` as written (``user:password``, a token, placeholders), or
+    ``None`` when it has none; the part before the authority's last ``@`` (RFC 3986 3.2.1)."""
+    start, end = _userinfo_span(url)
+    return url[start:end] if end else None
+
+
 def expand(url: str, environ: Mapping[str, str]) -> str:
     """``url`` with each ``${VAR}`` replaced by the variable's value, percent-encoded for the
     part it stands in (RFC 3986 section 2.1): a password holding ``@`` or ``/`` stays one, a

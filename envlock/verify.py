@@ -64,6 +64,8 @@ def verify_spec(spec_path: Path) -> list[Problem]:
     lock_path = spec_path.with_suffix(".lock")
     if not lock_path.exists() and not lock_path.is_symlink():
         return [Problem(lock_path, "missing: the spec has no lock", relock)]
+    if lock_path.is_dir():  # envlock lock cannot write there either: say so, not "re-lock"
+        return [Problem(lock_path, "is a directory, not a lock", f"move it away, then {relock}")]
     try:
         text = read_text(lock_path, "lock", error=lockmod.LockError)
         lock = lockmod.parse(text, lock_path)
@@ -130,7 +132,18 @@ def check(
 
     ``staged`` adds the git index checks (skipped outside a git work tree); ``records``
     checks every model record in git notes (``UsageError`` outside a repository).
+
+    Raises:
+        UsageError: (exit 2) a name in ``paths`` is a directory (``--help`` documents files).
     """
+    if paths is not None:
+        paths = list(paths)
+        for path in paths:
+            if path.is_dir():
+                raise UsageError(
+                    f"{path}: is a directory; verify takes spec, lock or export files",
+                    "name the files (e.g. specs/*.toml), or give none to check every spec in specs/",
+                )
     selection = layout.scan(directory) if paths is None else layout.select(paths)
     problems: list[Problem] = []
     for spec in selection.specs:

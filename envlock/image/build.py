@@ -645,15 +645,11 @@ def build_spec(
 ) -> BuildResult:
     """Build the image of a spec's current lock (refuses a stale or missing lock); ``cache``
     and ``reuse`` as for :func:`build_lock`."""
-    from envlock.locking import fresh_lock, lock_path
+    from envlock.locking import current_lock
     from envlock.spec import load
 
     spec = load(spec_path)
-    lock = fresh_lock(spec)
-    if lock is None:
-        if not lock_path(spec.path).exists():
-            raise CheckFailed(f"{lock_path(spec.path)} does not exist", f"run: envlock lock {spec.path}")
-        raise CheckFailed(f"{lock_path(spec.path)} is stale or was edited", f"run: envlock lock {spec.path}")
+    lock = current_lock(spec)
     return build_lock(
         lock,
         spec.path.parent,

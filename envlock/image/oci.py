@@ -14,6 +14,8 @@ import json
 import os
 import shutil
 import tarfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -103,6 +105,13 @@ def write_layout(store: Store, image: Image, directory: Path, ref: str) -> str:
     Blobs are hard-linked from the store (copied across file systems) after a check that each
     is intact; a blob already in the layout is replaced unless it is the store's own file.
 
+    A new ``directory`` is written whole into a temporary sibling and renamed into place
+    (``rename(2)`` is atomic), so no half-written layout is ever seen there, whatever kills
+    the export.  An existing layout (or empty directory) is edited under an exclusive
+    ``flock(2)`` on the directory, blobs first and ``index.json`` last, each file replaced
+    by a rename.  Two exports racing to create the same new directory both succeed: the one
+    whose rename loses adds its image to the winner's layout under that lock.
+
     Raises:
         UsageError: the target is not one ``--oci`` accepts (exit 2).
         CheckFailed: a blob in the store is missing or corrupt (exit 1; nothing is shipped).
@@ -115,9 +124,58 @@ def write_layout(store: Store, image: Image, directory: Path, ref: str) -> str:
         digests = [image.image_id, *(la.digest for la in image.layers)]
         store.check_blobs(digests)
         try:
-            return _write_layout(store, image, directory, ref, digests, manifest)
+            if not directory.exists() and not directory.is_symlink():
+                created = _create_layout(store, image, directory, ref, digests, manifest)
+                if created is not None:
+                    return created
+            with _locked(directory):
+                check_layout_target(directory)  # another export may have created it meanwhile
+                return _write_layout(store, image, directory, ref, digests, manifest)
         except OSError as exc:
             raise _target_error(exc, directory, "--oci") from None
+
+
+def _create_layout(
+    store: Store, image: Image, directory: Path, ref: str, digests: list[str], manifest: bytes
+) -> str | None:
+    """Write a new layout beside ``directory`` and rename it into place; ``None`` when
+    another export created ``directory`` first (nothing of this one is left behind)."""
+    import tempfile
+
+    parent = directory.absolute().parent
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=parent))
+    try:
+        staging.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; a layout is a plain directory
+        digest = _write_layout(store, image, staging, ref, digests, manifest)
+        try:
+            staging.rename(directory)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR) or directory.exists():
+                return None  # lost the race: the caller adds to the winner's layout
+            raise
+        return digest
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """An exclusive ``flock(2)`` on ``directory`` itself (no lock file is added to the layout)."""
+    import fcntl
+
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _write_layout(
@@ -131,13 +189,16 @@ def _write_layout(
         with contextlib.suppress(OSError):
             if source.samefile(target):
                 continue
-        tmp = target.with_name(f".{target.name}.tmp")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.unlink(missing_ok=True)
         try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copyfile(source, tmp)
-        tmp.replace(target)
+            try:
+                os.link(source, tmp)
+            except OSError:
+                shutil.copyfile(source, tmp)
+            tmp.replace(target)
+        finally:
+            tmp.unlink(missing_ok=True)
     manifest_digest = image_manifest_digest(image)
     write_files({blobs / manifest_digest[7:]: manifest.decode()})
     index_path = directory / "index.json"

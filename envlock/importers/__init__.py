@@ -50,6 +50,9 @@ class Imported:
     hashes: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     pinned: bool = False
+    # ${VAR} names given to literal credentials in this import -> sha256 of the secret
+    # (envlock.importers.scrub; two secrets for one host get two names, the secret is not kept)
+    placeholders: dict[str, str] = field(default_factory=dict, repr=False)
 
     def add_hash(self, name: str, digest: str) -> None:
         """Allow ``digest`` (``sha256:<hex>``) for the distribution ``name`` (normalised here)."""
@@ -60,6 +63,11 @@ class Imported:
             allowed.append(digest.lower())
 
     def warn(self, message: str) -> None:
+        """Add a warning (printed, and written as a comment into the spec): URL user info and
+        token query values in it are hidden (``envlock.urls.redact_text``)."""
+        from envlock.urls import redact_text
+
+        message = redact_text(message)
         if message not in self.warnings:
             self.warnings.append(message)
 
@@ -110,6 +118,7 @@ def load(path: Path, *, kind: str | None = None, extras: tuple[str, ...] = ()) -
         SpecError: (exit 2) unreadable or malformed input, naming the file.
     """
     from envlock.importers import framework
+    from envlock.importers.scrub import scrub
 
     kind = kind or detect(path)
     if kind not in KINDS:
@@ -146,6 +155,7 @@ def load(path: Path, *, kind: str | None = None, extras: tuple[str, ...] = ()) -
         from envlock.importers.mlflow import load_mlflow
 
         found = load_mlflow(path)
+    scrub(found)
     framework.lift(found)
     return found
 

@@ -12,6 +12,7 @@ from typing import Any
 from envlock.errors import SpecError
 from envlock.importers import Imported
 from envlock.importers.text import canonical_name, is_pypi, python_from_specifier, read_toml
+from envlock.urls import strip_userinfo
 
 
 def _index_of(found: Imported, url: Any) -> None:
@@ -29,7 +30,9 @@ def _warn_without_index(found: Imported, package: dict[str, Any]) -> None:
         return
     urls = [f.get("url") for f in package.get("wheels") or [] if isinstance(f, dict)]
     hosts = {
-        u.split("/")[2] for u in urls if isinstance(u, str) and "://" in u and not u.startswith(_PYPI_FILES)
+        strip_userinfo(u).split("/")[2]  # the host only: user info is a credential
+        for u in urls
+        if isinstance(u, str) and "://" in u and not u.startswith(_PYPI_FILES)
     }
     for host in sorted(hosts):
         found.warn(f"files from {host} without an index: set [pip] index-url to that host's index")

@@ -10,8 +10,6 @@ from envlock.errors import SpecError
 from envlock.importers import Imported
 
 PYPI_SIMPLE = ("https://pypi.org/simple", "https://pypi.python.org/simple")
-_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)([^/@]*)@")
-_PLACEHOLDER = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 
 def read_text(path: Path) -> str:
@@ -78,17 +76,11 @@ def canonical_name(name: str) -> str:
 
 def add_index(found: Imported, url: str, where: str) -> str:
     """An index URL as a spec may hold it: literal credentials become ``${VAR}`` placeholders
-    (with a warning naming the variables to export; the secret itself is never written)."""
-    m = _USERINFO.match(url)
-    if m and _PLACEHOLDER.sub("", m.group(2)).strip(":"):
-        host = re.sub(r"[^A-Za-z0-9]+", "_", url[m.end() :].split("/")[0].split(":")[0]).upper()
-        user, password = f"{host}_USER", f"{host}_PASSWORD"
-        has_password = ":" in m.group(2)
-        userinfo = f"${{{user}}}:${{{password}}}" if has_password else f"${{{user}}}"
-        url = m.group(1) + userinfo + "@" + url[m.end() :]
-        names = f"{user} and {password}" if has_password else user
-        found.warn(f"{where}: the index URL held credentials; export {names} before locking")
-    return url.rstrip("/")
+    (``envlock.importers.scrub.url``: a warning names the variables to export; the secret
+    itself is never written)."""
+    from envlock.importers import scrub
+
+    return scrub.url(found, url, where, "index URL").rstrip("/")
 
 
 def is_pypi(url: str) -> bool:

@@ -146,3 +146,36 @@ def test_cli_errors_are_one_line(tmp_path: Path, source: str) -> None:
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
     assert not (tmp_path / "specs").exists()
+
+
+def test_literal_credentials_in_find_links_and_direct_urls_become_variables_that_lock(
+    tmp_path: Path, private_index: Index
+) -> None:
+    """A requirements file with the password of a basic-auth server in a --find-links URL and a
+    direct reference: the spec gets ${VAR}s (named in the warnings), never the secret, and
+    locks against the real server once the user exports them."""
+    secret = private_index.password or ""
+    assert secret
+    creds = f"{private_index.user}:{secret}"
+    host = private_index.url.split("/")[2]
+    beta = next(
+        p.name for p in (private_index.root / "files").iterdir() if p.name.startswith("envlock_fx_beta-1.1")
+    )
+    (tmp_path / "requirements.txt").write_text(
+        "--no-index\n"
+        f"--find-links {private_index.url_with(creds)}/envlock-fx-alpha/\n"
+        "envlock-fx-alpha==1.0\n"
+        f"envlock-fx-beta @ http://{creds}@{host}/files/{beta}\n"
+    )
+    init = run_envlock("init", "priv", "--from", "requirements.txt", "--exclude-newer", "none", cwd=tmp_path)
+    assert init.returncode == 0, init.stderr
+    spec = tmp_path / "specs" / "priv.toml"
+    user, password = "HOST_127_0_0_1_USER", "HOST_127_0_0_1_PASSWORD"
+    assert f"export {user} and {password} before locking" in init.stderr
+    assert secret not in spec.read_text() and secret not in init.stderr
+    env = {user: private_index.user or "", password: secret}
+    locked = run_envlock("lock", str(spec), cwd=tmp_path, env=env)
+    assert locked.returncode == 0, locked.stderr
+    assert _versions(spec) == {"envlock-fx-alpha": "1.0", "envlock-fx-beta": "1.1"}
+    for written in (tmp_path / "specs").iterdir():
+        assert secret not in written.read_text(), written

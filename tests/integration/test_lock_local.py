@@ -339,3 +339,41 @@ packages = ["envlock-fx-alpha", "numpy>>1"]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors and errors[0].startswith(f"error: {spec}:4: 'pip.packages': invalid requirement 'numpy>>1'")
     assert sorted(p.name for p in spec.parent.iterdir()) == ["typo.toml"]
+
+
+def test_absolute_paths_outside_the_repository_warn_or_are_refused(tmp_path: Path, wheelhouse: Path) -> None:
+    """find-links by absolute path: the lock names file:///... URLs that exist only here, so
+    `lock` says so; a relative wheelhouse inside the repository gives a portable lock without
+    a word.  A `name @ file:///...` outside the repository is refused like a relative one."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    body = 'python = "3.11"\n[pip]\npackages = [{packages}]\nfind-links = ["{links}"]\nno-index = true\n'
+    spec = write_spec(repo, "abs", body.format(packages='"envlock-fx-beta==1.0"', links=wheelhouse))
+    proc = run_envlock("lock", str(spec), cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    warning = f"warning: the lock names 1 file(s) in {wheelhouse} by absolute path (envlock_fx_beta-1.0"
+    assert warning in proc.stderr, proc.stderr
+    assert "it works only where that path exists" in proc.stderr
+
+    (repo / "wheels").mkdir()
+    for wheel in wheelhouse.glob("envlock_fx_beta-1.0-*.whl"):
+        (repo / "wheels" / wheel.name).write_bytes(wheel.read_bytes())
+    portable = write_spec(repo, "rel", body.format(packages='"envlock-fx-beta==1.0"', links="../wheels"))
+    proc = run_envlock("lock", str(portable), cwd=repo)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning:" not in proc.stderr
+    assert 'url = "../wheels/envlock_fx_beta-1.0' in portable.with_suffix(".lock").read_text()
+
+    wheel = next(wheelhouse.glob("envlock_fx_beta-1.0-*.whl"))
+    direct = write_spec(
+        repo, "direct", body.format(packages=f'"envlock-fx-beta @ {wheel.as_uri()}"', links="../wheels")
+    )
+    proc = run_envlock("lock", str(direct), cwd=repo)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[-2].startswith(
+        f"error: {direct}: 'envlock-fx-beta @ {wheel.as_uri()}' points outside the repository"
+    )
+    assert lines[-1].startswith("hint: paths in a spec must stay inside the repository")
+    assert not direct.with_suffix(".lock").exists()

@@ -176,3 +176,34 @@ def test_lock_hook_relocks_a_stale_spec_and_fails_for_review(
 
     again = pre_commit(repo, pre_commit_home, "--all-files", "-c", "lock-hook.yaml")
     assert again.returncode == 0, again.stdout
+
+
+def test_old_list_format_is_refused_until_pre_commit_migrates_it(tmp_path: Path) -> None:
+    """The pre-1.0 top-level list: envlock refuses it (today's pre-commit refuses it too) and
+    names pre-commit's own migrate-config; after that, the hook is added and pre-commit
+    reads the result."""
+    root = tmp_path / "old"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    config = root / ".pre-commit-config.yaml"
+    old = "-   repo: local\n    hooks:\n    -   id: no-op\n        name: no-op\n        entry: 'true'\n        language: system\n"
+    config.write_text(old)
+
+    def validate() -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "pre_commit", "validate-config", str(config)]
+        return subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=False)
+
+    assert validate().returncode != 0  # the premise: pre-commit no longer reads this format
+    refused = run_envlock("init", "--pre-commit", cwd=root)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(f"error: {config}: the old pre-commit format")
+    assert "pre-commit migrate-config" in refused.stderr and "Traceback" not in refused.stderr
+    assert config.read_text() == old
+
+    migrate = [sys.executable, "-m", "pre_commit", "migrate-config"]
+    subprocess.run(migrate, cwd=root, capture_output=True, check=True)
+    added = run_envlock("init", "--pre-commit", cwd=root)
+    assert added.returncode == 0, added.stderr
+    checked = validate()
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "id: envlock-verify" in config.read_text() and "id: no-op" in config.read_text()

@@ -305,10 +305,12 @@ def test_gc_keep_artifacts_keeps_the_wheels(built: tuple[Path, Path, str], tmp_p
     subprocess.run(["cp", "-a", str(store), str(copy)], check=True)
     wheels = sorted(p.name for p in (copy / "artifacts" / "sha256").iterdir())
     assert wheels
-    proc = run_envlock("store", "gc", "--keep-artifacts", "--store", str(copy), cwd=tmp_path)
+    proc = run_envlock("store", "gc", "--force", "--keep-artifacts", "--store", str(copy), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (copy / "artifacts" / "sha256").iterdir()) == wheels
-    proc = run_envlock("store", "gc", "--store", str(copy), cwd=tmp_path)  # no spec here: nothing kept
+    proc = run_envlock(
+        "store", "gc", "--force", "--store", str(copy), cwd=tmp_path
+    )  # no spec, no git: none kept
     assert proc.returncode == 0, proc.stderr
     assert list((copy / "artifacts" / "sha256").iterdir()) == []
 

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -248,7 +249,7 @@ def test_gc_during_a_build_waits_for_it(tmp_path: Path, wheels: Path, tiny_base:
     )
     wait_for_writer(store, build)
 
-    gc = run_envlock("store", "gc", "--store", str(store), cwd=elsewhere)
+    gc = run_envlock("store", "gc", "--force", "--store", str(store), cwd=elsewhere)
     out, err = build.communicate(timeout=120)
 
     assert build.returncode == 0, err
@@ -294,7 +295,7 @@ def test_builds_killed_at_random_moments_leave_nothing_trusted(
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         if i % 2:
-            assert run_envlock("store", "gc", "--store", str(store), cwd=elsewhere).returncode == 0
+            assert run_envlock("store", "gc", "--force", "--store", str(store), cwd=elsewhere).returncode == 0
         fsck = run_envlock("store", "fsck", "--store", str(store), cwd=tmp_path)
         assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     for spec, expected in zip(specs, reference, strict=True):
@@ -455,6 +456,42 @@ def test_a_bad_export_target_is_refused_before_building(
 
     one_error(proc, 2, str(target), words)
     assert not store.exists()  # nothing was built
+
+
+def test_two_builds_exporting_to_one_new_oci_directory_both_succeed(
+    tmp_path: Path, wheels: Path, tiny_base: Path
+) -> None:
+    """``envlock build --oci DIR`` twice at once, DIR new: both exit 0, DIR is one complete
+    layout that skopeo reads, and no staging directory is left beside it."""
+    spec = project(tmp_path / "p", wheels, tiny_base, '"envlock-fx-alpha"')
+    store = tmp_path / "store"
+    first = run_envlock("build", str(spec), "--store", str(store), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr  # the image is in the store: the exports race
+    image_id = first.stdout.split()[-1]
+    out = tmp_path / "exports" / "layout"
+    out.parent.mkdir()
+    cmd = [sys.executable, "-m", "envlock", "build", str(spec), "--store", str(store), "--oci", str(out)]
+    for _ in range(3):
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+        procs = [subprocess.Popen(cmd, cwd=tmp_path, **pipes) for _ in range(2)]  # type: ignore[call-overload]
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=300)
+            assert proc.returncode == 0, stderr
+            assert stdout.split()[-1] == image_id
+        assert [p.name for p in out.parent.iterdir()] == ["layout"]
+        (entry,) = json.loads((out / "index.json").read_text())["manifests"]
+        ref = entry["annotations"]["org.opencontainers.image.ref.name"]
+        skopeo = ["skopeo", "inspect", "--config", f"oci:{out}:{ref}"]
+        inspect = subprocess.run(skopeo, capture_output=True, text=True, check=False)
+        assert inspect.returncode == 0, inspect.stderr
+        assert (
+            "sha256:"
+            + hashlib.sha256(
+                subprocess.run([*skopeo, "--raw"], capture_output=True, check=True).stdout
+            ).hexdigest()
+            == image_id
+        )
+        shutil.rmtree(out)
 
 
 # -- forged digests from outside ------------------------------------------------------------------

@@ -120,7 +120,7 @@ def test_a_lock_that_is_binary_or_a_directory(project: Project, capsys: Capsys) 
     lock.unlink()
     lock.mkdir()
     code, _, err = run(capsys, "export", str(spec), "--format", "requirements")
-    assert code == 2 and one_error(err) == f"error: {lock}: is a directory"
+    assert code == 2 and one_error(err) == f"error: {lock}: is a directory, not a lock"
     code, out, _ = run(capsys, "verify", str(spec))
     assert code == 1 and f"{lock}: is a directory" in out
 

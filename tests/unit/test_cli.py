@@ -222,3 +222,96 @@ def test_matrix_shows_companions_in_the_table_and_the_json(capsys: Capsys) -> No
     rows = {r["release"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["2.20"]["cuda runtime"] == "12.5: >=12.5.82,<13"
     assert rows["2.20"]["companions"] == "tf-keras, tensorflow-text 2.20.1"
+
+
+SMALL = 'python = "3.11"\n[pip]\npackages = ["six"]\n'
+
+
+def _one_error(capsys: Capsys, *words: str) -> str:
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert lines[0].startswith("error: ") and "Traceback" not in err, err
+    for word in words:
+        assert word in lines[0], err
+    return err
+
+
+def test_a_lock_path_that_is_a_directory_is_bad_input_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "app.toml").write_text(SMALL)
+    (tmp_path / "specs" / "app.lock").mkdir()
+    for argv in (["build", "specs/app.toml", "--store", "store"], ["lock", "specs/app.toml"]):
+        assert main(argv) == 2
+        err = _one_error(capsys, "specs/app.lock: is a directory, not a lock")
+        assert "stale" not in err and "hint: move it away" in err
+    assert main(["verify", "specs/app.toml"]) == 1  # verify reports it as a problem, with a fix that works
+    assert (
+        "specs/app.lock: is a directory, not a lock (fix: move it away, then envlock lock"
+        in capsys.readouterr().out
+    )
+
+
+def test_a_lock_given_to_build_asks_for_the_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.lock").write_text('version = 1\nenv-id = "sha256:' + "0" * 64 + '"\n')
+    assert main(["build", "x.lock", "--store", "store"]) == 2
+    err = _one_error(capsys, "x.lock is a lock, not a spec")
+    assert "hint: give the spec instead: x.toml" in err and "unknown key" not in err
+
+
+def test_diff_and_verify_of_a_directory_say_it_is_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "app.toml").write_text(SMALL)
+    (tmp_path / "somedir").mkdir()
+    (tmp_path / "old.lock").mkdir()
+    for ref in ("somedir", "old.lock", "specs"):
+        assert main(["diff", ref, "app"]) == 2
+        err = _one_error(capsys, f"{ref}: a directory, not a spec or lock")
+        assert "no such file" not in err and "no environment named" not in err
+    # --help documents FILE... (specs, locks or exports), not directories: a directory is bad input
+    assert main(["verify", "specs"]) == 2
+    _one_error(capsys, "specs: is a directory; verify takes spec, lock or export files")
+
+
+def test_record_refuses_a_model_that_is_a_device_or_fifo_without_reading_it(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    from envlock.errors import UsageError
+    from envlock.recording import _sha256, hash_model
+
+    fifo = tmp_path / "model.fifo"
+    os.mkfifo(fifo)
+    zero = tmp_path / "model.pt"
+    zero.symlink_to("/dev/zero")
+    for special in (fifo, zero):
+        with pytest.raises(UsageError, match="not a regular file"):
+            hash_model(special)
+    # what a file that turns into a fifo or device after the check gets: refused at once
+    outcome: list[str] = []
+
+    def read(path: Path) -> None:
+        try:
+            _sha256(path)
+        except UsageError as exc:
+            outcome.append(exc.message)
+
+    for special in (fifo, zero):
+        reader = threading.Thread(target=read, args=(special,), daemon=True)
+        reader.start()
+        reader.join(timeout=10)
+        assert not reader.is_alive(), f"reading {special} blocked or never ended"
+    assert len(outcome) == 2 and all("not a regular file" in m for m in outcome)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "w.bin").write_bytes(b"weights")
+    os.mkfifo(tree / "pipe")  # not part of the model: left out, never opened
+    assert hash_model(tree)["files"] == 1

@@ -328,3 +328,79 @@ def test_python_without_a_debian_suite_says_so(tmp_path: Path) -> None:
     assert done.spec.name == "p.toml"
     assert any("3.12" in w for w in done.warnings)
     assert "no Debian suite ships Python 3.12" in done.spec.read_text()
+
+
+def _spec_text_and_warnings(tmp_path: Path, name: str, text: str) -> tuple[str, tuple[str, ...]]:
+    done = import_spec("creds", write(tmp_path / name, text), tmp_path / "specs", exclude_newer=None)
+    return done.spec.read_text(), done.warnings
+
+
+def test_find_links_and_direct_reference_credentials_become_placeholders(tmp_path: Path) -> None:
+    text, warnings = _spec_text_and_warnings(
+        tmp_path,
+        "requirements.txt",
+        "--find-links https://ghp_T0KEN@wheels.example.com/simple/\n"
+        "-f https://alice:s3cret@pkgs.example.com/links\n"
+        "six @ https://alice:s3cret@pkgs.example.com/six-1.17.0-py2.py3-none-any.whl\n"
+        "lib @ git+https://gl-T0KEN-2@git.example.org/team/lib@v1.4\n"
+        "tool @ git+ssh://git@git.example.org/team/tool@v2\n"
+        "signed @ https://cdn.example.net/signed-1.0-py3-none-any.whl?X-Amz-Signature=abc123&v=1\n",
+    )
+    for secret in ("ghp_T0KEN", "s3cret", "alice", "gl-T0KEN-2", "abc123"):
+        assert secret not in text
+    assert "https://${WHEELS_EXAMPLE_COM_TOKEN}@wheels.example.com/simple/" in text
+    assert "https://${PKGS_EXAMPLE_COM_USER}:${PKGS_EXAMPLE_COM_PASSWORD}@pkgs.example.com/links" in text
+    six = "six @ https://${PKGS_EXAMPLE_COM_USER}:${PKGS_EXAMPLE_COM_PASSWORD}@pkgs.example.com/six-1.17.0"
+    assert six in text
+    assert "git+https://${GIT_EXAMPLE_ORG_TOKEN}@git.example.org/team/lib@v1.4" in text
+    assert "git+ssh://git@git.example.org/team/tool@v2" in text  # an ssh user name is no secret
+    assert "X-Amz-Signature=${CDN_EXAMPLE_NET_X_AMZ_SIGNATURE}&v=1" in text
+    joined = "\n".join(warnings)
+    assert (
+        "requirements.txt:1: the find-links URL held credentials; export WHEELS_EXAMPLE_COM_TOKEN" in joined
+    )
+    assert "requirements.txt:3: the URL of six held credentials; export PKGS_EXAMPLE_COM_USER and" in joined
+    assert "GIT_EXAMPLE_ORG_TOKEN" in joined and "CDN_EXAMPLE_NET_X_AMZ_SIGNATURE" in joined
+    spec = load(tmp_path / "specs" / "creds.toml")  # the spec passes envlock's own check
+    assert len(spec.pip.find_links) == 2
+
+
+def test_two_credentials_for_one_host_get_two_names_and_a_numeric_host_a_valid_one(tmp_path: Path) -> None:
+    text, _ = _spec_text_and_warnings(
+        tmp_path,
+        "requirements.txt",
+        "-i http://bob:pw-one@10.0.0.7:8080/simple\n"
+        "--extra-index-url http://carol:pw-two@10.0.0.7:8080/other\n"
+        "-f http://bob:pw-one@10.0.0.7:8080/links\n",
+    )
+    assert "pw-one" not in text and "pw-two" not in text
+    assert 'index-url = "http://${HOST_10_0_0_7_USER}:${HOST_10_0_0_7_PASSWORD}@10.0.0.7:8080/simple"' in text
+    assert "${HOST_10_0_0_7_USER_2}:${HOST_10_0_0_7_PASSWORD_2}@10.0.0.7:8080/other" in text
+    assert "http://${HOST_10_0_0_7_USER}:${HOST_10_0_0_7_PASSWORD}@10.0.0.7:8080/links" in text
+    load(tmp_path / "specs" / "creds.toml")
+
+
+def test_every_importer_scrubs_urls_and_warnings_hide_user_info(tmp_path: Path) -> None:
+    pyproject = '[project]\nname = "p"\ndependencies = ["six @ https://u:pyproj-s3cret@h.example/six-1.0-py3-none-any.whl"]\n'
+    text, warnings = _spec_text_and_warnings(tmp_path / "a", "pyproject.toml", pyproject)
+    assert "pyproj-s3cret" not in text and "${H_EXAMPLE_PASSWORD}" in text
+    env = (
+        "channels:\n  - https://chan-T0KEN@conda.example.com/ch\n"
+        "dependencies:\n  - python=3.11\n  - pip:\n    - --find-links https://u:env-s3cret@h.example/w/\n"
+        "    - -e git+https://edit-T0KEN@h.example/r.git#egg=r\n"
+    )
+    text, warnings = _spec_text_and_warnings(tmp_path / "b", "environment.yml", env)
+    for secret in ("chan-T0KEN", "env-s3cret", "edit-T0KEN"):
+        assert secret not in text and not any(secret in w for w in warnings)
+    assert "https://${CONDA_EXAMPLE_COM_TOKEN}@conda.example.com/ch" in text
+
+
+def test_a_lock_file_host_warning_never_names_its_user_info(tmp_path: Path) -> None:
+    pylock = (
+        'lock-version = "1.0"\ncreated-by = "x"\n[[packages]]\nname = "six"\nversion = "1.17.0"\n'
+        '[[packages.wheels]]\nurl = "https://u:lock-s3cret@files.example/six-1.17.0-py2.py3-none-any.whl"\n'
+        f'hashes = {{sha256 = "{HEX}"}}\n'
+    )
+    text, warnings = _spec_text_and_warnings(tmp_path, "pylock.toml", pylock)
+    assert "lock-s3cret" not in text and not any("lock-s3cret" in w for w in warnings)
+    assert any("files from files.example without an index" in w for w in warnings)

@@ -122,6 +122,13 @@ def test_a_bytecode_that_is_not_a_boolean_is_a_lock_error(lock: Lock) -> None:
         lockmod.parse(text)
 
 
+def test_an_env_name_the_image_cannot_hold_is_a_lock_error(lock: Lock) -> None:
+    """The spec check, again for a lock edited by hand: 'A=B' would reach the image as A."""
+    edited = lockmod.make(SPEC_HASH, [replace(p, env=(("A=B", "1"),)) for p in lock.platforms], META)
+    with pytest.raises(LockError, match="'env' variable 'A=B' contains '='"):
+        lockmod.parse(lockmod.render(edited))
+
+
 # --- env ID ----------------------------------------------------------------------------
 
 

@@ -172,3 +172,92 @@ def test_cli_init_writes_nothing_when_the_config_cannot_be_edited(
 def test_cli_init_without_name_or_pre_commit_is_bad_input(capsys: Capsys) -> None:
     assert main(["init"]) == 2
     assert capsys.readouterr().err.startswith("error: nothing to do: give a NAME")
+
+
+OLD_LIST_FORMAT = """\
+# pre-commit < 1.0
+-   repo: https://github.com/pre-commit/pre-commit-hooks
+    sha: v0.9.1
+    hooks:
+    -   id: trailing-whitespace
+"""
+
+
+def _init_pre_commit(root: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    (root / ".git").mkdir(exist_ok=True)
+    monkeypatch.chdir(root)
+    return main(["init", "vision", "--pre-commit"])
+
+
+def test_old_list_format_is_refused_with_migrate_config_and_nothing_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capsys
+) -> None:
+    config = tmp_path / ".pre-commit-config.yaml"
+    config.write_text(OLD_LIST_FORMAT)
+    assert _init_pre_commit(tmp_path, monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {config}: the old pre-commit format (a top-level list")
+    assert "hint: run `pre-commit migrate-config`" in err
+    assert "Traceback" not in err
+    assert config.read_text() == OLD_LIST_FORMAT
+    assert not (tmp_path / "specs").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("repos:\n  - repo: local\n   hooks: [\n", ":3: not valid YAML"),
+        ("just a string\n", "not a pre-commit config (a YAML str, not a mapping)"),
+        ("\xff\xfe", "not UTF-8 text"),
+    ],
+)
+def test_invalid_config_is_one_error_line_and_nothing_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capsys, content: str, message: str
+) -> None:
+    config = tmp_path / ".pre-commit-config.yaml"
+    config.write_bytes(content.encode("latin-1"))
+    assert _init_pre_commit(tmp_path, monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {config}")
+    assert message in err.splitlines()[0]
+    assert config.read_bytes() == content.encode("latin-1")
+    assert not (tmp_path / "specs").exists()
+
+
+def test_config_that_is_a_directory_or_fifo_is_a_clean_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capsys
+) -> None:
+    import os
+
+    config = tmp_path / ".pre-commit-config.yaml"
+    config.mkdir()
+    assert _init_pre_commit(tmp_path, monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {config}: is a directory\n"
+    assert config.is_dir() and not any(config.iterdir())
+    config.rmdir()
+    os.mkfifo(config)
+    assert _init_pre_commit(tmp_path, monkeypatch) == 2  # would block on open/read
+    assert "not a regular file" in capsys.readouterr().err
+    assert not (tmp_path / "specs").exists()
+
+
+def test_unreadable_config_is_a_clean_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Capsys
+) -> None:
+    # a symlink loop cannot be opened by anyone (root included: the suite may run as root)
+    config = tmp_path / ".pre-commit-config.yaml"
+    config.symlink_to(config.name)
+    assert _init_pre_commit(tmp_path, monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {config}: too many levels of symbolic links")
+    assert config.is_symlink() and not (tmp_path / "specs").exists()
+
+
+def test_edit_that_would_not_read_back_is_refused() -> None:
+    from envlock.precommit import _check_new
+
+    with pytest.raises(UsageError) as info:
+        _check_new("repos:\n  - repo: local\n    hooks: []\n", Path("c.yaml"), "r", "v")
+    assert "not one envlock can edit safely" in info.value.message
+    assert info.value.hint is not None and "- id: envlock-verify" in info.value.hint

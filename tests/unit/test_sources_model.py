@@ -156,6 +156,39 @@ def test_relative_paths_must_stay_inside_the_repository(tmp_path: Path) -> None:
         directrefs.for_resolver(["a @ ../../etc"], spec)
 
 
+def test_absolute_file_urls_follow_the_rule_of_relative_paths(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "specs").mkdir(parents=True)
+    (repo / "pkgs" / "a").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "b").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    spec = repo / "specs" / "app.toml"
+    inside = f"a @ {(repo / 'pkgs' / 'a').as_uri()}"
+    assert directrefs.for_resolver([inside], spec) == (inside,)
+    for outside in (f"b @ {(tmp_path / 'elsewhere' / 'b').as_uri()}", "c @ file://localhost/etc"):
+        with pytest.raises(SpecError, match="outside the repository") as info:
+            directrefs.for_resolver([outside], spec)
+        assert "works only on this machine" in (info.value.hint or "")
+    with pytest.raises(SpecError, match="does not exist"):
+        directrefs.for_resolver([f"d @ {(repo / 'pkgs' / 'gone').as_uri()}"], spec)
+
+
+def test_files_locked_by_absolute_path_get_one_warning_per_directory() -> None:
+    packages = [
+        Package("pip", "a", "1.0", "file:///srv/wheels/a-1.0-py3-none-any.whl", "0" * 64),
+        Package("pip", "b", "1.0", "file:///srv/wheels/b-1.0-py3-none-any.whl", "1" * 64),
+        Package("pip", "c", "1.0", "file:///srv/wheels/c-1.0-py3-none-any.whl", "2" * 64),
+        Package("pip", "d", "1.0", "file:///opt/x/d-1.0-py3-none-any.whl", "3" * 64),
+        Package("pip", "e", "1.0", "../wheels/e-1.0-py3-none-any.whl", "4" * 64),
+        Package("pip", "f", "1.0", "https://files.example/f-1.0-py3-none-any.whl", "5" * 64),
+    ]
+    first, second = directrefs.absolute_locations(packages)
+    assert first.startswith("the lock names 1 file(s) in /opt/x by absolute path (d-1.0-py3-none-any.whl)")
+    assert second.startswith("the lock names 3 file(s) in /srv/wheels by absolute path (a-1.0")
+    assert ", ...): it works only where that path exists" in second
+    assert directrefs.absolute_locations(packages[4:]) == []
+
+
 def test_locked_urls_keep_the_specs_placeholders(tmp_path: Path) -> None:
     written = "fx @ git+https://${GIT_TOKEN}@git.example.org/fx@v1.0"
     resolved = Package("pip", "fx", "1.0", "git+https://git.example.org/fx", "", source="git", commit=COMMIT)

@@ -422,3 +422,45 @@ def test_discover_skips_exports_and_other_files(tmp_path: Path) -> None:
 
 def test_frameworks_are_the_documented_three() -> None:
     assert specmod.FRAMEWORKS == ("pytorch", "tensorflow", "jax")
+
+
+def test_a_byte_order_mark_is_accepted_and_changes_nothing(tmp_path: Path) -> None:
+    plain = load(write(tmp_path, FULL))
+    path = tmp_path / "bom" / "vision.toml"
+    path.parent.mkdir()
+    path.write_bytes(b"\xef\xbb\xbf" + FULL.encode())
+    with_bom = load(path)
+    assert with_bom.spec_hash == plain.spec_hash
+    assert with_bom.image.env == plain.image.env
+    broken = tmp_path / "bad" / "vision.toml"
+    broken.parent.mkdir()
+    broken.write_bytes(b"\xef\xbb\xbfpython = \n")
+    with pytest.raises(SpecError, match=r"vision.toml:1:\d+: invalid TOML"):  # lines still count from 1
+        load(broken)
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ('{ "A=B" = "1" }', "variable 'A=B' contains '=' (the image would read it as 'A')"),
+        ('{ "=X" = "1" }', "variable '=X' contains '='"),
+        ('{ "" = "1" }', "has an empty variable name"),
+        ('{ A = "x\\u0000y" }', "variable 'A' contains a NUL character"),
+    ],
+)
+def test_image_env_names_the_image_cannot_hold_are_refused(tmp_path: Path, env: str, words: str) -> None:
+    path, err = spec_error(tmp_path, f'python = "3.11"\n[image]\nenv = {env}\n')
+    assert err.message.startswith(f"{path}:3: 'image.env' {words}")
+    assert err.exit_code == 2 and "letters, digits and '_'" in (err.hint or "")
+
+
+def test_a_lock_given_as_a_spec_says_so(tmp_path: Path) -> None:
+    lock = tmp_path / "vision.lock"
+    lock.write_text('version = 1\nenv-id = "sha256:' + "0" * 64 + '"\nspec-hash = "x"\n')
+    for given in (lock, tmp_path / "renamed.toml"):
+        if given != lock:
+            given.write_text(lock.read_text())
+        with pytest.raises(SpecError) as info:
+            load(given)
+        assert info.value.message.startswith(f"{given} is a lock, not a spec")
+        assert info.value.hint == f"give the spec instead: {given.with_suffix('.toml')}"

@@ -301,6 +301,31 @@ def test_gc_clears_tmp(store: Store) -> None:
     assert leftovers(store) == []
 
 
+def _killed_builds_leftovers(store: Store) -> int:
+    """What killed builds leave in tmp/: a file, and a sandbox's tree with a read-only
+    directory and a symbolic link; returns their bytes (links count their own size)."""
+    (store.tmp / "w-1234").write_bytes(b"x" * 1000)
+    tree = store.tmp / "build-0123456789abcdef-999"
+    (tree / "src" / "pkg").mkdir(parents=True)
+    (tree / "src" / "pkg" / "mod.py").write_bytes(b"y" * 500)
+    (tree / "out.whl").write_bytes(b"z" * 250)
+    (tree / "link").symlink_to("/etc/passwd")  # its target is neither counted nor touched
+    (tree / "src").chmod(0o500)
+    return 1000 + 500 + 250 + (tree / "link").lstat().st_size
+
+
+def test_gc_counts_the_bytes_killed_builds_left_in_tmp(store: Store) -> None:
+    size = _killed_builds_leftovers(store)
+    assert store.leftovers() == (4, size)
+
+    assert store.gc(None, dry_run=True) == (4, size)
+    assert store.leftovers() == (4, size)  # a dry run removes nothing
+
+    assert store.gc(None) == (4, size)
+    assert list(store.tmp.iterdir()) == []
+    assert Path("/etc/passwd").exists()
+
+
 def test_gc_dry_run_reports_counts_and_removes_nothing(store: Store) -> None:
     artifact = put_artifact(store, b"wheel")
     kept, dropped = record(store, "kept"), record(store, "dropped")

@@ -531,3 +531,57 @@ def test_a_push_refuses_a_damaged_layer_before_it_contacts_the_registry(store: S
     with pytest.raises(CheckFailed, match="is corrupt") as exc:
         registry.push(store, image, "127.0.0.1:9/never/contacted")
     assert image.layers[0].digest in exc.value.message
+
+
+def test_an_oci_export_that_fails_midway_leaves_no_layout(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, image = put_image(store, [b"layer one", b"layer two"])
+    target = tmp_path / "out" / "layout"
+    target.parent.mkdir()
+
+    def full_disk(files: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(oci, "write_files", full_disk)  # blobs are in, the index fails
+    with pytest.raises(CheckFailed, match="No space left on device"):
+        oci.write_layout(store, image, target, "app")
+    assert list(target.parent.iterdir()) == []  # neither the layout nor its staging copy
+
+
+def _export_in_child(root: str, target: str, ref: str, layers: list[bytes], start: Any, out: Any) -> None:
+    store = Store(Path(root))
+    _, image = put_image(store, layers)
+    start.wait()
+    try:
+        out.put((ref, oci.write_layout(store, image, Path(target), ref)))
+    except Exception as exc:  # reported to the parent, which fails the test with it
+        out.put((ref, f"{type(exc).__name__}: {exc}"))
+
+
+def test_oci_exports_racing_to_create_one_layout_all_succeed(store: Store, tmp_path: Path) -> None:
+    """Processes started together (a barrier) export to the same new directory: every one
+    succeeds and the layout holds every tag, with no temporary file left."""
+    import multiprocessing
+
+    _, image = put_image(store, [b"layer one", b"layer two"])
+    manifest = oci.image_manifest_digest(image)
+    ctx = multiprocessing.get_context("fork")
+    for round_ in range(4):
+        target = tmp_path / f"layout{round_}"
+        refs = [f"r{i}" for i in range(6)]
+        start, out = ctx.Barrier(len(refs)), ctx.Queue()
+        args = [(str(store.root), str(target), ref, [b"layer one", b"layer two"], start, out) for ref in refs]
+        procs = [ctx.Process(target=_export_in_child, args=a) for a in args]
+        for proc in procs:
+            proc.start()
+        results = dict(out.get(timeout=60) for _ in procs)
+        for proc in procs:
+            proc.join(timeout=60)
+        assert results == dict.fromkeys(refs, manifest)
+        index = json.loads((target / "index.json").read_text())
+        names = [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]]
+        assert names == refs
+        assert sorted(p.name for p in target.iterdir()) == ["blobs", "index.json", "oci-layout"]
+        assert not [p for p in (target / "blobs" / "sha256").iterdir() if p.name.endswith(".tmp")]
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

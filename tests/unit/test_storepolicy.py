@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from envlock.cli import main
+from envlock.collect import NO_RECORDS
 from envlock.store import EnvEntry, Store, canonical_json
 from envlock.storepolicy import images_to_keep
 
@@ -69,7 +70,75 @@ def test_gc_on_the_command_line_applies_the_policy(
     monkeypatch.chdir(tmp_path)  # no specs/, no git: nothing referenced
     recent = add_image(store, 1, 100, 1, now=time.time())
     add_image(store, 2, 100, 400, now=time.time())
-    assert main(["store", "gc", "--keep-newer-than", "30", "--store", str(store.root)]) == 0
+    assert main(["store", "gc", "--force", "--keep-newer-than", "30", "--store", str(store.root)]) == 0
     assert [e.env_id for e in store.list_envs()] == [recent]
-    assert main(["store", "gc", "--max-size", "0", "--store", str(store.root)]) == 0
+    assert main(["store", "gc", "--force", "--max-size", "0", "--store", str(store.root)]) == 0
     assert store.list_envs() == []
+
+
+def test_gc_outside_git_refuses_without_force_and_changes_nothing(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No repository, so no record: a gc would keep no model's image.  Refused (exit 2);
+    a dry run warns; --force runs."""
+    monkeypatch.chdir(tmp_path)
+    kept = add_image(store, 1, 100, 1, now=time.time())
+    (store.tmp / "w-killed").write_bytes(b"k" * 2_000_000)
+
+    assert main(["store", "gc", "--store", str(store.root)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == f"error: store gc: {NO_RECORDS}"
+    assert "--force" in err.splitlines()[1] and err.splitlines()[1].startswith("hint: ")
+    assert [e.env_id for e in store.list_envs()] == [kept]
+    assert (store.tmp / "w-killed").exists()
+
+    assert main(["store", "gc", "--dry-run", "--store", str(store.root)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {NO_RECORDS}" in err
+    assert "(1 left in tmp/ by killed builds, 2.0 MB)" in err
+    assert [e.env_id for e in store.list_envs()] == [kept]
+
+    assert main(["store", "gc", "--force", "--store", str(store.root)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {NO_RECORDS}" in err and "removed " in err
+    assert store.list_envs() == [] and not (store.tmp / "w-killed").exists()
+
+
+def test_gc_in_a_repository_reads_its_records_without_warning(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    monkeypatch.chdir(tmp_path)
+    add_image(store, 1, 100, 1, now=time.time())
+    assert main(["store", "gc", "--store", str(store.root)]) == 0
+    err = capsys.readouterr().err
+    assert "warning" not in err and "kept 0 env(s)" in err
+    assert store.list_envs() == []
+
+
+def test_lock_time_source_builds_hold_the_store_so_gc_waits(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``envlock lock`` builds sdists in tmp/: while it does, gc cannot take the store."""
+    import fcntl
+
+    from envlock import sources
+    from envlock.resolve import Request
+
+    seen: list[bool] = []
+
+    def probe(*args: object) -> list[object]:
+        with (store.root / ".session.lock").open("rb") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                seen.append(False)
+            except BlockingIOError:
+                seen.append(True)  # held shared by prepare: gc would wait
+        return []
+
+    monkeypatch.setattr(sources, "_prepare", probe)
+    request = Request.__new__(Request)
+    sources.prepare(store, [], request, store.root, lambda ps: ps, lambda line: None)
+    assert seen == [True]
