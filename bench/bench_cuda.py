@@ -240,7 +240,17 @@ def main() -> None:
         results["store_bytes_with_wheels"] = json.loads(
             envlock("store", "du", "--json", "--store", str(store), env=env, cwd=work)[1]
         )["total"]
-        envlock("store", "gc", str(spec), "--drop-built-artifacts", "--store", str(store), env=env, cwd=work)
+        envlock(
+            "store",
+            "gc",
+            str(spec),
+            "--force",
+            "--drop-built-artifacts",
+            "--store",
+            str(store),
+            env=env,
+            cwd=work,
+        )
         results["store_bytes"] = json.loads(
             envlock("store", "du", "--json", "--store", str(store), env=env, cwd=work)[1]
         )["total"]

@@ -326,6 +326,7 @@ def test_gc_drop_built_artifacts_leaves_one_copy_of_each_layer_s_bytes(
     both = run_envlock(
         "store",
         "gc",
+        "--force",
         str(spec),
         "--keep-artifacts",
         "--drop-built-artifacts",
@@ -334,7 +335,9 @@ def test_gc_drop_built_artifacts_leaves_one_copy_of_each_layer_s_bytes(
         cwd=tmp_path,
     )
     assert both.returncode == 2 and "error: --keep-artifacts and --drop-built-artifacts" in both.stderr
-    proc = run_envlock("store", "gc", str(spec), "--drop-built-artifacts", "--store", str(copy), cwd=tmp_path)
+    proc = run_envlock(
+        "store", "gc", str(spec), "--force", "--drop-built-artifacts", "--store", str(copy), cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     after = json.loads(run_envlock("store", "du", "--json", "--store", str(copy), cwd=tmp_path).stdout)
     assert after["categories"]["artifacts"] == 0
