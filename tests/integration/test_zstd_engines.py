@@ -8,6 +8,9 @@
   ``containerd.io/uncompressed`` label; the tests read those labels, the snapshot chain and the
   config digest back from containerd, check that a forged ``diff_id`` is refused, and start the
   image's Python with ``ctr run``.
+- podman (Debian's 4.3.1, its own storage under /tmp) pulls it; the IDs it gives the stored layers
+  chain the uncompressed digests it computed, which must be the config's ``diff_ids``; then
+  ``podman run`` starts the image's Python.
 - containers/image (skopeo 1.9.3, the library podman and CRI-O pull with) decompresses the layers
   into a ``dir:``, skopeo writes that as a docker-archive, and the Docker engine loads it under the
   build's image ID.  (skopeo < 1.14 cannot do both in one copy: containers/image#1260.)
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import tempfile
 import urllib.request
@@ -187,12 +191,17 @@ def stop_containerd(proc: subprocess.Popen[bytes], ctrd: Containerd) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=30)
-    prefix = str(ctrd.root) + "/"
+    remove_tree(ctrd.root)
+
+
+def remove_tree(root: Path) -> None:
+    """Unmount whatever an engine left mounted under ``root`` (deepest first), then delete it."""
+    prefix = str(root) + "/"
     mounts = Path("/proc/self/mounts").read_text().splitlines()
     points = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
     for point in reversed(points):
         subprocess.run(["umount", "-l", point], check=False)
-    subprocess.run(["rm", "-rf", str(ctrd.root)], check=False)
+    subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
 @pytest.fixture
@@ -338,6 +347,76 @@ def test_containerd_refuses_a_zstd_layer_whose_diff_id_is_forged(
     assert pull.returncode != 0, pull.stdout
     assert "wrong diff id calculated on extraction" in pull.stderr, pull.stderr
     assert chain_ids(config["rootfs"]["diff_ids"])[-1] not in snapshot_parents(containerd)
+
+
+# -- podman ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Podman:
+    """podman with its own storage (``root``/``run``) and temp dir, no systemd, no network."""
+
+    root: Path
+    driver: str
+
+    def __call__(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        options = [f"--root={self.root / 'root'}", f"--runroot={self.root / 'run'}"]
+        options += [f"--tmpdir={self.root / 'tmp'}", f"--storage-driver={self.driver}"]
+        options += ["--cgroup-manager=cgroupfs", "--events-backend=file"]
+        return subprocess.run(
+            ["podman", *options, *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+
+@pytest.fixture
+def podman() -> Iterator[Podman]:
+    """A fresh podman storage for each test; overlay when it works on /tmp, else vfs (copies)."""
+    root = Path(tempfile.mkdtemp(prefix="envlock-podman-", dir="/tmp"))
+    engine = Podman(root, "overlay")
+    if engine("info").returncode != 0:
+        engine = Podman(root, "vfs")
+    try:
+        yield engine
+    finally:
+        engine("rm", "--all", "--force")
+        engine("rmi", "--all", "--force")
+        remove_tree(root)
+
+
+def storage_layer_ids(diff_ids: list[str]) -> list[str]:
+    """The IDs containers/image gives the layers it stores: the first layer's uncompressed
+    digest, then sha256(parent ID + "+" + uncompressed digest), each digest the one it computed
+    while decompressing the blob (containers/image ``storage/storage_dest.go``, ``commitLayer``)."""
+    ids = [diff_ids[0].split(":")[1]]
+    for diff_id in diff_ids[1:]:
+        ids.append(hashlib.sha256(f"{ids[-1]}+{diff_id.split(':')[1]}".encode()).hexdigest())
+    return ids
+
+
+@pytest.mark.parametrize("compression", ["zstd", "gzip"])
+def test_podman_pulls_the_push_to_the_build_s_diff_ids_and_runs_it(
+    pushed: Pushed, podman: Podman, compression: str
+) -> None:
+    ref = pushed.refs[compression]
+    pull = podman("pull", "--tls-verify=false", ref)
+    assert pull.returncode == 0, pull.stderr
+    inspect = podman("image", "inspect", ref)
+    assert inspect.returncode == 0, inspect.stderr
+    (image,) = json.loads(inspect.stdout)
+    assert "sha256:" + image["Id"] == pushed.image_id  # podman keeps envlock's config
+    assert image["Digest"] == ref.split("@")[1]
+    # the layers' storage IDs chain the digests podman computed from the decompressed blobs
+    tree = podman("image", "tree", ref).stdout
+    shown = re.findall(r"ID: ([0-9a-f]{12}) ", tree.split("Image Layers", 1)[1])
+    assert shown == [layer[:12] for layer in storage_layer_ids(pushed.diff_ids)], tree
+    # This machine's container has no CAP_SYS_RESOURCE and lower hard limits than podman's
+    # defaults (1048576 files), which runc may not raise: run with lower ones.
+    limits = ["--ulimit=nofile=1024:1024", "--ulimit=nproc=1024:1024"]
+    run = podman(
+        "run", "--rm", "--network=none", *limits, ref, "/opt/env/bin/python", "-c", PROBE, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["/opt/env", "/work", "2.0", "1.0", str(PAYLOAD)]
 
 
 # -- containers/image (skopeo) and the Docker engine -------------------------------------------
