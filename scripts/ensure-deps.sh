@@ -4,13 +4,15 @@
 #   docker-registry  an OCI registry on 127.0.0.1
 #   mmdebstrap       debian:SUITE base images
 #   skopeo, umoci    independent readers of envlock's OCI layouts
+#   containerd       a second engine (ctr, with runc) that pulls, unpacks and runs envlock's zstd pushes
+#   podman           a third engine (containers/image + containers/storage) for the same pushes
 #   faketime         the faked clock of the reproducibility test
 #   tmux             the real-terminal TUI test
 #   bubblewrap       the sandbox for code taken from outside (a base's interpreter, sdist builds)
 #   git, make, python3-venv
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(git make docker.io docker-registry mmdebstrap skopeo umoci uidmap faketime libfaketime tmux bubblewrap)
+pkgs=(git make docker.io docker-registry mmdebstrap skopeo umoci containerd runc podman uidmap faketime libfaketime tmux bubblewrap)
 need=()
 for pkg in "${pkgs[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
