@@ -166,6 +166,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="envlock-bench-cuda-", dir=args.work))
     procs: list[subprocess.Popen[bytes]] = []
     results: dict[str, object] = {}
+    results["loadavg_at_start"] = [round(x, 1) for x in os.getloadavg()]
     try:
         (work / "specs").mkdir()
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -205,6 +206,7 @@ def main() -> None:
         results["envlock_push_again_s"] = round(
             envlock(*build, "--push", f"{reg}/envlock/gzip", env=env, cwd=work)[0], 1
         )
+        second_machine(spec, store, work, reg, image_id, env, results)  # publishes what was just pushed
         shutil.rmtree(store / "compressed", ignore_errors=True)
         results["envlock_push_zstd_s"] = round(
             envlock(*build, "--push", f"{reg}/envlock/zstd", "--compression", "zstd", env=env, cwd=work)[0], 1
@@ -216,8 +218,6 @@ def main() -> None:
         results["store_after_push"] = json.loads(
             envlock("store", "du", "--json", "--store", str(store), env=env, cwd=work)[1]
         )
-
-        second_machine(spec, store, work, reg, image_id, env, results)
 
         results["envlock_load_s"] = round(envlock(*build, "--load", env=env_d, cwd=work)[0], 1)
         docker(host, "tag", image_id, f"{reg}/docker/img:1")
