@@ -6,6 +6,7 @@ import base64
 import hashlib
 import html
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -336,6 +337,32 @@ def start_registry(root: Path, auth: str = "", level: str = "warn") -> tuple[sub
 
     wait_for(up, 30, "docker-registry")
     return proc, address
+
+
+class OwnRegistry:
+    """A docker-registry of a test's own, on 127.0.0.1: its access log (``level="info"``) and
+    its storage are the test's to read and to tamper with."""
+
+    ACCESS = re.compile(r'"([A-Z]+) (\S+) HTTP/[\d.]+" (\d{3})')
+
+    def __init__(self, root: Path, level: str = "info") -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.proc, self.address = start_registry(root, level=level)
+
+    def requests(self) -> list[tuple[str, str, int]]:
+        """(method, uri, status) of every request so far, in order."""
+        text = (self.root / "registry.log").read_text(errors="replace")
+        return [(m, u, int(s)) for m, u, s in self.ACCESS.findall(text)]
+
+    def blob_file(self, digest: str) -> Path:
+        """Where the registry's filesystem storage keeps blob ``digest``."""
+        hexd = digest.split(":")[1]
+        return self.root / "data" / "docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
 
 
 def docker(host: str, *args: str) -> subprocess.CompletedProcess[str]:

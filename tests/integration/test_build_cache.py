@@ -13,28 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import build_wheel, free_port, locked_project, run_envlock, start_registry
+from support import OwnRegistry, build_wheel, free_port, locked_project, run_envlock
 
 from envlock.image import buildcache
 from envlock.image.registry import Client, parse
 from envlock.store import Store, canonical_json
 
-
-class Registry:
-    """A docker-registry of its own, whose storage a test may tamper with."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-        self.proc, self.address = start_registry(root)
-
-    def blob_file(self, digest: str) -> Path:
-        hexd = digest.split(":")[1]
-        return self.root / "data" / "docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
+Registry = OwnRegistry
 
 
 @pytest.fixture
@@ -145,18 +130,9 @@ def test_cache_push_of_a_built_image_finds_everything_there(
 def test_a_tampered_layer_blob_is_refused_and_the_layer_built_here(
     tmp_path: Path, base_layout: Path, reg: Registry
 ) -> None:
-    spec = project(tmp_path / "p", f"oci:{base_layout}")
     cache = f"{reg.address}/t/cache"
-    first = run_envlock(
-        "cache", "push", str(spec), "--cache", cache, "--store", str(tmp_path / "s1"), cwd=tmp_path
-    )
-    assert first.returncode == 0, first.stderr
-    image_id = first.stdout.strip()
-    heavy = next(
-        e
-        for e in buildcache.recall(Store(tmp_path / "s1"), _manifest(tmp_path / "s1")) or []
-        if e.kind == "layer" and "heavy" in e.layers[0].created_by
-    )
+    spec, image_id, known = published_here(tmp_path, base_layout, cache)
+    heavy = next(e for e in known if e.kind == "layer" and "heavy" in e.layers[0].created_by)
     manifest = _entry_manifest(reg.address, "t/cache", heavy.tag)
     blob = reg.blob_file(manifest["layers"][0]["digest"])
     data = bytearray(blob.read_bytes())
@@ -176,15 +152,8 @@ def test_a_tampered_layer_blob_is_refused_and_the_layer_built_here(
 def test_forged_entries_are_refused(tmp_path: Path, base_layout: Path, reg: Registry) -> None:
     """An entry that names another key, one whose layer decompresses to other bytes than its
     diff_id, and a plan naming packages the lock does not have: each refused, by name."""
-    spec = project(tmp_path / "p", f"oci:{base_layout}")
     cache = f"{reg.address}/f/cache"
-    first = run_envlock(
-        "cache", "push", str(spec), "--cache", cache, "--store", str(tmp_path / "s1"), cwd=tmp_path
-    )
-    assert first.returncode == 0, first.stderr
-    image_id = first.stdout.strip()
-    store = Store(tmp_path / "s1")
-    known = buildcache.recall(store, _manifest(tmp_path / "s1")) or []
+    spec, image_id, known = published_here(tmp_path, base_layout, cache)
     layers = [e for e in known if e.kind == "layer"]
     plan = next(e for e in known if e.kind == "plan")
     client = Client(parse(cache))
@@ -270,6 +239,17 @@ def test_a_debian_base_comes_from_the_cache_without_a_bootstrap(
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def published_here(tmp_path: Path, base_layout: Path, cache: str) -> tuple[Path, str, list[buildcache.Entry]]:
+    """A project built in store ``s1`` and published to ``cache``: (spec, image ID, entries)."""
+    spec = project(tmp_path / "p", f"oci:{base_layout}")
+    first = run_envlock(
+        "cache", "push", str(spec), "--cache", cache, "--store", str(tmp_path / "s1"), cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stderr
+    known = buildcache.recall(Store(tmp_path / "s1"), _manifest(tmp_path / "s1")) or []
+    return spec, first.stdout.strip(), known
 
 
 def _manifest(store: Path) -> str:

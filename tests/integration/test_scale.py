@@ -7,39 +7,30 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
-import re
 import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import Dockerd, build_wheel, docker, locked_project, run_envlock, start_dockerd, start_registry
+from support import (
+    Dockerd,
+    OwnRegistry,
+    build_wheel,
+    docker,
+    locked_project,
+    run_envlock,
+    start_dockerd,
+)
 
 from envlock.image.build import load_image
 from envlock.image.model import LAYER_GZIP, Image
 from envlock.image.push import push_image
 from envlock.store import Store
 
-ACCESS = re.compile(r'"([A-Z]+) (\S+) HTTP/[\d.]+" (\d{3})')
 
-
-class Registry:
+class Registry(OwnRegistry):
     """A docker-registry of its own whose access log this test reads."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-        self.proc, self.address = start_registry(root, level="info")
-
-    def requests(self) -> list[tuple[str, str, int]]:
-        """(method, uri, status) of every request so far, in order."""
-        text = (self.root / "registry.log").read_text(errors="replace")
-        return [(m, u, int(s)) for m, u, s in ACCESS.findall(text)]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
 
 
 @pytest.fixture
