@@ -491,7 +491,7 @@ def _normalise(raw: Path, out: IO[bytes]) -> None:
     """
     with (
         tarfile.open(raw) as src,
-        tarfile.open(fileobj=out, mode="w|", format=layermod.FORMAT) as dst,
+        tarfile.open(fileobj=out, mode="w|", format=layermod.FORMAT, bufsize=1 << 20) as dst,
     ):
         setattr(dst, "copybufsize", 1 << 20)  # noqa: B010 (not in the stubs)
         by_name = {m.name: m for m in src.getmembers()}
