@@ -339,6 +339,9 @@ class RemoteCache:
                 if len(layers) != 1:
                     raise Refused("a layer entry has one layer")
                 diff_id, size = doc["diff_ids"][0], doc["sizes"][0]
+                if not self.store.blob_intact(diff_id):
+                    what = created_by.removeprefix("envlock: ")
+                    self.say(f"Taking {what} from the build cache ({size / 1e6:.0f} MB)")
                 self._layer(layers[0], diff_id, size)
                 layer = Layer(diff_id, diff_id, size, LAYER_TAR, created_by)
                 venv.cache_by_key(self.store, key, layer)
