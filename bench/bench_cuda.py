@@ -1,10 +1,10 @@
 """Benchmark: push, pull and load of a big image, envlock vs the Docker engine (issue 14).
 
     python bench/bench_cuda.py [--spec specs/vision.toml] [--packages numpy pandas scikit-learn]
-                               [--work DIR] [--min-free-gb 25]
+                               [--work DIR] [--min-free-gb 35]
 
 Default: ``specs/vision.toml`` (torch 2.9 + CUDA 12.8 + numpy/pandas/scikit-learn, ~7 GB
-image; needs ~25 GB free and refuses to start below ``--min-free-gb``).  ``--packages``
+image; needs ~30 GB free and refuses to start below ``--min-free-gb``, 35).  ``--packages``
 instead locks a small CPU spec of those packages on debian:bookworm (the CI-sized run).
 
 Starts a docker-registry on 127.0.0.1 and a dockerd on a private socket (unless
@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--spec", type=Path, default=ROOT / "specs" / "vision.toml")
     parser.add_argument("--packages", nargs="*", help="lock a small CPU spec of these instead")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()))
-    parser.add_argument("--min-free-gb", type=float, default=25.0)
+    parser.add_argument("--min-free-gb", type=float, default=35.0)
     args = parser.parse_args()
     free = shutil.disk_usage(args.work).free / 1e9
     if free < args.min_free_gb:
