@@ -110,20 +110,23 @@ def second_machine(
     image_id: str,
     env: dict[str, str],
     results: dict[str, object],
+    codecs: tuple[str, ...] = ("gzip",),
 ) -> None:
-    """The build cache: publish, then build on an empty store from it, against building on an
+    """The build cache (one per codec): publish, then build on an empty store from it, against building on an
     empty store without it (wheels downloaded, base bootstrapped) and on a store that has the
     wheels and the base (hard links of the first store's) but no layers."""
     from envlock.store import Store
 
-    cache = f"{reg}/envlock/cache"
-    took, _ = envlock("cache", "push", str(spec), "--cache", cache, "--store", str(store), env=env, cwd=work)
-    results["cache_publish_s"] = round(took, 1)
-    fresh = work / "machine-b"
-    took, out = envlock("build", str(spec), "--store", str(fresh), "--cache", cache, env=env, cwd=work)
-    assert out.splitlines()[-1] == image_id, (out, image_id)
-    results["second_machine_with_cache_s"] = round(took, 1)
-    subprocess.run(["rm", "-rf", str(fresh)], check=False)
+    for codec in codecs:
+        cache = f"{reg}/envlock/cache-{codec}"
+        cmd = ["cache", "push", str(spec), "--cache", cache, "--compression", codec, "--store", str(store)]
+        suffix = "" if codec == "gzip" else f"_{codec}"
+        results[f"cache_publish{suffix}_s"] = round(envlock(*cmd, env=env, cwd=work)[0], 1)
+        fresh = work / "machine-b"
+        took, out = envlock("build", str(spec), "--store", str(fresh), "--cache", cache, env=env, cwd=work)
+        assert out.splitlines()[-1] == image_id, (out, image_id)
+        results[f"second_machine_with_cache{suffix}_s"] = round(took, 1)
+        subprocess.run(["rm", "-rf", str(fresh)], check=False)
 
     cold = work / "machine-d"  # nothing at all: wheels downloaded, base bootstrapped
     took, out = envlock("build", str(spec), "--store", str(cold), env=env, cwd=work)
@@ -147,6 +150,10 @@ def second_machine(
     subprocess.run(["rm", "-rf", str(warm)], check=False)
 
 
+class _Done(Exception):
+    """The measures asked for are taken."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -155,6 +162,11 @@ def main() -> None:
     parser.add_argument("--packages", nargs="*", help="lock a small CPU spec of these instead")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--min-free-gb", type=float, default=35.0)
+    parser.add_argument(
+        "--only-cache",
+        action="store_true",
+        help="build, then only the build cache measures (gzip, zstd and uncompressed entries); no engine",
+    )
     args = parser.parse_args()
     free = shutil.disk_usage(args.work).free / 1e9
     if free < args.min_free_gb:
@@ -190,6 +202,9 @@ def main() -> None:
         (work / "registry").mkdir()
         reg_proc, reg = start_registry(work / "registry")
         procs.append(reg_proc)
+        if args.only_cache:
+            second_machine(spec, store, work, reg, image_id, env, results, ("gzip", "zstd", "none"))
+            raise _Done
         if os.environ.get("DOCKER_HOST"):
             host, data_root = os.environ["DOCKER_HOST"], None
         else:
@@ -261,6 +276,8 @@ def main() -> None:
         results["cores"] = len(os.sched_getaffinity(0))
         results["loadavg_at_end"] = [round(x, 1) for x in os.getloadavg()]
         results["image_id"] = image_id
+    except _Done:
+        pass
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -271,7 +288,9 @@ def main() -> None:
         subprocess.run(["rm", "-rf", str(work)], check=False)
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
-    (out_dir / "cuda.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    (out_dir / ("cuda-cache.json" if args.only_cache else "cuda.json")).write_text(
+        json.dumps(results, indent=2, sort_keys=True) + "\n"
+    )
     for key, value in sorted(results.items()):
         if not isinstance(value, dict):
             print(f"{key:28} {value}")

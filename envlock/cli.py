@@ -788,10 +788,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--push", metavar="REG/REPO", help="push by digest; prints REG/REPO@sha256:... last")
     p.add_argument(
         "--compression",
-        choices=["gzip", "zstd"],
+        choices=["gzip", "zstd", "none"],
         default="gzip",
         help="with --push: layer compression (zstd needs containerd >= 1.5, Docker >= 23 with the "
-        "containerd image store, or podman)",
+        "containerd image store, or podman; none: uncompressed tar layers, for a registry close by)",
     )
     p.add_argument(
         "--cache",
@@ -814,7 +814,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["push"])
     p.add_argument("specs", nargs="*", help="specs whose images are published (default: specs/*.toml)")
     p.add_argument("--cache", metavar="REG/REPO", help="the build cache (default: $ENVLOCK_CACHE)")
-    p.add_argument("--compression", choices=["gzip", "zstd"], default="gzip", help="layer compression")
+    p.add_argument(
+        "--compression",
+        choices=["gzip", "zstd", "none"],
+        default="gzip",
+        help="layer compression (only envlock reads cache entries: any choice works; "
+        "none moves three times the bytes and spends no CPU on either side)",
+    )
     p.add_argument("--platform", help="platform of the lock (default: linux-64)")
     p.add_argument("--store", help="store directory")
     p.add_argument("-q", "--quiet", action="store_true")

@@ -238,8 +238,8 @@ class RemoteCache:
         """
         if self.store.blob_intact(diff_id):
             return
-        if descriptor.media_type not in (compress.LAYER_ZSTD, *_GZIP):
-            raise Refused(f"its layer is {descriptor.media_type[:60]!r}, not gzip or zstd")
+        if descriptor.media_type not in (LAYER_TAR, compress.LAYER_ZSTD, *_GZIP):
+            raise Refused(f"its layer is {descriptor.media_type[:60]!r}, not tar, gzip or zstd")
         url = self.ref.url(f"blobs/{descriptor.digest}")
         try:
             resp = self.client.request("GET", url)
@@ -285,6 +285,8 @@ class RemoteCache:
         except BaseException:
             writer.abort()
             raise
+        if descriptor.media_type == LAYER_TAR:
+            return  # the blob is the layer: nothing to remember for pushes
         codec = compress.codec("zstd" if descriptor.media_type == compress.LAYER_ZSTD else "gzip")
         known = compress.cached(self.store, diff_id, codec)
         if known is None or known.digest != descriptor.digest:  # a later push mounts it from here

@@ -32,14 +32,14 @@ from typing import IO, cast
 
 from envlock.digest import is_digest, parse_digest
 from envlock.errors import UsageError
-from envlock.image.model import LAYER_GZIP
+from envlock.image.model import LAYER_GZIP, LAYER_TAR
 from envlock.store import Store
 
 LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 BLOCK = 1 << 20  # igzip block size; also the read size, so block edges never move
 GZIP_LEVEL = 2  # ISA-L levels are 0-3; 2 is its documented speed/ratio trade-off
 ZSTD_LEVEL = 3  # libzstd's default level
-CODECS = ("gzip", "zstd")
+CODECS = ("gzip", "zstd", "none")
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Codec:
     @property
     def ident(self) -> str:
         """Everything the output bytes depend on, e.g. ``gzip/isal-1.9.1/level-2/block-1048576``."""
-        tail = f"block-{BLOCK}" if self.name == "gzip" else "mt"
+        tail = {"gzip": f"block-{BLOCK}", "zstd": "mt"}.get(self.name, "raw")
         return f"{self.name}/{self.library}/level-{self.level}/{tail}"
 
 
@@ -69,6 +69,8 @@ def codec(name: str) -> Codec:
 
         version = ".".join(str(p) for p in zstandard.ZSTD_VERSION)
         return Codec("zstd", LAYER_ZSTD, ZSTD_LEVEL, f"libzstd-{version}")
+    if name == "none":  # the layer as it is (OCI ``tar``): no CPU spent, three times the bytes moved
+        return Codec("none", LAYER_TAR, 0, "identity")
     raise UsageError(f"unknown compression {name!r}", f"use one of: {', '.join(CODECS)}")
 
 
@@ -87,6 +89,10 @@ def compress_into(source: IO[bytes], sink: IO[bytes], chosen: Codec, threads: in
     only on the input and ``chosen`` (see the module docstring).
     """
     threads = max(1, threads)
+    if chosen.name == "none":
+        while chunk := _read_full(source, BLOCK):
+            sink.write(chunk)
+        return
     if chosen.name == "gzip":
         from isal import igzip_threaded
 
@@ -111,7 +117,7 @@ def compress_into(source: IO[bytes], sink: IO[bytes], chosen: Codec, threads: in
 
 def decompressing(source: IO[bytes], media_type: str) -> IO[bytes]:
     """A reader of ``source``'s uncompressed bytes, for a layer of ``media_type`` (OCI
-    ``tar+gzip`` or ``tar+zstd``; every gzip member and zstd frame in turn).
+    ``tar+gzip`` or ``tar+zstd``, every gzip member and zstd frame in turn; ``tar`` as it is).
 
     gzip is inflated by ISA-L on a second thread (``igzip_threaded``, one thread: inflate
     has no parallel form), so reading the source overlaps with inflating it.
@@ -123,6 +129,8 @@ def decompressing(source: IO[bytes], media_type: str) -> IO[bytes]:
         from isal import igzip_threaded
 
         return cast(IO[bytes], igzip_threaded.open(source, "rb", threads=1))  # type: ignore[no-untyped-call]
+    if media_type == LAYER_TAR:
+        return source
     if media_type == LAYER_ZSTD:
         import zstandard
 

@@ -101,6 +101,13 @@ def push_layer(
             return layer, "skipped"
         client.upload(layer.digest, store.blob_path(layer.digest))
         return layer, "uploaded"
+    if chosen.name == "none":  # the store's blob itself: its digest is the diff_id
+        there = client.has_blob(layer.diff_id)
+        if not there:
+            client.upload(layer.diff_id, store.blob_path(layer.diff_id))
+        return Layer(layer.diff_id, layer.diff_id, layer.size, LAYER_TAR, layer.created_by), (
+            "skipped" if there else "uploaded"
+        )
     here = f"{client.ref.registry}/{client.ref.repository}"
     entry = compress.cached(store, layer.diff_id, chosen)
     location: str | None = None
@@ -144,7 +151,7 @@ def push_image(
 ) -> Pushed:
     """Push ``image`` to ``target`` (``REGISTRY/REPO[:TAG]``) by digest.
 
-    ``compression`` is ``gzip`` or ``zstd``; ``threads`` compression threads per layer
+    ``compression`` is ``gzip``, ``zstd`` or ``none``; ``threads`` compression threads per layer
     (default: every core).  Raises ``UsageError`` for a digest target or an unknown
     codec, ``ServiceUnavailable`` when the registry fails or refuses a blob.
     """

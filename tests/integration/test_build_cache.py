@@ -333,3 +333,45 @@ def test_rebuild_of_a_record_takes_its_layers_from_the_cache(
     assert proc.stdout.strip() == image_id
     assert "Took 2 of 2 layers from the build cache" in proc.stderr
     assert "rebuilt, matches the record" in proc.stderr
+
+
+def test_an_uncompressed_cache_gives_the_same_image_and_moves_the_layers_as_they_are(
+    tmp_path: Path, base_layout: Path, reg: Registry
+) -> None:
+    """``--compression none``: entries hold the store's tar layers themselves (their digest is
+    the diff_id); an empty store builds the same image from them, and a flipped bit is refused."""
+    spec = project(tmp_path / "p", f"oci:{base_layout}")
+    cache = f"{reg.address}/n/cache"
+    first = run_envlock(
+        "cache",
+        "push",
+        str(spec),
+        "--cache",
+        cache,
+        "--compression",
+        "none",
+        "--store",
+        str(tmp_path / "s1"),
+        cwd=tmp_path,
+    )
+    assert first.returncode == 0, first.stderr
+    image_id = first.stdout.strip()
+    known = buildcache.recall(Store(tmp_path / "s1"), _manifest(tmp_path / "s1")) or []
+    heavy = next(e for e in known if e.kind == "layer" and "heavy" in e.layers[0].created_by)
+    manifest = _entry_manifest(reg.address, "n/cache", heavy.tag)
+    (layer,) = manifest["layers"]  # type: ignore[misc]
+    assert layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar"
+    assert layer["digest"] == heavy.layers[0].diff_id
+    proc = build(spec, tmp_path / "s2", "--cache", cache)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == image_id
+    assert "Took 2 of 2 layers from the build cache" in proc.stderr
+    blob = reg.blob_file(layer["digest"])
+    data = bytearray(blob.read_bytes())
+    data[-4000] ^= 0x01
+    blob.chmod(0o644)
+    blob.write_bytes(bytes(data))
+    proc = build(spec, tmp_path / "s3", "--cache", cache)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == image_id
+    assert f"entry {heavy.tag[:19]}… in {cache} refused" in proc.stderr

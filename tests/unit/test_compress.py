@@ -125,3 +125,13 @@ def test_closing_half_way_stops_every_compression_thread(tmp_path: Path, name: s
     next(iter(body))
     body.close()
     assert threading.active_count() == before
+
+
+def test_none_is_the_layer_itself_and_every_codec_reads_back() -> None:
+    data = layer_bytes(1 << 20)
+    assert squeeze(data, "none", 4) == data
+    assert compress.codec("none").media_type == "application/vnd.oci.image.layer.v1.tar"
+    for name in compress.CODECS:
+        chosen = compress.codec(name)
+        reader = compress.decompressing(io.BytesIO(squeeze(data, name, 2)), chosen.media_type)
+        assert reader.read() == data, name
