@@ -498,17 +498,19 @@ def publish(
                 warning = (
                     f"build cache entry {entry.tag[:19]}… in {reader.where} was malformed ({exc}); replaced"
                 )
-            if there is not None and there[0].get("diff_ids") == [la.diff_id for la in entry.layers]:
+            ours = entry.document()
+            # the same entry when every field this build writes is the same (a plan or a base is
+            # more than its layers); fields that a later envlock adds are left alone
+            if there is not None and all(there[0].get(k) == v for k, v in ours.items()):
                 count("present")
                 return
             if there is not None:
-                was = ", ".join(str(d)[:19] for d in there[0].get("diff_ids", []))
                 warning = (
-                    f"build cache entry {entry.tag[:19]}… in {reader.where} held other layers ({was}) "
-                    "than this build's; replaced"
+                    f"build cache entry {entry.tag[:19]}… in {reader.where} held "
+                    f"{_difference(there[0], ours)} than this build's; replaced"
                 )
             descriptors = [push_layer(store, client, la, chosen, threads)[0] for la in entry.layers]
-            document = canonical_json(entry.document())
+            document = canonical_json(ours)
             config_digest = digest_of(document)
             client.upload_data(config_digest, document)
             layers = [{"mediaType": d.media_type, "digest": d.digest, "size": d.size} for d in descriptors]
@@ -533,6 +535,16 @@ def publish(
             for future in [pool.submit(one, e) for e in unique]:
                 future.result()
     return Published(**counts, warnings=tuple(warnings))
+
+
+def _difference(there: dict[str, Any], ours: dict[str, Any]) -> str:
+    """What an entry in the cache holds that this build's entry does not, for a warning:
+    other layers (their diff_ids, shortened), or other data (the fields that differ)."""
+    if there.get("diff_ids") != ours["diff_ids"]:
+        was = ", ".join(str(d)[:19] for d in there.get("diff_ids", []))
+        return f"other layers ({was})"
+    fields = sorted(k for k in ours if there.get(k) != ours[k])
+    return f"another {', '.join(f[:20] for f in fields[:4])}"
 
 
 # -- the keys a build used ---------------------------------------------------------------------

@@ -353,3 +353,36 @@ def test_rebuild_of_a_record_takes_its_layers_from_the_cache(
     assert proc.stdout.strip() == image_id
     assert "Took 2 of 2 layers from the build cache" in proc.stderr
     assert "rebuilt, matches the record" in proc.stderr
+
+
+
+def test_publishing_replaces_a_plan_that_says_otherwise(
+    tmp_path: Path, base_layout: Path, reg: Registry
+) -> None:
+    """A plan entry has no layers, so it cannot be told by its diff_ids: a well-formed plan
+    that lies (here: which packages get a layer of their own) is replaced by the next
+    publisher, with a warning, instead of being counted as already there."""
+    spec = project(tmp_path / "p", f"oci:{base_layout}", heavy=0)
+    cache = f"{reg.address}/pl/cache"
+    args = ("cache", "push", str(spec), "--cache", cache, "--store", str(tmp_path / "s1"))
+    first = run_envlock(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    plan = next(
+        e
+        for e in buildcache.recall(Store(tmp_path / "s1"), _manifest(tmp_path / "s1")) or []
+        if e.kind == "plan"
+    )
+    client = Client(parse(cache))
+    lie = {**plan.document(), "plan": {"big": ["envlock-cx-heavy"], "conflicts": []}}
+    _put_entry(client, plan.tag, lie)
+    again = run_envlock(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (
+        f"warning: build cache entry {plan.tag[:19]}… in {cache} held another plan than this build's; replaced"
+        in again.stderr
+    )
+    assert "0 entries added, 1 already there, 1 replaced" in again.stderr
+    doc = json.loads(
+        _blob(reg.address, "pl/cache", _entry_manifest(reg.address, "pl/cache", plan.tag)["config"]["digest"])
+    )  # type: ignore[index]
+    assert doc["plan"] == plan.data["plan"]
