@@ -387,6 +387,17 @@ class RemoteCache:
             self.say(f"Taking debian:{suite} from the build cache {self.where}")
             for descriptor, (diff_id, size) in zip(layers, pairs, strict=True):
                 self._layer(descriptor, diff_id, size)
+            # recorded, the base is this store's debian:SUITE for every later build, with or
+            # without the cache: one that cannot be a base for this spec is refused first
+            # (``basemod.load`` asks the same when the build goes on)
+            inside = tuple(Layer(d, d, s, LAYER_TAR, "base") for d, s in pairs)
+            try:
+                interp = basemod.find_interpreter(self.store, digest_of(manifest_text.encode()), inside)
+            except CheckFailed as exc:
+                raise Refused(f"its base layer cannot be read ({exc.message[:120]})") from None
+            if interp is None or interp.version != python:
+                has = f"Python {interp.version}" if interp else "no Python"
+                raise Refused(f"its base has {has} at /usr/local/bin or /usr/bin, not Python {python}")
             return basemod.record_debian(
                 self.store, key, suite, python, config, manifest_text.encode(), packages
             )

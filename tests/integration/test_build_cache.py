@@ -386,3 +386,61 @@ def test_publishing_replaces_a_plan_that_says_otherwise(
         _blob(reg.address, "pl/cache", _entry_manifest(reg.address, "pl/cache", plan.tag)["config"]["digest"])
     )  # type: ignore[index]
     assert doc["plan"] == plan.data["plan"]
+
+
+
+@pytest.mark.parametrize(
+    ("files", "why"),
+    [
+        (
+            {"etc/hostname": b"forged\n"},
+            "its base has no Python at /usr/local/bin or /usr/bin, not Python 3.11",
+        ),
+        (
+            {"usr/bin/python3.13": b"\x7fELF"},
+            "its base has Python 3.13 at /usr/local/bin or /usr/bin, not Python 3.11",
+        ),
+    ],
+)
+def test_a_base_entry_that_cannot_be_the_base_is_refused_and_not_recorded(
+    tmp_path: Path, reg: Registry, files: dict[str, bytes], why: str
+) -> None:
+    """A base entry whose manifest, config, diff_ids and blobs all agree, but whose layers
+    hold no Python of the spec's version: recorded, it became the store's debian:bookworm,
+    and every later build of that store failed ("has no Python interpreter"), cache or not."""
+    from envlock.image import base as basemod
+    from envlock.image import layer as layermod
+    from envlock.image import venv
+
+    store1 = Store(tmp_path / "s1")
+    layer = venv.store_entries(store1, [layermod.file(p, d) for p, d in files.items()], "base")
+    config = canonical_json(
+        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]}}
+    )
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+            "size": len(config),
+        },
+        "layers": [{"mediaType": layer.media_type, "digest": layer.diff_id, "size": layer.size}],
+    }
+    key = basemod.debian_key("bookworm", "3.11", [])
+    data = {
+        "manifest": canonical_json(manifest).decode(),
+        "config": config.decode(),
+        "suite": "bookworm",
+        "python": "3.11",
+        "packages": [],
+    }
+    cache = f"{reg.address}/b/cache"
+    buildcache.publish(store1, [buildcache.Entry("base", key, (layer,), data)], cache)
+    store2 = Store(tmp_path / "s2")
+    reader = buildcache.RemoteCache(cache, store2)
+    assert reader.base(key, "bookworm", "3.11") is None
+    assert reader.warnings == [
+        f"build cache entry base-{key[:14]}… in {cache} refused: {why}; built here instead"
+    ]
+    assert basemod.debian_record(store2, key) is None
