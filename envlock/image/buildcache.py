@@ -60,6 +60,7 @@ SCHEMA = "envlock.cache/v1"
 KINDS = ("layer", "base", "plan")
 MAX_ENTRY = 4 << 20  # bytes: an entry is small (a base's manifest and config, a plan)
 PARALLEL = 4  # entries fetched or published at once
+TIMEOUT = 20  # seconds a cache may stay silent (connecting, or in a reply) before a build goes on without it
 _KEY = re.compile(r"[0-9a-f]{64}")
 
 Say = Callable[[str], None]
@@ -137,7 +138,7 @@ class RemoteCache:
 
         self.ref = target(reference)
         self.where = f"{self.ref.registry}/{self.ref.repository}"
-        self.client = Client(self.ref)
+        self.client = Client(self.ref, timeout=TIMEOUT)  # a cache only saves time: never wait long for it
         self.store = store
         self.say = say or (lambda _m: None)
         self.warnings: list[str] = []
@@ -346,7 +347,7 @@ class RemoteCache:
 
             return key, self._fetch("layer", key, get)
 
-        if not wanted:
+        if not wanted or self._down:  # an unavailable cache was warned about once already
             return {}
         total = len(wanted)
         self.say(f"Looking up {total} layer{'s' if total != 1 else ''} in the build cache {self.where}")

@@ -355,7 +355,6 @@ def test_rebuild_of_a_record_takes_its_layers_from_the_cache(
     assert "rebuilt, matches the record" in proc.stderr
 
 
-
 def test_publishing_replaces_a_plan_that_says_otherwise(
     tmp_path: Path, base_layout: Path, reg: Registry
 ) -> None:
@@ -386,7 +385,6 @@ def test_publishing_replaces_a_plan_that_says_otherwise(
         _blob(reg.address, "pl/cache", _entry_manifest(reg.address, "pl/cache", plan.tag)["config"]["digest"])
     )  # type: ignore[index]
     assert doc["plan"] == plan.data["plan"]
-
 
 
 @pytest.mark.parametrize(
@@ -444,3 +442,24 @@ def test_a_base_entry_that_cannot_be_the_base_is_refused_and_not_recorded(
         f"build cache entry base-{key[:14]}… in {cache} refused: {why}; built here instead"
     ]
     assert basemod.debian_record(store2, key) is None
+
+
+def test_a_cache_that_hangs_is_given_up_on_soon(tmp_path: Path) -> None:
+    """A registry that takes the connection and never answers: the build goes on without
+    the cache after seconds (buildcache.TIMEOUT), not after the push timeout of five minutes."""
+    import socket
+    import time
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
+        cache = f"127.0.0.1:{silent.getsockname()[1]}/hang/cache"
+        reader = buildcache.RemoteCache(cache, Store(tmp_path / "s"))
+        start = time.monotonic()
+        assert reader.plan("0" * 64, []) is None
+        assert reader.layers([("1" * 64, "envlock: pip 1 packages")]) == {}
+        took = time.monotonic() - start
+    assert took < buildcache.TIMEOUT + 15, took
+    (warning,) = reader.warnings
+    assert warning.startswith(f"build cache {cache} is unavailable (cannot reach registry")
+    assert "timed out" in warning
