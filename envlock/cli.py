@@ -270,10 +270,21 @@ def _build(args: argparse.Namespace, store: Any) -> int:
     return 0
 
 
+def _cache_reference(args: argparse.Namespace) -> str | None:
+    """``--cache`` (checked: an empty one is a mistake, not "no cache"), else
+    ``$ENVLOCK_CACHE`` (unset or empty: no cache)."""
+    if args.cache is None:
+        return os.environ.get("ENVLOCK_CACHE") or None
+    from envlock.image.buildcache import target
+
+    target(args.cache)
+    return str(args.cache)
+
+
 def _build_cache(args: argparse.Namespace, store: Any, say: Any) -> Any:
     """The ``--cache`` (or ``$ENVLOCK_CACHE``) build cache to read, if any."""
-    reference = args.cache if args.cache is not None else os.environ.get("ENVLOCK_CACHE", "")
-    if not reference:
+    reference = _cache_reference(args)
+    if reference is None:
         return None
     from envlock.image.buildcache import RemoteCache
 
@@ -284,9 +295,7 @@ def _publish(args: argparse.Namespace, store: Any, result: Any, say: Any) -> Non
     from envlock.image import buildcache
 
     entries = buildcache.entries_of(result, Path(args.spec), store, say)
-    done = buildcache.publish(
-        store, entries, args.cache or os.environ["ENVLOCK_CACHE"], say, compression=args.compression
-    )
+    done = buildcache.publish(store, entries, _cache_reference(args) or "", say, compression=args.compression)
     for warning in done.warnings:
         _warn(warning)
     say(f"Build cache: {done.added} entries added, {done.present} already there, {done.replaced} replaced")
@@ -295,8 +304,8 @@ def _publish(args: argparse.Namespace, store: Any, result: Any, say: Any) -> Non
 def cmd_cache(args: argparse.Namespace) -> int:
     from envlock.image import buildcache
 
-    reference = args.cache or os.environ.get("ENVLOCK_CACHE", "")
-    if not reference:
+    reference = _cache_reference(args)
+    if reference is None:
         raise UsageError(
             "no build cache given", "envlock cache push SPEC --cache REGISTRY/REPO (or set ENVLOCK_CACHE)"
         )
@@ -588,8 +597,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
             ref = record_of_run(ref.removeprefix("mlflow:"))
         wanted = find(ref, root, _warn)
         _preflight(lock_at_commit(root, wanted), wanted.name, store, wanted.platform, args.no_check)
-    cache = args.cache if args.cache is not None else os.environ.get("ENVLOCK_CACHE", "")
-    done = rebuild(args.model, cwd=Path.cwd(), store=store, worktree=worktree, say=_say, cache=cache or None)
+    cache = _cache_reference(args)
+    done = rebuild(args.model, cwd=Path.cwd(), store=store, worktree=worktree, say=_say, cache=cache)
     rec = done.record
     source = {"store": "found in the store", "registry": "pulled from the registry", "built": "rebuilt"}[
         done.how

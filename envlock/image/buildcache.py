@@ -108,10 +108,16 @@ def target(reference: str) -> Reference:
     """The cache repository ``REGISTRY/REPO`` (no tag, no digest).
 
     Raises:
-        UsageError: a tag or digest, or a malformed reference.
+        UsageError: empty, a registry without a repository, a tag or digest, or a
+            malformed reference.
     """
     from envlock.image.registry import parse
 
+    example = "give REGISTRY/REPO, e.g. --cache registry.example.com/team/cache"
+    if not reference.strip():
+        raise UsageError("the build cache reference is empty", example)
+    if "/" not in reference:  # parse() would read HOST:PORT as Docker Hub's library/HOST, tag PORT
+        raise UsageError(f"the build cache is a repository in a registry, not {reference!r}", example)
     ref = parse(reference)
     if ref.digest or ref.tag:
         raise UsageError(

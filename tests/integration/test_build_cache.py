@@ -238,10 +238,14 @@ def test_bad_cache_references_are_usage_errors(tmp_path: Path, base_layout: Path
         "127.0.0.1:5000/c/cache:tag",
         "127.0.0.1:5000/C/Cache",
         f"127.0.0.1:5000/c@sha256:{'0' * 64}",
+        "",  # "--cache $CACHE" with CACHE unset: a mistake, not a build without the cache
+        "127.0.0.1:5000",  # a registry without a repository
     ):
         proc = build(spec, tmp_path / "s", "--cache", bad)
         assert proc.returncode == 2, (bad, proc.stderr)
         assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+        assert "registry-1.docker.io" not in proc.stderr, proc.stderr
+    assert Store(tmp_path / "s").list_envs() == []  # nothing was built
     proc = run_envlock(
         "cache", "push", str(spec), "--store", str(tmp_path / "s"), cwd=tmp_path, env={"ENVLOCK_CACHE": ""}
     )
