@@ -29,13 +29,14 @@ rebuild`` still compares the result with the record's layers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
 import re
 import threading
 import urllib.error
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -475,16 +476,18 @@ def publish(
 ) -> Published:
     """Publish ``entries`` to the cache repository ``reference``.
 
-    An entry already there with the same layers is left alone; one with other layers is
-    replaced by this build's, with a warning naming it (a build is a function of its key,
-    so two different answers mean one of them is wrong; this one was made or checked here).
+    An entry already there with the same layers and data is left alone; one with other
+    layers, or another plan or base, is replaced by this build's, with a warning naming it
+    (a build is a function of its key, so two different answers mean one of them is wrong;
+    this one was made or checked here).
     Layers go up as ``envlock build --push`` sends them (``envlock.image.push``), blobs the
     registry has are not sent again.
 
     Raises:
         UsageError: a tagged or digest reference.
         CheckFailed: a layer blob is missing or damaged in the store.
-        ServiceUnavailable: the registry failed or refused.
+        ServiceUnavailable: the registry failed or refused (the message says it was the
+            build cache: after ``build --push`` the image itself is pushed already).
     """
     from envlock.image.push import push_layer
     from envlock.image.registry import Client
@@ -493,7 +496,7 @@ def publish(
     chosen = compress.codec(compression)
     threads = threads or compress.cores()
     client = Client(ref)
-    with store.using():
+    with store.using(), _publishing(f"{ref.registry}/{ref.repository}"):
         store.check_blobs([la.digest for e in entries for la in e.layers])
         client.has_blob(digest_of(EMPTY))  # authenticates once, before the parallel part
         reader = RemoteCache(reference, store)
@@ -553,6 +556,17 @@ def publish(
             for future in [pool.submit(one, e) for e in unique]:
                 future.result()
     return Published(**counts, warnings=tuple(warnings))
+
+
+@contextlib.contextmanager
+def _publishing(where: str) -> Iterator[None]:
+    """A registry failure while publishing, named as one of the build cache ``where``."""
+    try:
+        yield
+    except ServiceUnavailable as exc:
+        raise ServiceUnavailable(
+            f"cannot publish to the build cache {where}: {exc.message}", exc.hint
+        ) from None
 
 
 def _difference(there: dict[str, Any], ours: dict[str, Any]) -> str:

@@ -232,6 +232,17 @@ def test_an_unreachable_cache_is_one_warning_and_the_build_goes_on(tmp_path: Pat
     assert proc.stdout.split()[-1] == reference.stdout.split()[-1]
 
 
+def test_a_cache_that_cannot_be_published_to_is_named_in_the_error(tmp_path: Path, base_layout: Path) -> None:
+    spec = project(tmp_path / "p", f"oci:{base_layout}", heavy=0)
+    cache = f"127.0.0.1:{free_port()}/nobody/cache"
+    proc = run_envlock(
+        "cache", "push", str(spec), "--cache", cache, "--store", str(tmp_path / "s"), cwd=tmp_path
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert f"error: cannot publish to the build cache {cache}: cannot reach registry" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_bad_cache_references_are_usage_errors(tmp_path: Path, base_layout: Path) -> None:
     spec = project(tmp_path / "p", f"oci:{base_layout}", heavy=0)
     for bad in (
