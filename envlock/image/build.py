@@ -356,24 +356,37 @@ def build_lock(
         layout = _Layout(plan.groups(pip), plan.decision(pip).omit, interpreter, base, plat.bytecode, conda)
         cache.layers(layout.missing(store))
         needed = layout.inputs_of_missing(store)
+        # the wheels read anyway check the plan, with those sharing a conflict with them
+        named = plan.companions({p.name for p in needed if p.manager == "pip"})
+        needed = [*needed, *(p for p in pip if p.name in named and p not in needed)]
 
+    from envlock.credentials import sources_from_options
     from envlock.fetch import fetch_all
 
-    fetched = _to_fetch(store, needed, plat.python)
-    missing = [p for p in fetched if not store.has_artifact(p.sha256)]
-    if missing:
-        total = sum(p.size or 0 for p in missing)
-        say(f"Fetching {len(missing)} of {len(fetched)} packages ({total / 1e6:.0f} MB)")
-    from envlock.credentials import sources_from_options
-
     sources = (*sources_from_options(plat.pip_options), *plat.conda_channels)
-    paths = fetch_all(store, fetched, lock_dir, progress=fetch_progress, sources=sources)
-    wheels = _wheels(store, [p for p in pip if p in needed], paths, lock_dir, plat.python, say)
+
+    def fetch(needed: list[Package]) -> tuple[set[str], dict[str, Path], list[tuple[Package, Path]]]:
+        """(sha256 of the downloads, artifact paths, pip wheels) for the ``needed`` packages."""
+        fetched = _to_fetch(store, needed, plat.python)
+        missing = [p for p in fetched if not store.has_artifact(p.sha256)]
+        if missing:
+            total = sum(p.size or 0 for p in missing)
+            say(f"Fetching {len(missing)} of {len(fetched)} packages ({total / 1e6:.0f} MB)")
+        paths = fetch_all(store, fetched, lock_dir, progress=fetch_progress, sources=sources)
+        wheels = _wheels(store, [p for p in pip if p in needed], paths, lock_dir, plat.python, say)
+        # checked just now: downloads by their sha256, wheels built from source by their content digest
+        return {p.sha256 for p in missing} | {p.sha256 for p in pip if p.built}, paths, wheels
+
+    checked, paths, wheels = fetch(needed)
     from envlock.image import conflicts
 
+    if cache is not None and plan is not None:
+        why = plan.contradiction(wheels, plat.python, store, checked)
+        if why is not None:  # decided here, from every wheel, as without a plan
+            cache.refuse("plan", plan_key, why)
+            plan = None
+            checked, paths, wheels = fetch(every)
     if plan is None:
-        # checked just now: downloads by their sha256, wheels built from source by their content digest
-        checked = {p.sha256 for p in missing} | {p.sha256 for p in pip if p.built}
         decision = conflicts.scan(wheels, plat.python, store, verified=checked)
         plan = planmod.Plan.decided(wheels, decision)
         layout = _Layout(plan.groups(pip), decision.omit, interpreter, base, plat.bytecode, conda)

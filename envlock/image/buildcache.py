@@ -164,6 +164,10 @@ class RemoteCache:
                 f"build cache {self.where} is unavailable ({exc.message}); building without it"
             )
 
+    def refuse(self, kind: str, key: str, why: str) -> None:
+        """Refuse the entry ``kind-key`` that a later check found wrong (a warning)."""
+        self._refuse(tag(kind, key), why)
+
     def _refuse(self, name: str, why: str) -> None:
         self.warnings.append(
             f"build cache entry {name[:19]}… in {self.where} refused: {why}; built here instead"

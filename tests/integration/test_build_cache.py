@@ -478,3 +478,42 @@ def test_a_cache_that_hangs_is_given_up_on_soon(tmp_path: Path) -> None:
     (warning,) = reader.warnings
     assert warning.startswith(f"build cache {cache} is unavailable (cannot reach registry")
     assert "timed out" in warning
+
+
+def test_a_plan_that_the_wheels_at_hand_contradict_is_refused(
+    tmp_path: Path, base_layout: Path, reg: Registry
+) -> None:
+    """A well-formed plan that lies (the big package has no layer of its own; a package
+    leaves out a file no other package writes) made an image with another ID, without a
+    word.  The wheels a build reads anyway now check it: refused, decided here, same ID."""
+    spec = project(tmp_path / "p", f"oci:{base_layout}")
+    cache = f"{reg.address}/lie/cache"
+    first = run_envlock(
+        "cache", "push", str(spec), "--cache", cache, "--store", str(tmp_path / "s1"), cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stderr
+    image_id = first.stdout.strip()
+    plan = next(
+        e
+        for e in buildcache.recall(Store(tmp_path / "s1"), _manifest(tmp_path / "s1")) or []
+        if e.kind == "plan"
+    )
+    honest = plan.data["plan"]
+    own = "opt/env/lib/python3.11/site-packages/envlock_cx_heavy/__init__.py"
+    lies = {
+        "it says envlock-cx-heavy has no layer of its own, its wheel says otherwise": {
+            "big": [],
+            "conflicts": honest["conflicts"],
+        },
+        f"it has a conflict at /{own} that the wheels do not have": {
+            "big": honest["big"],
+            "conflicts": [*honest["conflicts"], [own, "envlock-cx-beta", ["envlock-cx-heavy"]]],
+        },
+    }
+    client = Client(parse(cache))
+    for i, (why, lie) in enumerate(lies.items()):
+        _put_entry(client, plan.tag, {**plan.document(), "plan": lie})
+        proc = build(spec, tmp_path / f"s{i + 2}", "--cache", cache)
+        assert proc.returncode == 0, proc.stderr
+        assert f"warning: build cache entry {plan.tag[:19]}… in {cache} refused: {why}" in proc.stderr
+        assert proc.stdout.split()[-1] == image_id

@@ -139,3 +139,12 @@ def test_an_entry_document_lists_its_layers() -> None:
         "sizes": [10],
         "created_by": ["envlock: pip 3 packages"],
     }
+
+
+def test_the_companions_of_packages_are_those_sharing_a_conflict_with_them() -> None:
+    plan = Plan(("torch",), (("a/x", "tqdm", ("six",)), ("a/y", "six", ("numpy",))))
+    assert plan.companions({"torch"}) == {"torch"}
+    assert plan.companions({"tqdm"}) == {"tqdm", "six"}
+    assert plan.companions({"six"}) == {"six", "tqdm", "numpy"}
+    assert plan.companions({"numpy"}) == {"numpy", "six"}  # not on to tqdm: six's conflict with it is whole
+    assert plan.companions(set()) == set()
