@@ -248,7 +248,9 @@ class RemoteCache:
             Refused: its bytes are not the descriptor's, or do not decompress to ``diff_id``.
             ServiceUnavailable: the registry failed on the way.
         """
-        if self.store.blob_intact(diff_id):
+        if self.store.blob_intact(diff_id):  # nothing to download, but its size is a claim too
+            if (held := self.store.blob_path(diff_id).stat().st_size) != size:
+                raise Refused(f"it gives its layer {diff_id[:19]}… {size} bytes, the layer has {held}")
             return
         if descriptor.media_type not in (compress.LAYER_ZSTD, *_GZIP):
             raise Refused(f"its layer is {descriptor.media_type[:60]!r}, not gzip or zstd")

@@ -517,3 +517,42 @@ def test_a_plan_that_the_wheels_at_hand_contradict_is_refused(
         assert proc.returncode == 0, proc.stderr
         assert f"warning: build cache entry {plan.tag[:19]}… in {cache} refused: {why}" in proc.stderr
         assert proc.stdout.split()[-1] == image_id
+
+
+def test_an_entry_naming_a_layer_the_store_has_with_another_size_is_refused(
+    tmp_path: Path, base_layout: Path, reg: Registry
+) -> None:
+    """The layer is not downloaded when the store holds its diff_id already, but the size the
+    entry claims went into the image's manifest unchecked: a descriptor whose size is not
+    its blob's (OCI image spec, "Descriptor": size MUST be exact), which store fsck missed."""
+    from envlock.image.build import load_image
+
+    spec = project(tmp_path / "p", f"oci:{base_layout}", heavy=0)
+    cache = f"{reg.address}/size/cache"
+    first = run_envlock(
+        "cache", "push", str(spec), "--cache", cache, "--store", str(tmp_path / "s1"), cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stderr
+    image_id = first.stdout.strip()
+    store1 = Store(tmp_path / "s1")
+    base_layer = load_image(store1, _manifest(tmp_path / "s1")).layers[0]  # every store building this has it
+    small = next(e for e in buildcache.recall(store1, _manifest(tmp_path / "s1")) or [] if e.kind == "layer")
+    raw = _raw_manifest(reg.address, "size/cache", small.tag)
+    doc = json.loads(_blob(reg.address, "size/cache", json.loads(raw)["config"]["digest"]))
+    config = canonical_json({**doc, "diff_ids": [base_layer.diff_id], "sizes": [1234]})
+    forged = {**json.loads(raw)}
+    forged["config"] = {
+        **forged["config"],
+        "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+        "size": len(config),
+    }
+    client = Client(parse(cache))
+    client.upload_data(forged["config"]["digest"], config)
+    client.put_manifest(canonical_json(forged), "application/vnd.oci.image.manifest.v1+json", small.tag)
+    proc = build(spec, tmp_path / "s2", "--cache", cache)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        f"entry {small.tag[:19]}… in {cache} refused: it gives its layer {base_layer.diff_id[:19]}… "
+        f"1234 bytes, the layer has {base_layer.size}" in proc.stderr
+    )
+    assert proc.stdout.split()[-1] == image_id
