@@ -160,8 +160,9 @@ class RemoteCache:
             if self._down:
                 return
             self._down = True
+            hint = f" (hint: {exc.hint})" if exc.hint else ""  # e.g. docker login REGISTRY
             self.warnings.append(
-                f"build cache {self.where} is unavailable ({exc.message}); building without it"
+                f"build cache {self.where} is unavailable ({exc.message}); building without it{hint}"
             )
 
     def refuse(self, kind: str, key: str, why: str) -> None:
@@ -366,7 +367,7 @@ class RemoteCache:
         self.say(f"Looking up {total} layer{'s' if total != 1 else ''} in the build cache {self.where}")
         with ThreadPoolExecutor(max_workers=min(PARALLEL, total)) as pool:
             got = {k: la for k, la in pool.map(one, wanted) if la is not None}
-        if got:
+        if not self._down:  # a miss says so too: silence read as "still looking"
             size = sum(la.size for la in got.values())
             self.say(f"Took {len(got)} of {total} layers from the build cache ({size / 1e6:.0f} MB)")
         return got

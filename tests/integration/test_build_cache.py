@@ -210,7 +210,7 @@ def test_forged_entries_are_refused(tmp_path: Path, base_layout: Path, reg: Regi
     proc = build(spec, tmp_path / "s2", "--cache", cache)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[-1] == image_id
-    assert "Took" not in proc.stderr
+    assert "Took 0 of 2 layers from the build cache (0 MB)" in proc.stderr
     assert f"entry {small.tag[:19]}… in {cache} refused: it describes layer-" in proc.stderr
     assert f"entry {heavy.tag[:19]}… in {cache} refused: its layer does not decompress to" in proc.stderr
     # 3: a plan naming a package the lock does not have
@@ -228,6 +228,8 @@ def test_an_unreachable_cache_is_one_warning_and_the_build_goes_on(tmp_path: Pat
     proc = build(spec, tmp_path / "s", "--cache", cache)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count(f"warning: build cache {cache.split('/')[0]}/nobody/cache is unavailable") == 1
+    assert "building without it (hint: start the registry or check the reference)" in proc.stderr
+    assert "Took" not in proc.stderr and "Looking up" not in proc.stderr
     reference = build(spec, tmp_path / "s-ref")
     assert proc.stdout.split()[-1] == reference.stdout.split()[-1]
 
