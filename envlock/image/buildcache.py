@@ -34,6 +34,7 @@ import hashlib
 import http.client
 import json
 import re
+import shutil
 import threading
 import urllib.error
 from collections.abc import Callable, Iterator, Sequence
@@ -255,6 +256,10 @@ class RemoteCache:
             return
         if descriptor.media_type not in (compress.LAYER_ZSTD, *_GZIP):
             raise Refused(f"its layer is {descriptor.media_type[:60]!r}, not gzip or zstd")
+        # decompression stops at the claimed size; a claim the disk cannot hold is refused
+        # before a byte is written, so that no entry fills the disk for the store's neighbours
+        if size > (free := shutil.disk_usage(self.store.root).free):
+            raise Refused(f"its layer claims {size} bytes, more than the {free} free in the store")
         url = self.ref.url(f"blobs/{descriptor.digest}")
         try:
             resp = self.client.request("GET", url)

@@ -558,3 +558,44 @@ def test_an_entry_naming_a_layer_the_store_has_with_another_size_is_refused(
         f"1234 bytes, the layer has {base_layer.size}" in proc.stderr
     )
     assert proc.stdout.split()[-1] == image_id
+
+
+def test_a_layer_claiming_more_than_the_disk_holds_is_refused_before_a_byte_is_written(
+    tmp_path: Path, base_layout: Path, reg: Registry
+) -> None:
+    """A gzip bomb stops at the size its entry claims; a claim of an exabyte made the
+    build decompress until the bomb ran out (or the disk was full)."""
+    spec = project(tmp_path / "p", f"oci:{base_layout}", heavy=0)
+    cache = f"{reg.address}/bomb/cache"
+    first = run_envlock(
+        "cache", "push", str(spec), "--cache", cache, "--store", str(tmp_path / "s1"), cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stderr
+    image_id = first.stdout.strip()
+    small = next(
+        e
+        for e in buildcache.recall(Store(tmp_path / "s1"), _manifest(tmp_path / "s1")) or []
+        if e.kind == "layer"
+    )
+    bomb = gzip.compress(b"\0" * (64 << 20), compresslevel=9, mtime=0)
+    bomb_digest = "sha256:" + hashlib.sha256(bomb).hexdigest()
+    client = Client(parse(cache))
+    client.upload_data(bomb_digest, bomb)
+    raw = json.loads(_raw_manifest(reg.address, "bomb/cache", small.tag))
+    doc = json.loads(_blob(reg.address, "bomb/cache", raw["config"]["digest"]))
+    config = canonical_json({**doc, "sizes": [1 << 60]})
+    client.upload_data("sha256:" + hashlib.sha256(config).hexdigest(), config)
+    raw["config"] = {
+        **raw["config"],
+        "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+        "size": len(config),
+    }
+    raw["layers"][0] = {**raw["layers"][0], "digest": bomb_digest, "size": len(bomb)}
+    client.put_manifest(canonical_json(raw), "application/vnd.oci.image.manifest.v1+json", small.tag)
+    proc = build(spec, tmp_path / "s2", "--cache", cache)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        f"entry {small.tag[:19]}… in {cache} refused: its layer claims {1 << 60} bytes, more than the"
+        in proc.stderr
+    )
+    assert proc.stdout.split()[-1] == image_id
