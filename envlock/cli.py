@@ -265,7 +265,7 @@ def _build(args: argparse.Namespace, store: Any) -> int:
 
         pushed = registry.push(store, image, args.push, say, compression=args.compression)
         print(pushed)
-        if cache is not None:
+        if args.cache is not None:  # published only when asked here: $ENVLOCK_CACHE is only read
             _publish(args, store, result, say)
     return 0
 
@@ -800,7 +800,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache",
         metavar="REG/REPO",
         help="take layers from this build cache by build key (default: $ENVLOCK_CACHE); "
-        "with --push, also publish this image's layers to it",
+        "with --push, also publish this image's layers to it ($ENVLOCK_CACHE alone is only read)",
     )
     p.add_argument("--platform", help="platform of the lock to build (default: linux-64)")
     p.add_argument(

@@ -59,8 +59,10 @@ def project(root: Path, base: str, heavy: int = 6 << 20) -> Path:
     return locked_project(root, wheels, '"envlock-cx-alpha", "envlock-cx-heavy"', f'base = "{base}"\n')
 
 
-def build(spec: Path, store: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_envlock("build", str(spec), "--store", str(store), *args, cwd=spec.parent)
+def build(
+    spec: Path, store: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return run_envlock("build", str(spec), "--store", str(store), *args, cwd=spec.parent, env=env)
 
 
 def entries(address: str, repo: str) -> list[str]:
@@ -599,3 +601,17 @@ def test_a_layer_claiming_more_than_the_disk_holds_is_refused_before_a_byte_is_w
         in proc.stderr
     )
     assert proc.stdout.split()[-1] == image_id
+
+
+def test_envlock_cache_alone_is_read_not_published_to_on_push(
+    tmp_path: Path, base_layout: Path, reg: Registry
+) -> None:
+    """A developer's ENVLOCK_CACHE names the team's cache, where they may pull but not push
+    (docs/SECURITY.md); pushing their own image must not fail on publishing to it."""
+    spec = project(tmp_path / "p", f"oci:{base_layout}", heavy=0)
+    cache = f"127.0.0.1:{free_port()}/team/cache"  # nothing publishes here without failing
+    proc = build(spec, tmp_path / "s", "--push", f"{reg.address}/dev/app", env={"ENVLOCK_CACHE": cache})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1].startswith(f"{reg.address}/dev/app@sha256:")
+    assert "Publishing" not in proc.stderr
+    assert proc.stderr.count(f"warning: build cache {cache} is unavailable") == 1  # it was read
