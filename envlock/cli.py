@@ -9,10 +9,11 @@ Heavy modules are imported inside the command that needs them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -223,7 +224,7 @@ def _build(args: argparse.Namespace, store: Any) -> int:
         print(build_with_docker(Path(args.spec), store=store, say=say, platform=args.platform))
         return 0
     cache = _build_cache(args, store, say)
-    with FetchProgress(enabled=None if not args.quiet else False) as progress:
+    with FetchProgress(enabled=None if not args.quiet else False) as progress, _cache_warnings(cache):
         result = build_spec(
             Path(args.spec),
             store=store,
@@ -281,6 +282,18 @@ def _cache_reference(args: argparse.Namespace) -> str | None:
     return str(args.cache)
 
 
+@contextlib.contextmanager
+def _cache_warnings(cache: Any) -> Iterator[None]:
+    """A build that fails still says what its build cache refused or could not reach (a
+    successful one returns them with its other warnings)."""
+    try:
+        yield
+    except EnvlockError:
+        for warning in cache.warnings if cache is not None else ():
+            _warn(warning)
+        raise
+
+
 def _build_cache(args: argparse.Namespace, store: Any, say: Any) -> Any:
     """The ``--cache`` (or ``$ENVLOCK_CACHE``) build cache to read, if any."""
     reference = _cache_reference(args)
@@ -316,15 +329,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
     with store.using():
         for spec in specs:
             reader = buildcache.RemoteCache(reference, store, say)
-            result, done = buildcache.push_spec(
-                spec,
-                reference,
-                store=store,
-                platform=args.platform,
-                say=say,
-                compression=args.compression,
-                cache=reader,
-            )
+            with _cache_warnings(reader):
+                result, done = buildcache.push_spec(
+                    spec,
+                    reference,
+                    store=store,
+                    platform=args.platform,
+                    say=say,
+                    compression=args.compression,
+                    cache=reader,
+                )
             for warning in (*result.warnings, *done.warnings):
                 _warn(warning)
             say(f"{spec}: {done.added} entries added, {done.present} already there, {done.replaced} replaced")

@@ -322,6 +322,16 @@ def build_lock(
         )
 
     raise_all(precheck(plat, lock_dir, store, file_conflicts, cached=cache is not None))
+    pip = [p for p in plat.packages if p.manager == "pip"]
+    plan_key = planmod.key(pip, plat.python)
+    plan = cache.plan(plan_key, pip) if cache is not None and pip else None
+    if cache is not None and plan is None:
+        # without a plan every wheel is read: one that is gone fails the build here, not
+        # after a base was bootstrapped or pulled (conflicts were checked just now)
+        gone = precheck(plat, lock_dir, store, "warn")
+        if gone and not cache.warnings:  # (an unavailable cache or a refused plan says why itself)
+            say(f"The build cache {cache.where} has no build plan for this lock: every wheel is needed")
+        raise_all(gone)
     conda = [p for p in plat.packages if p.manager == "conda"]
     reference = plat.base or basemod.default_base(plat.python)
     located = reference
@@ -338,7 +348,6 @@ def build_lock(
         key = basemod.debian_key(reference.split(":", 1)[1], plat.python, plat.system)
         entries.append(_base_entry(store, key, base))
 
-    pip = [p for p in plat.packages if p.manager == "pip"]
     every = [*conda, *pip]
     # With conda's own python, /opt/env is a conda prefix and its interpreter is conda's;
     # otherwise it is a virtual environment on the base's interpreter, conda files added.
@@ -348,8 +357,6 @@ def build_lock(
         if conda_python
         else base.interpreter
     )
-    plan_key = planmod.key(pip, plat.python)
-    plan = cache.plan(plan_key, pip) if cache is not None and pip else None
     needed = every
     if cache is not None and plan is not None:  # every layer's key is known: fetch only the
         # wheels of the layers neither here nor in the cache

@@ -615,3 +615,26 @@ def test_envlock_cache_alone_is_read_not_published_to_on_push(
     assert proc.stdout.split()[-1].startswith(f"{reg.address}/dev/app@sha256:")
     assert "Publishing" not in proc.stderr
     assert proc.stderr.count(f"warning: build cache {cache} is unavailable") == 1  # it was read
+
+
+@pytest.mark.parametrize("where", ["empty", "unreachable"])
+def test_no_wheelhouse_and_no_plan_in_the_cache_fails_before_the_base(
+    tmp_path: Path, base_layout: Path, reg: Registry, where: str
+) -> None:
+    """A machine without the wheelhouse trusts the cache to have the layers; when it has no
+    plan for the lock (a wrong repository, a cache not filled yet, one that is down), every
+    wheel is needed: that failed only after the base was bootstrapped or imported (90 s for
+    debian:bookworm), and the cache's own warning was lost with the failed build."""
+    spec = project(tmp_path / "p", f"oci:{base_layout}", heavy=0)
+    shutil.rmtree(spec.parent.parent / "wheels")
+    cache = f"{reg.address}/empty/cache" if where == "empty" else f"127.0.0.1:{free_port()}/down/cache"
+    proc = build(spec, tmp_path / "s", "--cache", cache)
+    assert proc.returncode == 1, proc.stderr
+    assert "envlock_cx_alpha-2.0-py3-none-any.whl does not exist" in proc.stderr
+    if where == "empty":
+        assert (
+            f"The build cache {cache} has no build plan for this lock: every wheel is needed" in proc.stderr
+        )
+    else:
+        assert f"warning: build cache {cache} is unavailable" in proc.stderr
+    assert list((tmp_path / "s" / "blobs" / "sha256").glob("*")) == []  # no base was taken in
