@@ -9,10 +9,11 @@ Heavy modules are imported inside the command that needs them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -223,7 +224,7 @@ def _build(args: argparse.Namespace, store: Any) -> int:
         print(build_with_docker(Path(args.spec), store=store, say=say, platform=args.platform))
         return 0
     cache = _build_cache(args, store, say)
-    with FetchProgress(enabled=None if not args.quiet else False) as progress:
+    with FetchProgress(enabled=None if not args.quiet else False) as progress, _cache_warnings(cache):
         result = build_spec(
             Path(args.spec),
             store=store,
@@ -265,15 +266,38 @@ def _build(args: argparse.Namespace, store: Any) -> int:
 
         pushed = registry.push(store, image, args.push, say, compression=args.compression)
         print(pushed)
-        if cache is not None:
+        if args.cache is not None:  # published only when asked here: $ENVLOCK_CACHE is only read
             _publish(args, store, result, say)
     return 0
 
 
+def _cache_reference(args: argparse.Namespace) -> str | None:
+    """``--cache`` (checked: an empty one is a mistake, not "no cache"), else
+    ``$ENVLOCK_CACHE`` (unset or empty: no cache)."""
+    if args.cache is None:
+        return os.environ.get("ENVLOCK_CACHE") or None
+    from envlock.image.buildcache import target
+
+    target(args.cache)
+    return str(args.cache)
+
+
+@contextlib.contextmanager
+def _cache_warnings(cache: Any) -> Iterator[None]:
+    """A build that fails still says what its build cache refused or could not reach (a
+    successful one returns them with its other warnings)."""
+    try:
+        yield
+    except EnvlockError:
+        for warning in cache.warnings if cache is not None else ():
+            _warn(warning)
+        raise
+
+
 def _build_cache(args: argparse.Namespace, store: Any, say: Any) -> Any:
     """The ``--cache`` (or ``$ENVLOCK_CACHE``) build cache to read, if any."""
-    reference = args.cache if args.cache is not None else os.environ.get("ENVLOCK_CACHE", "")
-    if not reference:
+    reference = _cache_reference(args)
+    if reference is None:
         return None
     from envlock.image.buildcache import RemoteCache
 
@@ -284,9 +308,7 @@ def _publish(args: argparse.Namespace, store: Any, result: Any, say: Any) -> Non
     from envlock.image import buildcache
 
     entries = buildcache.entries_of(result, Path(args.spec), store, say)
-    done = buildcache.publish(
-        store, entries, args.cache or os.environ["ENVLOCK_CACHE"], say, compression=args.compression
-    )
+    done = buildcache.publish(store, entries, _cache_reference(args) or "", say, compression=args.compression)
     for warning in done.warnings:
         _warn(warning)
     say(f"Build cache: {done.added} entries added, {done.present} already there, {done.replaced} replaced")
@@ -295,8 +317,8 @@ def _publish(args: argparse.Namespace, store: Any, result: Any, say: Any) -> Non
 def cmd_cache(args: argparse.Namespace) -> int:
     from envlock.image import buildcache
 
-    reference = args.cache or os.environ.get("ENVLOCK_CACHE", "")
-    if not reference:
+    reference = _cache_reference(args)
+    if reference is None:
         raise UsageError(
             "no build cache given", "envlock cache push SPEC --cache REGISTRY/REPO (or set ENVLOCK_CACHE)"
         )
@@ -307,15 +329,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
     with store.using():
         for spec in specs:
             reader = buildcache.RemoteCache(reference, store, say)
-            result, done = buildcache.push_spec(
-                spec,
-                reference,
-                store=store,
-                platform=args.platform,
-                say=say,
-                compression=args.compression,
-                cache=reader,
-            )
+            with _cache_warnings(reader):
+                result, done = buildcache.push_spec(
+                    spec,
+                    reference,
+                    store=store,
+                    platform=args.platform,
+                    say=say,
+                    compression=args.compression,
+                    cache=reader,
+                )
             for warning in (*result.warnings, *done.warnings):
                 _warn(warning)
             say(f"{spec}: {done.added} entries added, {done.present} already there, {done.replaced} replaced")
@@ -594,8 +617,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
             ref = record_of_run(ref.removeprefix("mlflow:"))
         wanted = find(ref, root, _warn)
         _preflight(lock_at_commit(root, wanted), wanted.name, store, wanted.platform, args.no_check)
-    cache = args.cache if args.cache is not None else os.environ.get("ENVLOCK_CACHE", "")
-    done = rebuild(args.model, cwd=Path.cwd(), store=store, worktree=worktree, say=_say, cache=cache or None)
+    cache = _cache_reference(args)
+    done = rebuild(args.model, cwd=Path.cwd(), store=store, worktree=worktree, say=_say, cache=cache)
     rec = done.record
     source = {"store": "found in the store", "registry": "pulled from the registry", "built": "rebuilt"}[
         done.how
@@ -797,7 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache",
         metavar="REG/REPO",
         help="take layers from this build cache by build key (default: $ENVLOCK_CACHE); "
-        "with --push, also publish this image's layers to it",
+        "with --push, also publish this image's layers to it ($ENVLOCK_CACHE alone is only read)",
     )
     p.add_argument("--platform", help="platform of the lock to build (default: linux-64)")
     p.add_argument(

@@ -322,6 +322,16 @@ def build_lock(
         )
 
     raise_all(precheck(plat, lock_dir, store, file_conflicts, cached=cache is not None))
+    pip = [p for p in plat.packages if p.manager == "pip"]
+    plan_key = planmod.key(pip, plat.python)
+    plan = cache.plan(plan_key, pip) if cache is not None and pip else None
+    if cache is not None and plan is None:
+        # without a plan every wheel is read: one that is gone fails the build here, not
+        # after a base was bootstrapped or pulled (conflicts were checked just now)
+        gone = precheck(plat, lock_dir, store, "warn")
+        if gone and not cache.warnings:  # (an unavailable cache or a refused plan says why itself)
+            say(f"The build cache {cache.where} has no build plan for this lock: every wheel is needed")
+        raise_all(gone)
     conda = [p for p in plat.packages if p.manager == "conda"]
     reference = plat.base or basemod.default_base(plat.python)
     located = reference
@@ -338,7 +348,6 @@ def build_lock(
         key = basemod.debian_key(reference.split(":", 1)[1], plat.python, plat.system)
         entries.append(_base_entry(store, key, base))
 
-    pip = [p for p in plat.packages if p.manager == "pip"]
     every = [*conda, *pip]
     # With conda's own python, /opt/env is a conda prefix and its interpreter is conda's;
     # otherwise it is a virtual environment on the base's interpreter, conda files added.
@@ -348,32 +357,43 @@ def build_lock(
         if conda_python
         else base.interpreter
     )
-    plan_key = planmod.key(pip, plat.python)
-    plan = cache.plan(plan_key, pip) if cache is not None and pip else None
     needed = every
     if cache is not None and plan is not None:  # every layer's key is known: fetch only the
         # wheels of the layers neither here nor in the cache
         layout = _Layout(plan.groups(pip), plan.decision(pip).omit, interpreter, base, plat.bytecode, conda)
         cache.layers(layout.missing(store))
         needed = layout.inputs_of_missing(store)
+        # the wheels read anyway check the plan, with those sharing a conflict with them
+        named = plan.companions({p.name for p in needed if p.manager == "pip"})
+        needed = [*needed, *(p for p in pip if p.name in named and p not in needed)]
 
+    from envlock.credentials import sources_from_options
     from envlock.fetch import fetch_all
 
-    fetched = _to_fetch(store, needed, plat.python)
-    missing = [p for p in fetched if not store.has_artifact(p.sha256)]
-    if missing:
-        total = sum(p.size or 0 for p in missing)
-        say(f"Fetching {len(missing)} of {len(fetched)} packages ({total / 1e6:.0f} MB)")
-    from envlock.credentials import sources_from_options
-
     sources = (*sources_from_options(plat.pip_options), *plat.conda_channels)
-    paths = fetch_all(store, fetched, lock_dir, progress=fetch_progress, sources=sources)
-    wheels = _wheels(store, [p for p in pip if p in needed], paths, lock_dir, plat.python, say)
+
+    def fetch(needed: list[Package]) -> tuple[set[str], dict[str, Path], list[tuple[Package, Path]]]:
+        """(sha256 of the downloads, artifact paths, pip wheels) for the ``needed`` packages."""
+        fetched = _to_fetch(store, needed, plat.python)
+        missing = [p for p in fetched if not store.has_artifact(p.sha256)]
+        if missing:
+            total = sum(p.size or 0 for p in missing)
+            say(f"Fetching {len(missing)} of {len(fetched)} packages ({total / 1e6:.0f} MB)")
+        paths = fetch_all(store, fetched, lock_dir, progress=fetch_progress, sources=sources)
+        wheels = _wheels(store, [p for p in pip if p in needed], paths, lock_dir, plat.python, say)
+        # checked just now: downloads by their sha256, wheels built from source by their content digest
+        return {p.sha256 for p in missing} | {p.sha256 for p in pip if p.built}, paths, wheels
+
+    checked, paths, wheels = fetch(needed)
     from envlock.image import conflicts
 
+    if cache is not None and plan is not None:
+        why = plan.contradiction(wheels, plat.python, store, checked)
+        if why is not None:  # decided here, from every wheel, as without a plan
+            cache.refuse("plan", plan_key, why)
+            plan = None
+            checked, paths, wheels = fetch(every)
     if plan is None:
-        # checked just now: downloads by their sha256, wheels built from source by their content digest
-        checked = {p.sha256 for p in missing} | {p.sha256 for p in pip if p.built}
         decision = conflicts.scan(wheels, plat.python, store, verified=checked)
         plan = planmod.Plan.decided(wheels, decision)
         layout = _Layout(plan.groups(pip), decision.omit, interpreter, base, plat.bytecode, conda)

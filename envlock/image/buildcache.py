@@ -29,13 +29,15 @@ rebuild`` still compares the result with the record's layers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
 import re
+import shutil
 import threading
 import urllib.error
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +62,7 @@ SCHEMA = "envlock.cache/v1"
 KINDS = ("layer", "base", "plan")
 MAX_ENTRY = 4 << 20  # bytes: an entry is small (a base's manifest and config, a plan)
 PARALLEL = 4  # entries fetched or published at once
+TIMEOUT = 20  # seconds a cache may stay silent (connecting, or in a reply) before a build goes on without it
 _KEY = re.compile(r"[0-9a-f]{64}")
 
 Say = Callable[[str], None]
@@ -107,10 +110,16 @@ def target(reference: str) -> Reference:
     """The cache repository ``REGISTRY/REPO`` (no tag, no digest).
 
     Raises:
-        UsageError: a tag or digest, or a malformed reference.
+        UsageError: empty, a registry without a repository, a tag or digest, or a
+            malformed reference.
     """
     from envlock.image.registry import parse
 
+    example = "give REGISTRY/REPO, e.g. --cache registry.example.com/team/cache"
+    if not reference.strip():
+        raise UsageError("the build cache reference is empty", example)
+    if "/" not in reference:  # parse() would read HOST:PORT as Docker Hub's library/HOST, tag PORT
+        raise UsageError(f"the build cache is a repository in a registry, not {reference!r}", example)
     ref = parse(reference)
     if ref.digest or ref.tag:
         raise UsageError(
@@ -137,7 +146,7 @@ class RemoteCache:
 
         self.ref = target(reference)
         self.where = f"{self.ref.registry}/{self.ref.repository}"
-        self.client = Client(self.ref)
+        self.client = Client(self.ref, timeout=TIMEOUT)  # a cache only saves time: never wait long for it
         self.store = store
         self.say = say or (lambda _m: None)
         self.warnings: list[str] = []
@@ -152,9 +161,14 @@ class RemoteCache:
             if self._down:
                 return
             self._down = True
+            hint = f" (hint: {exc.hint})" if exc.hint else ""  # e.g. docker login REGISTRY
             self.warnings.append(
-                f"build cache {self.where} is unavailable ({exc.message}); building without it"
+                f"build cache {self.where} is unavailable ({exc.message}); building without it{hint}"
             )
+
+    def refuse(self, kind: str, key: str, why: str) -> None:
+        """Refuse the entry ``kind-key`` that a later check found wrong (a warning)."""
+        self._refuse(tag(kind, key), why)
 
     def _refuse(self, name: str, why: str) -> None:
         self.warnings.append(
@@ -236,10 +250,16 @@ class RemoteCache:
             Refused: its bytes are not the descriptor's, or do not decompress to ``diff_id``.
             ServiceUnavailable: the registry failed on the way.
         """
-        if self.store.blob_intact(diff_id):
+        if self.store.blob_intact(diff_id):  # nothing to download, but its size is a claim too
+            if (held := self.store.blob_path(diff_id).stat().st_size) != size:
+                raise Refused(f"it gives its layer {diff_id[:19]}… {size} bytes, the layer has {held}")
             return
         if descriptor.media_type not in (LAYER_TAR, compress.LAYER_ZSTD, *_GZIP):
             raise Refused(f"its layer is {descriptor.media_type[:60]!r}, not tar, gzip or zstd")
+        # decompression stops at the claimed size; a claim the disk cannot hold is refused
+        # before a byte is written, so that no entry fills the disk for the store's neighbours
+        if size > (free := shutil.disk_usage(self.store.root).free):
+            raise Refused(f"its layer claims {size} bytes, more than the {free} free in the store")
         url = self.ref.url(f"blobs/{descriptor.digest}")
         try:
             resp = self.client.request("GET", url)
@@ -351,13 +371,13 @@ class RemoteCache:
 
             return key, self._fetch("layer", key, get)
 
-        if not wanted:
+        if not wanted or self._down:  # an unavailable cache was warned about once already
             return {}
         total = len(wanted)
         self.say(f"Looking up {total} layer{'s' if total != 1 else ''} in the build cache {self.where}")
         with ThreadPoolExecutor(max_workers=min(PARALLEL, total)) as pool:
             got = {k: la for k, la in pool.map(one, wanted) if la is not None}
-        if got:
+        if not self._down:  # a miss says so too: silence read as "still looking"
             size = sum(la.size for la in got.values())
             self.say(f"Took {len(got)} of {total} layers from the build cache ({size / 1e6:.0f} MB)")
         return got
@@ -392,6 +412,17 @@ class RemoteCache:
             self.say(f"Taking debian:{suite} from the build cache {self.where}")
             for descriptor, (diff_id, size) in zip(layers, pairs, strict=True):
                 self._layer(descriptor, diff_id, size)
+            # recorded, the base is this store's debian:SUITE for every later build, with or
+            # without the cache: one that cannot be a base for this spec is refused first
+            # (``basemod.load`` asks the same when the build goes on)
+            inside = tuple(Layer(d, d, s, LAYER_TAR, "base") for d, s in pairs)
+            try:
+                interp = basemod.find_interpreter(self.store, digest_of(manifest_text.encode()), inside)
+            except CheckFailed as exc:
+                raise Refused(f"its base layer cannot be read ({exc.message[:120]})") from None
+            if interp is None or interp.version != python:
+                has = f"Python {interp.version}" if interp else "no Python"
+                raise Refused(f"its base has {has} at /usr/local/bin or /usr/bin, not Python {python}")
             return basemod.record_debian(
                 self.store, key, suite, python, config, manifest_text.encode(), packages
             )
@@ -462,16 +493,18 @@ def publish(
 ) -> Published:
     """Publish ``entries`` to the cache repository ``reference``.
 
-    An entry already there with the same layers is left alone; one with other layers is
-    replaced by this build's, with a warning naming it (a build is a function of its key,
-    so two different answers mean one of them is wrong; this one was made or checked here).
+    An entry already there with the same layers and data is left alone; one with other
+    layers, or another plan or base, is replaced by this build's, with a warning naming it
+    (a build is a function of its key, so two different answers mean one of them is wrong;
+    this one was made or checked here).
     Layers go up as ``envlock build --push`` sends them (``envlock.image.push``), blobs the
     registry has are not sent again.
 
     Raises:
         UsageError: a tagged or digest reference.
         CheckFailed: a layer blob is missing or damaged in the store.
-        ServiceUnavailable: the registry failed or refused.
+        ServiceUnavailable: the registry failed or refused (the message says it was the
+            build cache: after ``build --push`` the image itself is pushed already).
     """
     from envlock.image.push import push_layer
     from envlock.image.registry import Client
@@ -480,7 +513,7 @@ def publish(
     chosen = compress.codec(compression)
     threads = threads or compress.cores()
     client = Client(ref)
-    with store.using():
+    with store.using(), _publishing(f"{ref.registry}/{ref.repository}"):
         store.check_blobs([la.digest for e in entries for la in e.layers])
         client.has_blob(digest_of(EMPTY))  # authenticates once, before the parallel part
         reader = RemoteCache(reference, store)
@@ -503,17 +536,19 @@ def publish(
                 warning = (
                     f"build cache entry {entry.tag[:19]}… in {reader.where} was malformed ({exc}); replaced"
                 )
-            if there is not None and there[0].get("diff_ids") == [la.diff_id for la in entry.layers]:
+            ours = entry.document()
+            # the same entry when every field this build writes is the same (a plan or a base is
+            # more than its layers); fields that a later envlock adds are left alone
+            if there is not None and all(there[0].get(k) == v for k, v in ours.items()):
                 count("present")
                 return
             if there is not None:
-                was = ", ".join(str(d)[:19] for d in there[0].get("diff_ids", []))
                 warning = (
-                    f"build cache entry {entry.tag[:19]}… in {reader.where} held other layers ({was}) "
-                    "than this build's; replaced"
+                    f"build cache entry {entry.tag[:19]}… in {reader.where} held "
+                    f"{_difference(there[0], ours)} than this build's; replaced"
                 )
             descriptors = [push_layer(store, client, la, chosen, threads)[0] for la in entry.layers]
-            document = canonical_json(entry.document())
+            document = canonical_json(ours)
             config_digest = digest_of(document)
             client.upload_data(config_digest, document)
             layers = [{"mediaType": d.media_type, "digest": d.digest, "size": d.size} for d in descriptors]
@@ -538,6 +573,27 @@ def publish(
             for future in [pool.submit(one, e) for e in unique]:
                 future.result()
     return Published(**counts, warnings=tuple(warnings))
+
+
+@contextlib.contextmanager
+def _publishing(where: str) -> Iterator[None]:
+    """A registry failure while publishing, named as one of the build cache ``where``."""
+    try:
+        yield
+    except ServiceUnavailable as exc:
+        raise ServiceUnavailable(
+            f"cannot publish to the build cache {where}: {exc.message}", exc.hint
+        ) from None
+
+
+def _difference(there: dict[str, Any], ours: dict[str, Any]) -> str:
+    """What an entry in the cache holds that this build's entry does not, for a warning:
+    other layers (their diff_ids, shortened), or other data (the fields that differ)."""
+    if there.get("diff_ids") != ours["diff_ids"]:
+        was = ", ".join(str(d)[:19] for d in there.get("diff_ids", []))
+        return f"other layers ({was})"
+    fields = sorted(k for k in ours if there.get(k) != ours[k])
+    return f"another {', '.join(f[:20] for f in fields[:4])}"
 
 
 # -- the keys a build used ---------------------------------------------------------------------

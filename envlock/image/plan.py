@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 from envlock.image import conflicts as conflictmod
 from envlock.image import venv
 from envlock.lockfile import Package
-from envlock.store import canonical_json
+from envlock.store import Store, canonical_json
 
 FORMAT = "envlock-plan/1"
 _PATH = re.compile(r"[^\x00-\x1f\x7f]{1,4096}")
@@ -91,6 +91,47 @@ class Plan:
                 raise ValueError("a conflict naming a package the lock does not have")
             out.append((path, str(winner), tuple(losers)))
         return cls(tuple(sorted(big)), tuple(out))
+
+    def companions(self, names: Collection[str]) -> set[str]:
+        """The packages that share a conflict with any of ``names`` (``names`` included):
+        with all of them at hand, :meth:`contradiction` checks those conflicts whole."""
+        given = set(names)
+        out = set(given)
+        for _, winner, losers in self.conflicts:
+            if not given.isdisjoint(named := {winner, *losers}):
+                out |= named
+        return out
+
+    def contradiction(
+        self,
+        wheels: Sequence[tuple[Package, Path]],
+        python: str,
+        store: Store,
+        verified: Collection[str] = (),
+    ) -> str | None:
+        """What the ``wheels`` at hand say against this plan (one that came from a build
+        cache), or ``None``: a wheel that is big but not in ``big`` or the other way round, a
+        conflict among them that the plan leaves out, or a conflict of the plan, all of whose
+        packages are at hand, that they decide otherwise.  A conflict naming a package that
+        is not at hand is not checked (see :meth:`companions`).  ``verified`` as for
+        ``envlock.image.conflicts.scan``."""
+        for p, path in wheels:
+            if venv.is_big(p, path) != (p.name in self.big):
+                own = "a layer of its own" if p.name in self.big else "no layer of its own"
+                return f"it says {p.name} has {own}, its wheel says otherwise"
+        here = {p.name for p, _ in wheels}
+        found: dict[str, tuple[str, tuple[str, ...]]] = {
+            c.path: (c.winner.name, tuple(sorted(p.name for p in c.losers)))
+            for c in conflictmod.scan(wheels, python, store, verified).conflicts
+        }
+        planned = {at: (winner, tuple(sorted(losers))) for at, winner, losers in self.conflicts}
+        for where, decided in sorted(found.items()):
+            if planned.get(where) != decided:
+                return f"its conflicts leave out or misstate /{where[:200]}"
+        for where, (winner, losers) in sorted(planned.items()):
+            if {winner, *losers} <= here and found.get(where) != (winner, losers):
+                return f"it has a conflict at /{where[:200]} that the wheels do not have"
+        return None
 
     def decision(self, pip: Sequence[Package]) -> conflictmod.Decision:
         """The conflict decision this plan carries, with the lock's packages."""

@@ -97,8 +97,12 @@ def _credentials(registry: str) -> str | None:
 
 
 class Client:
-    def __init__(self, ref: Reference) -> None:
+    """The distribution API of one repository.  ``timeout`` (seconds) bounds every socket
+    operation (connecting, each read), not a whole transfer."""
+
+    def __init__(self, ref: Reference, timeout: float = 300) -> None:
         self.ref = ref
+        self.timeout = timeout
         self._auth: str | None = None
 
     def _challenge(self, header: str, scope: str) -> None:
@@ -168,7 +172,7 @@ class Client:
             if self._auth:  # never sent on to where a redirect points (e.g. blob storage)
                 req.add_unredirected_header("Authorization", self._auth)
             try:
-                resp = urllib.request.urlopen(req, timeout=300)
+                resp = urllib.request.urlopen(req, timeout=self.timeout)
             except urllib.error.HTTPError as exc:
                 if exc.code == 401 and attempt == 0 and "WWW-Authenticate" in exc.headers:
                     self._challenge(exc.headers["WWW-Authenticate"], scope)

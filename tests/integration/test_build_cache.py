@@ -44,8 +44,10 @@ def project(root: Path, base: str, heavy: int = 6 << 20) -> Path:
     return locked_project(root, wheels, '"envlock-cx-alpha", "envlock-cx-heavy"', f'base = "{base}"\n')
 
 
-def build(spec: Path, store: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_envlock("build", str(spec), "--store", str(store), *args, cwd=spec.parent)
+def build(
+    spec: Path, store: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return run_envlock("build", str(spec), "--store", str(store), *args, cwd=spec.parent, env=env)
 
 
 def entries(address: str, repo: str) -> list[str]:
@@ -179,7 +181,7 @@ def test_forged_entries_are_refused(tmp_path: Path, base_layout: Path, reg: Regi
     proc = build(spec, tmp_path / "s2", "--cache", cache)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[-1] == image_id
-    assert "Took" not in proc.stderr
+    assert "Took 0 of 2 layers from the build cache (0 MB)" in proc.stderr
     assert f"entry {small.tag[:19]}… in {cache} refused: it describes layer-" in proc.stderr
     assert f"entry {heavy.tag[:19]}… in {cache} refused: its layer does not decompress to" in proc.stderr
     # 3: a plan naming a package the lock does not have
@@ -197,8 +199,21 @@ def test_an_unreachable_cache_is_one_warning_and_the_build_goes_on(tmp_path: Pat
     proc = build(spec, tmp_path / "s", "--cache", cache)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count(f"warning: build cache {cache.split('/')[0]}/nobody/cache is unavailable") == 1
+    assert "building without it (hint: start the registry or check the reference)" in proc.stderr
+    assert "Took" not in proc.stderr and "Looking up" not in proc.stderr
     reference = build(spec, tmp_path / "s-ref")
     assert proc.stdout.split()[-1] == reference.stdout.split()[-1]
+
+
+def test_a_cache_that_cannot_be_published_to_is_named_in_the_error(tmp_path: Path, base_layout: Path) -> None:
+    spec = project(tmp_path / "p", f"oci:{base_layout}", heavy=0)
+    cache = f"127.0.0.1:{free_port()}/nobody/cache"
+    proc = run_envlock(
+        "cache", "push", str(spec), "--cache", cache, "--store", str(tmp_path / "s"), cwd=tmp_path
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert f"error: cannot publish to the build cache {cache}: cannot reach registry" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_bad_cache_references_are_usage_errors(tmp_path: Path, base_layout: Path) -> None:
@@ -207,10 +222,14 @@ def test_bad_cache_references_are_usage_errors(tmp_path: Path, base_layout: Path
         "127.0.0.1:5000/c/cache:tag",
         "127.0.0.1:5000/C/Cache",
         f"127.0.0.1:5000/c@sha256:{'0' * 64}",
+        "",  # "--cache $CACHE" with CACHE unset: a mistake, not a build without the cache
+        "127.0.0.1:5000",  # a registry without a repository
     ):
         proc = build(spec, tmp_path / "s", "--cache", bad)
         assert proc.returncode == 2, (bad, proc.stderr)
         assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+        assert "registry-1.docker.io" not in proc.stderr, proc.stderr
+    assert Store(tmp_path / "s").list_envs() == []  # nothing was built
     proc = run_envlock(
         "cache", "push", str(spec), "--store", str(tmp_path / "s"), cwd=tmp_path, env={"ENVLOCK_CACHE": ""}
     )
@@ -375,3 +394,269 @@ def test_an_uncompressed_cache_gives_the_same_image_and_moves_the_layers_as_they
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[-1] == image_id
     assert f"entry {heavy.tag[:19]}… in {cache} refused" in proc.stderr
+
+
+def test_publishing_replaces_a_plan_that_says_otherwise(
+    tmp_path: Path, base_layout: Path, reg: Registry
+) -> None:
+    """A plan entry has no layers, so it cannot be told by its diff_ids: a well-formed plan
+    that lies (here: which packages get a layer of their own) is replaced by the next
+    publisher, with a warning, instead of being counted as already there."""
+    spec = project(tmp_path / "p", f"oci:{base_layout}", heavy=0)
+    cache = f"{reg.address}/pl/cache"
+    args = ("cache", "push", str(spec), "--cache", cache, "--store", str(tmp_path / "s1"))
+    first = run_envlock(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    plan = next(
+        e
+        for e in buildcache.recall(Store(tmp_path / "s1"), _manifest(tmp_path / "s1")) or []
+        if e.kind == "plan"
+    )
+    client = Client(parse(cache))
+    lie = {**plan.document(), "plan": {"big": ["envlock-cx-heavy"], "conflicts": []}}
+    _put_entry(client, plan.tag, lie)
+    again = run_envlock(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (
+        f"warning: build cache entry {plan.tag[:19]}… in {cache} held another plan than this build's; replaced"
+        in again.stderr
+    )
+    assert "0 entries added, 1 already there, 1 replaced" in again.stderr
+    doc = json.loads(
+        _blob(reg.address, "pl/cache", _entry_manifest(reg.address, "pl/cache", plan.tag)["config"]["digest"])
+    )  # type: ignore[index]
+    assert doc["plan"] == plan.data["plan"]
+
+
+@pytest.mark.parametrize(
+    ("files", "why"),
+    [
+        (
+            {"etc/hostname": b"forged\n"},
+            "its base has no Python at /usr/local/bin or /usr/bin, not Python 3.11",
+        ),
+        (
+            {"usr/bin/python3.13": b"\x7fELF"},
+            "its base has Python 3.13 at /usr/local/bin or /usr/bin, not Python 3.11",
+        ),
+    ],
+)
+def test_a_base_entry_that_cannot_be_the_base_is_refused_and_not_recorded(
+    tmp_path: Path, reg: Registry, files: dict[str, bytes], why: str
+) -> None:
+    """A base entry whose manifest, config, diff_ids and blobs all agree, but whose layers
+    hold no Python of the spec's version: recorded, it became the store's debian:bookworm,
+    and every later build of that store failed ("has no Python interpreter"), cache or not."""
+    from envlock.image import base as basemod
+    from envlock.image import layer as layermod
+    from envlock.image import venv
+
+    store1 = Store(tmp_path / "s1")
+    layer = venv.store_entries(store1, [layermod.file(p, d) for p, d in files.items()], "base")
+    config = canonical_json(
+        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]}}
+    )
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+            "size": len(config),
+        },
+        "layers": [{"mediaType": layer.media_type, "digest": layer.diff_id, "size": layer.size}],
+    }
+    key = basemod.debian_key("bookworm", "3.11", [])
+    data = {
+        "manifest": canonical_json(manifest).decode(),
+        "config": config.decode(),
+        "suite": "bookworm",
+        "python": "3.11",
+        "packages": [],
+    }
+    cache = f"{reg.address}/b/cache"
+    buildcache.publish(store1, [buildcache.Entry("base", key, (layer,), data)], cache)
+    store2 = Store(tmp_path / "s2")
+    reader = buildcache.RemoteCache(cache, store2)
+    assert reader.base(key, "bookworm", "3.11") is None
+    assert reader.warnings == [
+        f"build cache entry base-{key[:14]}… in {cache} refused: {why}; built here instead"
+    ]
+    assert basemod.debian_record(store2, key) is None
+
+
+def test_a_cache_that_hangs_is_given_up_on_soon(tmp_path: Path) -> None:
+    """A registry that takes the connection and never answers: the build goes on without
+    the cache after seconds (buildcache.TIMEOUT), not after the push timeout of five minutes."""
+    import socket
+    import time
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
+        cache = f"127.0.0.1:{silent.getsockname()[1]}/hang/cache"
+        reader = buildcache.RemoteCache(cache, Store(tmp_path / "s"))
+        start = time.monotonic()
+        assert reader.plan("0" * 64, []) is None
+        assert reader.layers([("1" * 64, "envlock: pip 1 packages")]) == {}
+        took = time.monotonic() - start
+    assert took < buildcache.TIMEOUT + 15, took
+    (warning,) = reader.warnings
+    assert warning.startswith(f"build cache {cache} is unavailable (cannot reach registry")
+    assert "timed out" in warning
+
+
+def test_a_plan_that_the_wheels_at_hand_contradict_is_refused(
+    tmp_path: Path, base_layout: Path, reg: Registry
+) -> None:
+    """A well-formed plan that lies (the big package has no layer of its own; a package
+    leaves out a file no other package writes) made an image with another ID, without a
+    word.  The wheels a build reads anyway now check it: refused, decided here, same ID."""
+    spec = project(tmp_path / "p", f"oci:{base_layout}")
+    cache = f"{reg.address}/lie/cache"
+    first = run_envlock(
+        "cache", "push", str(spec), "--cache", cache, "--store", str(tmp_path / "s1"), cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stderr
+    image_id = first.stdout.strip()
+    plan = next(
+        e
+        for e in buildcache.recall(Store(tmp_path / "s1"), _manifest(tmp_path / "s1")) or []
+        if e.kind == "plan"
+    )
+    honest = plan.data["plan"]
+    own = "opt/env/lib/python3.11/site-packages/envlock_cx_heavy/__init__.py"
+    lies = {
+        "it says envlock-cx-heavy has no layer of its own, its wheel says otherwise": {
+            "big": [],
+            "conflicts": honest["conflicts"],
+        },
+        f"it has a conflict at /{own} that the wheels do not have": {
+            "big": honest["big"],
+            "conflicts": [*honest["conflicts"], [own, "envlock-cx-beta", ["envlock-cx-heavy"]]],
+        },
+    }
+    client = Client(parse(cache))
+    for i, (why, lie) in enumerate(lies.items()):
+        _put_entry(client, plan.tag, {**plan.document(), "plan": lie})
+        proc = build(spec, tmp_path / f"s{i + 2}", "--cache", cache)
+        assert proc.returncode == 0, proc.stderr
+        assert f"warning: build cache entry {plan.tag[:19]}… in {cache} refused: {why}" in proc.stderr
+        assert proc.stdout.split()[-1] == image_id
+
+
+def test_an_entry_naming_a_layer_the_store_has_with_another_size_is_refused(
+    tmp_path: Path, base_layout: Path, reg: Registry
+) -> None:
+    """The layer is not downloaded when the store holds its diff_id already, but the size the
+    entry claims went into the image's manifest unchecked: a descriptor whose size is not
+    its blob's (OCI image spec, "Descriptor": size MUST be exact), which store fsck missed."""
+    from envlock.image.build import load_image
+
+    spec = project(tmp_path / "p", f"oci:{base_layout}", heavy=0)
+    cache = f"{reg.address}/size/cache"
+    first = run_envlock(
+        "cache", "push", str(spec), "--cache", cache, "--store", str(tmp_path / "s1"), cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stderr
+    image_id = first.stdout.strip()
+    store1 = Store(tmp_path / "s1")
+    base_layer = load_image(store1, _manifest(tmp_path / "s1")).layers[0]  # every store building this has it
+    small = next(e for e in buildcache.recall(store1, _manifest(tmp_path / "s1")) or [] if e.kind == "layer")
+    raw = _raw_manifest(reg.address, "size/cache", small.tag)
+    doc = json.loads(_blob(reg.address, "size/cache", json.loads(raw)["config"]["digest"]))
+    config = canonical_json({**doc, "diff_ids": [base_layer.diff_id], "sizes": [1234]})
+    forged = {**json.loads(raw)}
+    forged["config"] = {
+        **forged["config"],
+        "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+        "size": len(config),
+    }
+    client = Client(parse(cache))
+    client.upload_data(forged["config"]["digest"], config)
+    client.put_manifest(canonical_json(forged), "application/vnd.oci.image.manifest.v1+json", small.tag)
+    proc = build(spec, tmp_path / "s2", "--cache", cache)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        f"entry {small.tag[:19]}… in {cache} refused: it gives its layer {base_layer.diff_id[:19]}… "
+        f"1234 bytes, the layer has {base_layer.size}" in proc.stderr
+    )
+    assert proc.stdout.split()[-1] == image_id
+
+
+def test_a_layer_claiming_more_than_the_disk_holds_is_refused_before_a_byte_is_written(
+    tmp_path: Path, base_layout: Path, reg: Registry
+) -> None:
+    """A gzip bomb stops at the size its entry claims; a claim of an exabyte made the
+    build decompress until the bomb ran out (or the disk was full)."""
+    spec = project(tmp_path / "p", f"oci:{base_layout}", heavy=0)
+    cache = f"{reg.address}/bomb/cache"
+    first = run_envlock(
+        "cache", "push", str(spec), "--cache", cache, "--store", str(tmp_path / "s1"), cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stderr
+    image_id = first.stdout.strip()
+    small = next(
+        e
+        for e in buildcache.recall(Store(tmp_path / "s1"), _manifest(tmp_path / "s1")) or []
+        if e.kind == "layer"
+    )
+    bomb = gzip.compress(b"\0" * (64 << 20), compresslevel=9, mtime=0)
+    bomb_digest = "sha256:" + hashlib.sha256(bomb).hexdigest()
+    client = Client(parse(cache))
+    client.upload_data(bomb_digest, bomb)
+    raw = json.loads(_raw_manifest(reg.address, "bomb/cache", small.tag))
+    doc = json.loads(_blob(reg.address, "bomb/cache", raw["config"]["digest"]))
+    config = canonical_json({**doc, "sizes": [1 << 60]})
+    client.upload_data("sha256:" + hashlib.sha256(config).hexdigest(), config)
+    raw["config"] = {
+        **raw["config"],
+        "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+        "size": len(config),
+    }
+    raw["layers"][0] = {**raw["layers"][0], "digest": bomb_digest, "size": len(bomb)}
+    client.put_manifest(canonical_json(raw), "application/vnd.oci.image.manifest.v1+json", small.tag)
+    proc = build(spec, tmp_path / "s2", "--cache", cache)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        f"entry {small.tag[:19]}… in {cache} refused: its layer claims {1 << 60} bytes, more than the"
+        in proc.stderr
+    )
+    assert proc.stdout.split()[-1] == image_id
+
+
+def test_envlock_cache_alone_is_read_not_published_to_on_push(
+    tmp_path: Path, base_layout: Path, reg: Registry
+) -> None:
+    """A developer's ENVLOCK_CACHE names the team's cache, where they may pull but not push
+    (docs/SECURITY.md); pushing their own image must not fail on publishing to it."""
+    spec = project(tmp_path / "p", f"oci:{base_layout}", heavy=0)
+    cache = f"127.0.0.1:{free_port()}/team/cache"  # nothing publishes here without failing
+    proc = build(spec, tmp_path / "s", "--push", f"{reg.address}/dev/app", env={"ENVLOCK_CACHE": cache})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1].startswith(f"{reg.address}/dev/app@sha256:")
+    assert "Publishing" not in proc.stderr
+    assert proc.stderr.count(f"warning: build cache {cache} is unavailable") == 1  # it was read
+
+
+@pytest.mark.parametrize("where", ["empty", "unreachable"])
+def test_no_wheelhouse_and_no_plan_in_the_cache_fails_before_the_base(
+    tmp_path: Path, base_layout: Path, reg: Registry, where: str
+) -> None:
+    """A machine without the wheelhouse trusts the cache to have the layers; when it has no
+    plan for the lock (a wrong repository, a cache not filled yet, one that is down), every
+    wheel is needed: that failed only after the base was bootstrapped or imported (90 s for
+    debian:bookworm), and the cache's own warning was lost with the failed build."""
+    spec = project(tmp_path / "p", f"oci:{base_layout}", heavy=0)
+    shutil.rmtree(spec.parent.parent / "wheels")
+    cache = f"{reg.address}/empty/cache" if where == "empty" else f"127.0.0.1:{free_port()}/down/cache"
+    proc = build(spec, tmp_path / "s", "--cache", cache)
+    assert proc.returncode == 1, proc.stderr
+    assert "envlock_cx_alpha-2.0-py3-none-any.whl does not exist" in proc.stderr
+    if where == "empty":
+        assert (
+            f"The build cache {cache} has no build plan for this lock: every wheel is needed" in proc.stderr
+        )
+    else:
+        assert f"warning: build cache {cache} is unavailable" in proc.stderr
+    assert list((tmp_path / "s" / "blobs" / "sha256").glob("*")) == []  # no base was taken in

@@ -95,6 +95,24 @@ def test_entry_tags_and_cache_references() -> None:
             buildcache.target(bad)
 
 
+@pytest.mark.parametrize(
+    ("reference", "message"),
+    [
+        ("", "the build cache reference is empty"),
+        ("  ", "the build cache reference is empty"),
+        ("127.0.0.1:5000", "the build cache is a repository in a registry, not '127.0.0.1:5000'"),
+        ("registry.example.com", "the build cache is a repository in a registry, not 'registry.example.com'"),
+    ],
+)
+def test_an_empty_reference_or_a_bare_registry_is_no_cache_reference(reference: str, message: str) -> None:
+    """Not "no cache" (an unset variable in ``--cache $CACHE``), nor Docker Hub's
+    ``library/127.0.0.1`` with the port read as a tag."""
+    with pytest.raises(UsageError) as caught:
+        buildcache.target(reference)
+    assert caught.value.message == message
+    assert caught.value.hint == "give REGISTRY/REPO, e.g. --cache registry.example.com/team/cache"
+
+
 def test_remembered_keys_come_back_and_damaged_ones_are_none(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     manifest = "sha256:" + "9" * 64
@@ -121,3 +139,12 @@ def test_an_entry_document_lists_its_layers() -> None:
         "sizes": [10],
         "created_by": ["envlock: pip 3 packages"],
     }
+
+
+def test_the_companions_of_packages_are_those_sharing_a_conflict_with_them() -> None:
+    plan = Plan(("torch",), (("a/x", "tqdm", ("six",)), ("a/y", "six", ("numpy",))))
+    assert plan.companions({"torch"}) == {"torch"}
+    assert plan.companions({"tqdm"}) == {"tqdm", "six"}
+    assert plan.companions({"six"}) == {"six", "tqdm", "numpy"}
+    assert plan.companions({"numpy"}) == {"numpy", "six"}  # not on to tqdm: six's conflict with it is whole
+    assert plan.companions(set()) == set()
