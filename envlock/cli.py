@@ -992,7 +992,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raw, tail = raw[:cut], raw[cut + 1 :]
     debug = "--debug" in raw or os.environ.get("ENVLOCK_DEBUG", "") not in ("", "0")
     raw = [a for a in raw if a != "--debug"]
-    args = parser.parse_args(raw)
+    args, extra = parser.parse_known_args(raw)
+    if extra:  # argparse ends a `nargs="*"` positional at the first option: `store gc --force SPEC`
+        if getattr(args, "func", None) is cmd_store and not any(e.startswith("-") for e in extra):
+            args.specs = [*args.specs, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if tail is not None:
         if not hasattr(args, "command") or not isinstance(args.command, list):
             parser.error("'--' is only for commands that run something (run, rebuild)")

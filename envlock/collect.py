@@ -101,6 +101,11 @@ def collect(
             f"store gc: {NO_RECORDS}",
             "run it in the repository whose models you keep, or pass --force to keep only the specs' images",
         )
+    gone = [s for s in specs if not s.is_file()]
+    if gone:  # a typo must not cost the images of the spec that was meant
+        raise UsageError(
+            f"store gc: {gone[0]} is not a spec file", "gc keeps the images of the specs it is given"
+        )
     if keep_artifacts and drop_built_artifacts:
         raise UsageError(
             "--keep-artifacts and --drop-built-artifacts contradict each other", "choose one of them"

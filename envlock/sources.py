@@ -243,7 +243,7 @@ def wheel_for(store: Store, package: Package, lock_dir: Path, python: str) -> tu
         size=built.path.stat().st_size,
         source=None,
         commit=None,
-        built=None,
+        built=package.built,  # the layer's key names the wheel by its content (venv.layer_key)
         build_requires=(),
     )
     return wheel, built.path

@@ -406,8 +406,8 @@ def build_lock(
         entries.append(buildcache.Entry("plan", plan_key, data={"plan": plan.to_json()}))
 
     say(f"Assembling {name} for {plat.name} on {reference} ({len(every)} packages)")
-    at = {p.name: path for p, path in wheels}
-    groups = [(label, [(p, at.get(p.name, _NOT_FETCHED)) for p in ps]) for label, ps in layout.groups]
+    at = {p.name: (p, path) for p, path in wheels}  # a wheel built from source: its own file
+    groups = [(label, [at.get(p.name, (p, _NOT_FETCHED)) for p in ps]) for label, ps in layout.groups]
     first: list[Layer] = []
     if not conda_python:
         first.append(

@@ -299,7 +299,9 @@ def layer_key(packages: Sequence[Package], interp: Interpreter, omit: Omit | Non
         "format": LAYER_FORMAT,
         "interpreter": interp.path,
         "python": interp.version,
-        "wheels": sorted((p.name, p.sha256) for p in packages),
+        # a wheel built from source by its content digest, which the lock pins (its file's
+        # sha256 is only known once it is built): the key is known from the lock alone
+        "wheels": sorted((p.name, p.built or p.sha256) for p in packages),
     }
     dropped = sorted((p.name, path) for p in packages for path in (omit or {}).get(p.name, ()))
     if dropped:

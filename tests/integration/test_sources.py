@@ -109,6 +109,42 @@ def _image_files(store: Path, image_id: str) -> dict[str, bytes]:
 SITE = "opt/env/lib/python3.11/site-packages"
 
 
+def test_a_layer_with_a_package_built_from_source_comes_from_the_build_cache_unbuilt(
+    tmp_path: Path, wheels: Path, sdist_dir: Path, base_layout: Path, registry: str
+) -> None:
+    """The layer's key names the built wheel by the content digest the lock pins, so a second
+    machine finds it in the cache without building the sdist (or fetching anything)."""
+    spec = _spec(tmp_path / "p", ["envlock-fx-src"], [wheels, sdist_dir], f'base = "oci:{base_layout}"\n')
+    assert _lock(spec, tmp_path).returncode == 0
+    cache = f"{registry}/sources/cache"
+    first = run_envlock(
+        "cache",
+        "push",
+        str(spec),
+        "--cache",
+        cache,
+        "--store",
+        str(tmp_path / "store-a"),
+        cwd=tmp_path,
+        env=_env(tmp_path),
+    )
+    assert first.returncode == 0, first.stderr
+    assert "from source" in first.stderr
+    again = run_envlock(
+        "build",
+        str(spec),
+        "--store",
+        str(tmp_path / "store-b"),
+        "--cache",
+        cache,
+        cwd=tmp_path,
+        env=_env(tmp_path),
+    )
+    assert _image_id(again) == first.stdout.strip()
+    assert "from source" not in again.stderr and "Fetching" not in again.stderr
+    assert "Took 1 of 1 layers from the build cache" in again.stderr
+
+
 def test_sdist_only_dependency_locks_builds_and_rebuilds_the_same_image(
     tmp_path: Path, wheels: Path, sdist_dir: Path, base_layout: Path
 ) -> None:

@@ -315,3 +315,16 @@ def test_record_refuses_a_model_that_is_a_device_or_fifo_without_reading_it(tmp_
     (tree / "w.bin").write_bytes(b"weights")
     os.mkfifo(tree / "pipe")  # not part of the model: left out, never opened
     assert hash_model(tree)["files"] == 1
+
+
+def test_store_gc_takes_specs_after_options_and_refuses_one_that_is_not_there(
+    tmp_path: Path, capsys: Capsys
+) -> None:
+    """argparse ends `specs` at the first option (`store gc --force SPEC`); and a spec path with
+    a typo must not be taken as "keep nothing"."""
+    missing = tmp_path / "specs" / "visoin.toml"
+    code = main(["store", "gc", "--dry-run", "--force", str(missing), "--store", str(tmp_path / "store")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"error: store gc: {missing} is not a spec file" in err
+    assert "unrecognized arguments" not in err
