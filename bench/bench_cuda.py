@@ -1,7 +1,7 @@
 """Benchmark: push, pull and load of a big image, envlock vs the Docker engine (issue 14).
 
     python bench/bench_cuda.py [--spec specs/vision.toml] [--packages numpy pandas scikit-learn]
-                               [--work DIR] [--min-free-gb 35]
+                               [--work DIR] [--min-free-gb 35] [--only-push | --only-cache]
 
 Default: ``specs/vision.toml`` (torch 2.9 + CUDA 12.8 + numpy/pandas/scikit-learn, ~7 GB
 image; needs ~30 GB free and refuses to start below ``--min-free-gb``, 35).  ``--packages``
@@ -19,7 +19,11 @@ DOCKER_HOST is set), builds the image into a fresh store, then measures, same ru
   * cache: ``envlock cache push``, then a second machine: ``envlock build --cache`` on an empty
            store vs ``envlock build`` on an empty store (downloads, bootstrap) and on a store
            with the wheels and the base but no layers;
-  * the machine: sha256, gzip/zstd decompression and single-thread compression MB/s.
+  * the machine: sha256, gzip/zstd decompression and single-thread compression MB/s; the
+           parallel compression limit (every layer compressed on every core, as a push
+           does, without sending it); the write+fsync rate of the work directory's disk;
+  * CPU: for each push and cache build, the CPU-seconds envlock (or docker) and the
+           registry spent, so a run shows which of them a 2-core machine waited for.
 
 Everything it made is removed at the end.  Writes bench/results/cuda.json and prints a table.
 """
@@ -31,11 +35,13 @@ import hashlib
 import io
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -43,10 +49,25 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 
+CPU: dict[str, float] = {"last": 0.0}  # CPU-seconds (user + system) of the last command run
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu(pid: int) -> float:
+    """CPU-seconds (user + system) a running process has used so far (proc(5), ``stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, str]:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), children_cpu()
     proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
     took = time.perf_counter() - t0
+    CPU["last"] = children_cpu() - c0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
     return took, proc.stdout.strip()
@@ -102,11 +123,91 @@ def machine(sample: bytes) -> dict[str, float]:
     }
 
 
+def measured(
+    results: dict[str, object],
+    key: str,
+    registry: int,
+    command: Callable[..., tuple[float, str]],
+    *args: str,
+    **kwargs: object,
+) -> tuple[float, str]:
+    """Run ``command(*args, **kwargs)`` (``envlock`` or ``docker``) and record its wall time
+    as ``KEY_s`` and the CPU-seconds it and the registry (process ``registry``) spent as
+    ``KEY_cpu``."""
+    before = process_cpu(registry)
+    took, out = command(*args, **kwargs)
+    results[f"{key}_s"] = round(took, 1)
+    results[f"{key}_cpu"] = {
+        "command": round(CPU["last"], 1),
+        "registry": round(process_cpu(registry) - before, 1),
+    }
+    return took, out
+
+
+def compression_limit(store: Path, image_id: str, codec: str) -> dict[str, float]:
+    """The machine's parallel compression limit for this image: every layer compressed with
+    the push's codec and settings, three layers at once on every core as a push does, read
+    from the store and thrown away.  Returns wall seconds, CPU-seconds and bytes out."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from envlock.image import compress
+    from envlock.store import Store
+
+    blobs = Store(store)
+    config = json.loads(blobs.blob_path(image_id).read_bytes())
+    layers = [blobs.blob_path(d) for d in dict.fromkeys(config["rootfs"]["diff_ids"])]
+    chosen = compress.codec(codec)
+
+    class Count(io.RawIOBase):
+        written = 0
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: object) -> int:
+            n = len(data)  # type: ignore[arg-type]
+            self.written += n
+            return n
+
+    def one(path: Path) -> int:
+        sink = Count()
+        with path.open("rb") as src:
+            compress.compress_into(src, sink, chosen, compress.cores())  # type: ignore[arg-type]
+        return sink.written
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        out = sum(pool.map(one, layers))
+    return {
+        "s": round(time.perf_counter() - t0, 1),
+        "cpu_s": round(time.process_time() - c0, 1),
+        "in_GB": round(sum(p.stat().st_size for p in layers) / 1e9, 2),
+        "out_GB": round(out / 1e9, 2),
+    }
+
+
+def write_rate(work: Path, size: int = 1 << 30) -> dict[str, float]:
+    """MB/s of writing ``size`` bytes into a new file in ``work`` and ``fsync``-ing it (what
+    a store does with every blob), and the CPU-seconds per GB it cost this process."""
+    block = os.urandom(1 << 20)
+    path = work / "write-rate.bin"
+    t0, c0 = time.perf_counter(), time.process_time()
+    with path.open("wb") as fh:
+        for _ in range(size // len(block)):
+            fh.write(block)
+        fh.flush()
+        os.fsync(fh.fileno())
+    took, cpu = time.perf_counter() - t0, time.process_time() - c0
+    path.unlink()
+    return {"write_fsync_MBps": round(size / took / 1e6), "write_cpu_s_per_GB": round(cpu / (size / 1e9), 2)}
+
+
 def second_machine(
     spec: Path,
     store: Path,
     work: Path,
     reg: str,
+    reg_pid: int,
     image_id: str,
     env: dict[str, str],
     results: dict[str, object],
@@ -121,17 +222,29 @@ def second_machine(
         cache = f"{reg}/envlock/cache-{codec}"
         cmd = ["cache", "push", str(spec), "--cache", cache, "--compression", codec, "--store", str(store)]
         suffix = "" if codec == "gzip" else f"_{codec}"
-        results[f"cache_publish{suffix}_s"] = round(envlock(*cmd, env=env, cwd=work)[0], 1)
+        measured(results, f"cache_publish{suffix}", reg_pid, envlock, *cmd, env=env, cwd=work)
         fresh = work / "machine-b"
-        took, out = envlock("build", str(spec), "--store", str(fresh), "--cache", cache, env=env, cwd=work)
+        build = ["build", str(spec), "--store", str(fresh), "--cache", cache]
+        _, out = measured(
+            results, f"second_machine_with_cache{suffix}", reg_pid, envlock, *build, env=env, cwd=work
+        )
         assert out.splitlines()[-1] == image_id, (out, image_id)
-        results[f"second_machine_with_cache{suffix}_s"] = round(took, 1)
         subprocess.run(["rm", "-rf", str(fresh)], check=False)
 
     cold = work / "machine-d"  # nothing at all: wheels downloaded, base bootstrapped
-    took, out = envlock("build", str(spec), "--store", str(cold), env=env, cwd=work)
+    _, out = measured(
+        results,
+        "second_machine_cold_no_cache",
+        reg_pid,
+        envlock,
+        "build",
+        str(spec),
+        "--store",
+        str(cold),
+        env=env,
+        cwd=work,
+    )
     assert out.splitlines()[-1] == image_id, (out, image_id)
-    results["second_machine_cold_no_cache_s"] = round(took, 1)
     subprocess.run(["rm", "-rf", str(cold)], check=False)
 
     warm = work / "machine-c"
@@ -144,9 +257,19 @@ def second_machine(
             blob.unlink()
     for gone in ("layers", "envs", "buildkeys", "compressed", "index.json"):
         subprocess.run(["rm", "-rf", str(warm / gone)], check=False)
-    took, out = envlock("build", str(spec), "--store", str(warm), env=env, cwd=work)
+    _, out = measured(
+        results,
+        "second_machine_warm_wheels_no_cache",
+        reg_pid,
+        envlock,
+        "build",
+        str(spec),
+        "--store",
+        str(warm),
+        env=env,
+        cwd=work,
+    )
     assert out.splitlines()[-1] == image_id, (out, image_id)
-    results["second_machine_warm_wheels_no_cache_s"] = round(took, 1)
     subprocess.run(["rm", "-rf", str(warm)], check=False)
 
 
@@ -166,6 +289,11 @@ def main() -> None:
         "--only-cache",
         action="store_true",
         help="build, then only the build cache measures (gzip, zstd and uncompressed entries); no engine",
+    )
+    parser.add_argument(
+        "--only-push",
+        action="store_true",
+        help="build, then only the push measures (gzip, zstd, uncompressed) and the compression limits",
     )
     args = parser.parse_args()
     free = shutil.disk_usage(args.work).free / 1e9
@@ -202,8 +330,29 @@ def main() -> None:
         (work / "registry").mkdir()
         reg_proc, reg = start_registry(work / "registry")
         procs.append(reg_proc)
+        results["store_write"] = write_rate(work)
         if args.only_cache:
-            second_machine(spec, store, work, reg, image_id, env, results, ("gzip", "zstd", "none"))
+            second_machine(
+                spec, store, work, reg, reg_proc.pid, image_id, env, results, ("gzip", "zstd", "none")
+            )
+            raise _Done
+        for codec in ("gzip", "zstd"):
+            results[f"compression_limit_{codec}"] = compression_limit(store, image_id, codec)
+        if args.only_push:
+            for codec in ("gzip", "zstd", "none"):
+                shutil.rmtree(store / "compressed", ignore_errors=True)
+                push = ["build", str(spec), "--store", str(store), "--push", f"{reg}/only/{codec}"]
+                measured(
+                    results,
+                    f"envlock_push_{codec}",
+                    reg_proc.pid,
+                    envlock,
+                    *push,
+                    "--compression",
+                    codec,
+                    env=env,
+                    cwd=work,
+                )
             raise _Done
         if os.environ.get("DOCKER_HOST"):
             host, data_root = os.environ["DOCKER_HOST"], None
@@ -215,16 +364,37 @@ def main() -> None:
         env_d = {**env, "DOCKER_HOST": host}
         build = ["build", str(spec), "--store", str(store)]
 
-        took, out = envlock(*build, "--push", f"{reg}/envlock/gzip", env=env, cwd=work)
+        took, out = measured(
+            results,
+            "envlock_push",
+            reg_proc.pid,
+            envlock,
+            *build,
+            "--push",
+            f"{reg}/envlock/gzip",
+            env=env,
+            cwd=work,
+        )
         pushed = out.splitlines()[-1]
-        results["envlock_push_s"] = round(took, 1)
         results["envlock_push_again_s"] = round(
             envlock(*build, "--push", f"{reg}/envlock/gzip", env=env, cwd=work)[0], 1
         )
-        second_machine(spec, store, work, reg, image_id, env, results)  # publishes what was just pushed
+        second_machine(
+            spec, store, work, reg, reg_proc.pid, image_id, env, results
+        )  # publishes what was just pushed
         shutil.rmtree(store / "compressed", ignore_errors=True)
-        results["envlock_push_zstd_s"] = round(
-            envlock(*build, "--push", f"{reg}/envlock/zstd", "--compression", "zstd", env=env, cwd=work)[0], 1
+        measured(
+            results,
+            "envlock_push_zstd",
+            reg_proc.pid,
+            envlock,
+            *build,
+            "--push",
+            f"{reg}/envlock/zstd",
+            "--compression",
+            "zstd",
+            env=env,
+            cwd=work,
         )
         results["envlock_push_mount_s"] = round(
             envlock(*build, "--push", f"{reg}/envlock/zstd2", "--compression", "zstd", env=env, cwd=work)[0],
@@ -236,7 +406,7 @@ def main() -> None:
 
         results["envlock_load_s"] = round(envlock(*build, "--load", env=env_d, cwd=work)[0], 1)
         docker(host, "tag", image_id, f"{reg}/docker/img:1")
-        results["docker_push_s"] = round(docker(host, "push", f"{reg}/docker/img:1")[0], 1)
+        measured(results, "docker_push", reg_proc.pid, docker, host, "push", f"{reg}/docker/img:1")
         if data_root is not None:
             results["engine_data_root_bytes"] = du(data_root)
         archive = work / "saved.tar"
@@ -288,12 +458,11 @@ def main() -> None:
         subprocess.run(["rm", "-rf", str(work)], check=False)
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
-    (out_dir / ("cuda-cache.json" if args.only_cache else "cuda.json")).write_text(
-        json.dumps(results, indent=2, sort_keys=True) + "\n"
-    )
+    name = "cuda-cache.json" if args.only_cache else "cuda-push.json" if args.only_push else "cuda.json"
+    (out_dir / name).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     for key, value in sorted(results.items()):
-        if not isinstance(value, dict):
-            print(f"{key:28} {value}")
+        if not isinstance(value, dict) or key.endswith("_cpu") or key.startswith(("compression", "store_w")):
+            print(f"{key:40} {value}")
     print(json.dumps(results.get("machine"), indent=2))
     print(json.dumps(results.get("store_after_push", {}).get("categories"), indent=2))  # type: ignore[union-attr]
 

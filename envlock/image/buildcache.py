@@ -269,10 +269,15 @@ class RemoteCache:
             raise ServiceUnavailable(
                 f"{self.ref.registry} answered {exc.code} to GET {redact_text(url)}"
             ) from None
+        # an uncompressed layer is its own blob: the store's hash of what it writes is the check
+        # of both digests, so its bytes are hashed once, not twice (5 CPU-seconds for 7 GB)
+        raw = descriptor.media_type == LAYER_TAR
+        if raw and descriptor.digest != diff_id:
+            raise Refused(f"its uncompressed layer {descriptor.digest[:19]}… is not {diff_id[:19]}…")
         writer = self.store.writer()
         try:
             with resp:
-                source = _Hashing(resp)
+                source = _Hashing(resp, hashing=not raw)
                 try:
                     with writer.in_background() as sink:
                         reader = compress.decompressing(cast(IO[bytes], source), descriptor.media_type)
@@ -297,7 +302,7 @@ class RemoteCache:
                     raise Refused(
                         f"its layer does not decompress ({type(exc).__name__}: {str(exc)[:80]})"
                     ) from None
-            if source.digest != descriptor.digest or source.size != descriptor.size:
+            if source.size != descriptor.size or (not raw and source.digest != descriptor.digest):
                 raise Refused(f"its layer {descriptor.digest[:19]}… does not match its digest (tampered?)")
             if writer.digest != diff_id or writer.size != size:
                 raise Refused(f"its layer does not decompress to {diff_id[:19]}… (tampered?)")
@@ -435,16 +440,19 @@ _GZIP = ("application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.docker.
 
 
 class _Hashing:
-    """A reader that hashes (sha256) and counts what passes through it."""
+    """A reader that hashes (sha256, unless ``hashing`` is false) and counts what passes
+    through it."""
 
-    def __init__(self, source: IO[bytes]) -> None:
+    def __init__(self, source: IO[bytes], *, hashing: bool = True) -> None:
         self._source = source
         self._hash = hashlib.sha256()
+        self._hashing = hashing
         self.size = 0
 
     def read(self, size: int = -1) -> bytes:
         data = self._source.read(size)
-        self._hash.update(data)
+        if self._hashing:
+            self._hash.update(data)
         self.size += len(data)
         return data
 

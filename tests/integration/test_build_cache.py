@@ -394,6 +394,22 @@ def test_an_uncompressed_cache_gives_the_same_image_and_moves_the_layers_as_they
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[-1] == image_id
     assert f"entry {heavy.tag[:19]}… in {cache} refused" in proc.stderr
+    # an uncompressed layer is hashed once, as it is written: one whose digest is not the
+    # diff_id it claims is refused before a byte is fetched
+    other = bytes(1024)
+    other_digest = "sha256:" + hashlib.sha256(other).hexdigest()
+    client = Client(parse(cache))
+    client.upload_data(other_digest, other)
+    forged = json.loads(_raw_manifest(reg.address, "n/cache", heavy.tag))
+    forged["layers"][0] = {**forged["layers"][0], "digest": other_digest, "size": len(other)}
+    client.put_manifest(canonical_json(forged), "application/vnd.oci.image.manifest.v1+json", heavy.tag)
+    proc = build(spec, tmp_path / "s4", "--cache", cache)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == image_id
+    assert (
+        f"entry {heavy.tag[:19]}… in {cache} refused: its uncompressed layer {other_digest[:19]}… is not"
+        in (proc.stderr)
+    )
 
 
 def test_publishing_replaces_a_plan_that_says_otherwise(
