@@ -1,7 +1,7 @@
 """Benchmark: push, pull and load of a big image, envlock vs the Docker engine (issue 14).
 
     python bench/bench_cuda.py [--spec specs/vision.toml] [--packages numpy pandas scikit-learn]
-                               [--work DIR] [--min-free-gb 35] [--only-push | --only-cache]
+                               [--work DIR] [--min-free-gb 35] [--only-push | --only-cache | --only-load]
 
 Default: ``specs/vision.toml`` (torch 2.9 + CUDA 12.8 + numpy/pandas/scikit-learn, ~7 GB
 image; needs ~30 GB free and refuses to start below ``--min-free-gb``, 35).  ``--packages``
@@ -126,20 +126,21 @@ def machine(sample: bytes) -> dict[str, float]:
 def measured(
     results: dict[str, object],
     key: str,
-    registry: int,
+    peer: tuple[str, int],
     command: Callable[..., tuple[float, str]],
     *args: str,
     **kwargs: object,
 ) -> tuple[float, str]:
     """Run ``command(*args, **kwargs)`` (``envlock`` or ``docker``) and record its wall time
-    as ``KEY_s`` and the CPU-seconds it and the registry (process ``registry``) spent as
-    ``KEY_cpu``."""
-    before = process_cpu(registry)
+    as ``KEY_s`` and the CPU-seconds it and the peer process (``(name, pid)``: the registry or
+    dockerd) spent as ``KEY_cpu``."""
+    name, pid = peer
+    before = process_cpu(pid)
     took, out = command(*args, **kwargs)
     results[f"{key}_s"] = round(took, 1)
     results[f"{key}_cpu"] = {
         "command": round(CPU["last"], 1),
-        "registry": round(process_cpu(registry) - before, 1),
+        name: round(process_cpu(pid) - before, 1),
     }
     return took, out
 
@@ -207,7 +208,7 @@ def second_machine(
     store: Path,
     work: Path,
     reg: str,
-    reg_pid: int,
+    reg_pid: tuple[str, int],
     image_id: str,
     env: dict[str, str],
     results: dict[str, object],
@@ -273,6 +274,27 @@ def second_machine(
     subprocess.run(["rm", "-rf", str(warm)], check=False)
 
 
+def load_measures(
+    build: list[str],
+    image_id: str,
+    host: str,
+    engine: tuple[str, int],
+    work: Path,
+    env: dict[str, str],
+    results: dict[str, object],
+) -> None:
+    """``envlock build --load`` into an engine without the image, against ``docker load`` of
+    a ``docker save`` archive of it, then envlock again; the engine's CPU beside each."""
+    measured(results, "envlock_load", engine, envlock, *build, "--load", env=env, cwd=work)
+    archive = work / "saved.tar"
+    results["docker_save_s"] = round(docker(host, "save", "-o", str(archive), image_id)[0], 1)
+    docker(host, "rmi", "-f", image_id)
+    measured(results, "docker_load_archive", engine, docker, host, "load", "-i", str(archive))
+    archive.unlink()
+    docker(host, "rmi", "-f", image_id)
+    measured(results, "envlock_load_again", engine, envlock, *build, "--load", env=env, cwd=work)
+
+
 class _Done(Exception):
     """The measures asked for are taken."""
 
@@ -294,6 +316,11 @@ def main() -> None:
         "--only-push",
         action="store_true",
         help="build, then only the push measures (gzip, zstd, uncompressed) and the compression limits",
+    )
+    parser.add_argument(
+        "--only-load",
+        action="store_true",
+        help="build, then only the load measures (envlock, docker save + docker load, envlock again)",
     )
     args = parser.parse_args()
     free = shutil.disk_usage(args.work).free / 1e9
@@ -333,10 +360,18 @@ def main() -> None:
         results["store_write"] = write_rate(work)
         if args.only_cache:
             second_machine(
-                spec, store, work, reg, reg_proc.pid, image_id, env, results, ("gzip", "zstd", "none")
+                spec,
+                store,
+                work,
+                reg,
+                ("registry", reg_proc.pid),
+                image_id,
+                env,
+                results,
+                ("gzip", "zstd", "none"),
             )
             raise _Done
-        for codec in ("gzip", "zstd"):
+        for codec in () if args.only_load else ("gzip", "zstd"):
             results[f"compression_limit_{codec}"] = compression_limit(store, image_id, codec)
         if args.only_push:
             for codec in ("gzip", "zstd", "none"):
@@ -345,7 +380,7 @@ def main() -> None:
                 measured(
                     results,
                     f"envlock_push_{codec}",
-                    reg_proc.pid,
+                    ("registry", reg_proc.pid),
                     envlock,
                     *push,
                     "--compression",
@@ -361,13 +396,17 @@ def main() -> None:
             dockerd, info = start_dockerd(work / "dockerd")
             procs.append(dockerd)
             host, data_root = info.host, work / "dockerd" / "data"
+        engine = ("dockerd", dockerd.pid) if data_root is not None else ("bench", os.getpid())
         env_d = {**env, "DOCKER_HOST": host}
         build = ["build", str(spec), "--store", str(store)]
+        if args.only_load:
+            load_measures(build, image_id, host, engine, work, env_d, results)
+            raise _Done
 
         took, out = measured(
             results,
             "envlock_push",
-            reg_proc.pid,
+            ("registry", reg_proc.pid),
             envlock,
             *build,
             "--push",
@@ -380,13 +419,13 @@ def main() -> None:
             envlock(*build, "--push", f"{reg}/envlock/gzip", env=env, cwd=work)[0], 1
         )
         second_machine(
-            spec, store, work, reg, reg_proc.pid, image_id, env, results
+            spec, store, work, reg, ("registry", reg_proc.pid), image_id, env, results
         )  # publishes what was just pushed
         shutil.rmtree(store / "compressed", ignore_errors=True)
         measured(
             results,
             "envlock_push_zstd",
-            reg_proc.pid,
+            ("registry", reg_proc.pid),
             envlock,
             *build,
             "--push",
@@ -404,18 +443,13 @@ def main() -> None:
             envlock("store", "du", "--json", "--store", str(store), env=env, cwd=work)[1]
         )
 
-        results["envlock_load_s"] = round(envlock(*build, "--load", env=env_d, cwd=work)[0], 1)
+        load_measures(build, image_id, host, engine, work, env_d, results)
         docker(host, "tag", image_id, f"{reg}/docker/img:1")
-        measured(results, "docker_push", reg_proc.pid, docker, host, "push", f"{reg}/docker/img:1")
+        measured(
+            results, "docker_push", ("registry", reg_proc.pid), docker, host, "push", f"{reg}/docker/img:1"
+        )
         if data_root is not None:
             results["engine_data_root_bytes"] = du(data_root)
-        archive = work / "saved.tar"
-        results["docker_save_s"] = round(docker(host, "save", "-o", str(archive), image_id)[0], 1)
-        docker(host, "rmi", "-f", image_id)
-        results["docker_load_archive_s"] = round(docker(host, "load", "-i", str(archive))[0], 1)
-        archive.unlink()
-        docker(host, "rmi", "-f", image_id)
-        results["envlock_load_again_s"] = round(envlock(*build, "--load", env=env_d, cwd=work)[0], 1)
         docker(host, "rmi", "-f", image_id)
         docker(host, "image", "prune", "-af")
         results["docker_pull_s"] = round(docker(host, "pull", pushed)[0], 1)
@@ -458,7 +492,8 @@ def main() -> None:
         subprocess.run(["rm", "-rf", str(work)], check=False)
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
-    name = "cuda-cache.json" if args.only_cache else "cuda-push.json" if args.only_push else "cuda.json"
+    only = [m for m in ("cache", "push", "load") if getattr(args, f"only_{m}")]
+    name = f"cuda-{only[0]}.json" if only else "cuda.json"
     (out_dir / name).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     for key, value in sorted(results.items()):
         if not isinstance(value, dict) or key.endswith("_cpu") or key.startswith(("compression", "store_w")):

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from envlock.errors import CheckFailed, StoreError, UsageError
+from envlock.errors import CheckFailed, EnvlockError, StoreError, UsageError
 from envlock.image import manifest as manifests
 from envlock.image import oci
 from envlock.image.build import load_image
@@ -585,3 +585,52 @@ def test_oci_exports_racing_to_create_one_layout_all_succeed(store: Store, tmp_p
         assert sorted(p.name for p in target.iterdir()) == ["blobs", "index.json", "oci-layout"]
         assert not [p for p in (target / "blobs" / "sha256").iterdir() if p.name.endswith(".tmp")]
         assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def _tarfile_archive(store: Store, image: Image, tags: list[str]) -> bytes:
+    """The docker-archive as Python's tarfile writes it: the reference the pieces must equal."""
+    from envlock.image import layer as layermod
+
+    out = io.BytesIO()
+    names = [f"blobs/sha256/{la.digest[7:]}" for la in image.layers]
+    config_name = f"blobs/sha256/{image.image_id[7:]}"
+
+    def add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode = len(data), layermod.MTIME, 0o644
+        tar.addfile(info, io.BytesIO(data))
+
+    with tarfile.open(fileobj=out, mode="w|", format=layermod.FORMAT) as tar:
+        add(tar, config_name, image.config_bytes)
+        for name in dict.fromkeys(names):
+            add(tar, name, store.blob_path("sha256:" + name.rsplit("/", 1)[1]).read_bytes())
+        manifest = [{"Config": config_name, "RepoTags": sorted(tags), "Layers": names}]
+        add(tar, "manifest.json", canonical_json(manifest))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [[b"layer one"], [b"x" * 512, b"", b"y" * 10239], [b"same", b"other", b"same"], [bytes(range(256)) * 41]],
+)
+def test_docker_archive_pieces_are_the_bytes_tarfile_writes(
+    store: Store, tmp_path: Path, layers: list[bytes]
+) -> None:
+    """``--load`` sends the pieces with sendfile and ``--docker-archive`` writes them: both must be
+    the archive tarfile writes (pax headers, 512-byte padding, the 10240-byte record)."""
+    _, image = put_image(store, layers)
+    expected = _tarfile_archive(store, image, ["b:2", "a:1"])
+    parts = oci.docker_archive_parts(store, image, ["b:2", "a:1"])
+    joined = b"".join(p if isinstance(p, bytes) else p[0].read_bytes() for p in parts)
+    assert joined == expected
+    assert oci.archive_size(parts) == len(expected)
+    oci.write_docker_archive(store, image, tmp_path / "a.tar", ["b:2", "a:1"])
+    assert (tmp_path / "a.tar").read_bytes() == expected
+
+
+def test_docker_archive_refuses_a_layer_whose_size_is_not_its_manifest_s(store: Store) -> None:
+    _, image = put_image(store, [b"layer one"])
+    (layer,) = image.layers
+    bad = Image(image.config, (Layer(layer.digest, layer.diff_id, layer.size + 1),))
+    with pytest.raises(EnvlockError, match="its manifest says 10"):
+        oci.docker_archive_parts(store, bad, [])
