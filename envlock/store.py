@@ -38,7 +38,7 @@ import queue
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ParamSpec, TypeVar, cast
@@ -724,15 +724,17 @@ class Store:
                 problems.append(f"env index file {path.name}: {exc.message.split(': ', 1)[-1]}")
                 continue
             try:
-                closure = self.read_manifest(entry.manifest).blobs
+                manifest = self.read_manifest(entry.manifest)
             except CheckFailed as exc:
                 if self.has_blob(entry.manifest):
                     problems.append(f"env {entry.env_id[:19]}: manifest {entry.manifest[:19]}: {exc.message}")
                     continue
-                closure = ()
-            for digest in sorted({entry.manifest, *closure}):
+                manifest = None
+            described = (manifest.config, *manifest.layers) if manifest is not None else ()
+            for digest in sorted({entry.manifest, *(d.digest for d in described)}):
                 if not self.has_blob(digest):
                     problems.append(f"env {entry.env_id[:19]}: missing blob {digest[:19]}")
+            problems.extend(self._size_problems(entry.env_id, described))
         try:
             refs = self.refs()
         except CheckFailed as exc:
@@ -741,6 +743,21 @@ class Store:
         for ref, digest in sorted(refs.items()):
             if not self.has_blob(digest):
                 problems.append(f"ref {ref}: missing manifest {digest[:19]}")
+        return problems
+
+    def _size_problems(self, env_id: str, described: Sequence[Any]) -> list[str]:
+        """One line per descriptor whose ``size`` is not its stored blob's: a manifest that
+        lies about a size is refused by registries and engines when the image is pushed or
+        loaded (OCI image spec, "Descriptors": ``size`` MUST be the blob's byte count)."""
+        problems = []
+        for desc in described:
+            try:
+                held = self.blob_path(desc.digest).stat().st_size
+            except OSError:
+                continue  # missing: reported above
+            if held != desc.size:
+                said = f"its manifest says {desc.size}"
+                problems.append(f"env {env_id[:19]}: blob {desc.digest[:19]} is {held} bytes, {said}")
         return problems
 
     def gc(

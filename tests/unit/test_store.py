@@ -24,13 +24,13 @@ def env_id(label: str) -> str:
 
 def put_image(store: Store, label: str, artifacts: tuple[str, ...] = ()) -> tuple[str, str, str]:
     """Store a tiny image (config, one layer, manifest); return (manifest, config, layer) digests."""
-    layer = store.put_blob(f"layer of {label}".encode())
-    config = store.put_blob(canonical_json({"label": label}))
+    layer_bytes, config_bytes = f"layer of {label}".encode(), canonical_json({"label": label})
+    layer, config = store.put_blob(layer_bytes), store.put_blob(config_bytes)
     manifest: dict[str, object] = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": {"digest": config},
-        "layers": [{"digest": layer}],
+        "config": {"digest": config, "size": len(config_bytes)},
+        "layers": [{"digest": layer, "size": len(layer_bytes)}],
     }
     if artifacts:
         manifest["annotations"] = {"dev.envlock.artifacts": ",".join(artifacts)}
@@ -224,6 +224,25 @@ def test_fsck_reports_a_missing_blob_of_a_recorded_env(store: Store) -> None:
     problems = store.fsck()
 
     assert problems == [f"env {entry.env_id[:19]}: missing blob {layer[:19]}"]
+
+
+def test_fsck_reports_a_manifest_that_misstates_a_blob_size(store: Store) -> None:
+    layer = store.put_blob(b"layer")
+    config = store.put_blob(b"{}")
+    manifest = store.put_blob(
+        canonical_json(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"digest": config, "size": 2},
+                "layers": [{"digest": layer, "size": 6}],
+            }
+        )
+    )
+    entry = EnvEntry(env_id("sizes"), manifest, config, "sizes")
+    store.record_env(entry)
+
+    assert store.fsck() == [f"env {entry.env_id[:19]}: blob {layer[:19]} is 5 bytes, its manifest says 6"]
 
 
 def test_fsck_reports_a_ref_to_a_missing_manifest(store: Store) -> None:
