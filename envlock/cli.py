@@ -842,7 +842,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["gzip", "zstd", "none"],
         default="gzip",
         help="layer compression (only envlock reads cache entries: any choice works; "
-        "none moves three times the bytes and spends no CPU on either side)",
+        "none is fastest to build from, with ~1.7x gzip's bytes for a CUDA image)",
     )
     p.add_argument("--platform", help="platform of the lock (default: linux-64)")
     p.add_argument("--store", help="store directory")
