@@ -108,7 +108,8 @@ def _plain_socket() -> tuple[str, str, int] | None:
     host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     if host.startswith("unix://"):
         return ("unix", host[len("unix://") :], 0)
-    if host.startswith("tcp://") and not os.environ.get("DOCKER_TLS_VERIFY"):
+    tls = os.environ.get("DOCKER_TLS_VERIFY") or os.environ.get("DOCKER_CERT_PATH")  # docker-py's rule
+    if host.startswith("tcp://") and not tls:
         parsed = urllib.parse.urlsplit(host)
         if parsed.hostname and parsed.port:
             return ("tcp", parsed.hostname, parsed.port)

@@ -273,14 +273,17 @@ class Dockerd:
     root: Path
 
 
-def start_dockerd(root: Path) -> tuple[subprocess.Popen[bytes], Dockerd]:
-    """dockerd with its own socket, data root and exec root; no bridge, no iptables."""
+def start_dockerd(root: Path, tcp: bool = False) -> tuple[subprocess.Popen[bytes], Dockerd]:
+    """dockerd with its own socket, data root and exec root; no bridge, no iptables.
+
+    With ``tcp``, it listens on a plain ``tcp://127.0.0.1:PORT`` instead, and that is its host."""
     sock = root / "docker.sock"
     log = (root / "dockerd.log").open("wb")
+    host = f"tcp://127.0.0.1:{free_port()}" if tcp else f"unix://{sock}"
     proc = subprocess.Popen(
         [
             "dockerd",
-            f"--host=unix://{sock}",
+            f"--host={host}",
             f"--data-root={root / 'data'}",
             f"--exec-root={root / 'exec'}",
             f"--pidfile={root / 'docker.pid'}",
@@ -293,7 +296,6 @@ def start_dockerd(root: Path) -> tuple[subprocess.Popen[bytes], Dockerd]:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    host = f"unix://{sock}"
 
     def up() -> bool:
         if proc.poll() is not None:

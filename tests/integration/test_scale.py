@@ -211,6 +211,38 @@ def test_streamed_load_gives_the_build_s_image_id(
     assert list((store / "tmp").iterdir()) == []
 
 
+def test_a_load_over_plain_tcp_and_one_through_docker_py_give_the_build_s_image_id(
+    built: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    """The archive envlock sends itself (here over ``tcp://``) and the one docker-py carries
+    (TLS and ssh engines) are the same bytes: both engines report the build's image ID."""
+    from envlock import engine
+
+    spec, store, image_id = built
+    root = Path("/tmp") / f"envlock-tcp-{tmp_path.name}"
+    root.mkdir(parents=True, exist_ok=True)
+    proc, info = start_dockerd(root, tcp=True)
+    try:
+        assert info.host.startswith("tcp://127.0.0.1:")
+        out = run_envlock(
+            "build", str(spec), "--store", str(store), "--load", cwd=tmp_path, env={"DOCKER_HOST": info.host}
+        )
+        assert out.returncode == 0, out.stderr
+        inspect = docker(info.host, "image", "inspect", "--format", "{{.Id}}", image_id)
+        assert inspect.stdout.strip() == image_id
+        assert docker(info.host, "rmi", "-f", image_id).returncode == 0
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("DOCKER_HOST", info.host)
+            c = engine.client()
+            engine._docker_py_load(c, Store(store), stored_image(Store(store)), ["viapy:1"])
+        inspect = docker(info.host, "image", "inspect", "--format", "{{.Id}}", "viapy:1")
+        assert inspect.stdout.strip() == image_id
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        subprocess.run(["rm", "-rf", str(root)], check=False)
+
+
 def test_an_engine_with_a_full_disk_is_an_error_line(built: tuple[Path, Path, str], tmp_path: Path) -> None:
     """dockerd whose data root is a 48 MiB tmpfs: the image (base + 24 MiB of noise) cannot fit."""
     spec, store, _ = built

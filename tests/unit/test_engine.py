@@ -22,12 +22,19 @@ from envlock import engine
 def test_a_load_sends_the_archive_itself_only_on_a_plain_socket(
     monkeypatch: pytest.MonkeyPatch, host: str | None, tls: str | None, expected: object
 ) -> None:
-    for name, value in (("DOCKER_HOST", host), ("DOCKER_TLS_VERIFY", tls)):
+    for name, value in (("DOCKER_HOST", host), ("DOCKER_TLS_VERIFY", tls), ("DOCKER_CERT_PATH", None)):
         if value is None:
             monkeypatch.delenv(name, raising=False)
         else:
             monkeypatch.setenv(name, value)
     assert engine._plain_socket() == expected
+
+
+def test_a_certificate_path_means_tls_as_docker_py_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:2376")
+    monkeypatch.delenv("DOCKER_TLS_VERIFY", raising=False)
+    monkeypatch.setenv("DOCKER_CERT_PATH", "/home/u/.docker")
+    assert engine._plain_socket() is None
 
 
 def test_a_full_disk_is_named_with_what_to_do() -> None:
