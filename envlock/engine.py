@@ -14,7 +14,7 @@ import socket
 import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from envlock.errors import CheckFailed, ServiceUnavailable
 from envlock.image.model import Image
@@ -156,8 +156,14 @@ def _post_archive(target: tuple[str, str, int], version: str, parts: list[Any], 
                     sock.sendall(part)
                     continue
                 path, size = part
-                with path.open("rb") as blob:
-                    sock.sendfile(blob, 0, size)
+                blob = _open_blob(path)
+                with blob:
+                    sent = sock.sendfile(blob, 0, size)
+                if sent != size:  # the blob shrank since it was checked: the engine would wait forever
+                    raise CheckFailed(
+                        f"blob {path.name[:12]} in the store shrank to {sent} of {size} bytes as it was sent",
+                        "run `envlock store fsck`; building the image again restores it",
+                    )
         except OSError as exc:  # the engine hung up: its reply, if any, says why
             try:
                 resp = conn.getresponse()
@@ -173,6 +179,16 @@ def _post_archive(target: tuple[str, str, int], version: str, parts: list[Any], 
         raise load_failure(image_id, f"{type(exc).__name__}: {exc}") from None
     finally:
         conn.close()
+
+
+def _open_blob(path: Path) -> IO[bytes]:
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise CheckFailed(
+            f"cannot read blob {path.name[:12]} in the store: {exc.strerror}",
+            "run `envlock store fsck`; building the image again restores it",
+        ) from None
 
 
 def _docker_py_load(c: Any, store: Store, image: Image, tags: list[str]) -> None:

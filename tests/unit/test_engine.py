@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+from pathlib import Path
+
 import pytest
 
 from envlock import engine
+from envlock.errors import CheckFailed, ServiceUnavailable
+
+ID = "sha256:" + "a" * 64
 
 
 @pytest.mark.parametrize(
@@ -41,3 +48,50 @@ def test_a_full_disk_is_named_with_what_to_do() -> None:
     exc = engine.load_failure("sha256:" + "a" * 64, "write /var/lib/docker/x: no space left on device")
     assert "ran out of disk space" in exc.message
     assert exc.hint is not None and "docker image prune" in exc.hint
+
+
+def _server(path: Path, reply: bytes) -> threading.Thread:
+    """A unix-socket server that reads one request until the client stops, then says ``reply``."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn, server:
+            conn.settimeout(5)
+            data = b""
+            try:
+                while b"\r\n\r\n" not in data and (more := conn.recv(65536)):
+                    data += more
+                if reply:
+                    conn.sendall(reply)
+                while conn.recv(65536):
+                    pass
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_blob_that_shrank_while_it_was_sent_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    """Content-Length promised the blob's size: a short blob would leave the engine waiting."""
+    _server(tmp_path / "d.sock", b"")
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"x" * 500)
+    with pytest.raises(CheckFailed, match="shrank to 500 of 1000 bytes"):
+        engine._post_archive(("unix", str(tmp_path / "d.sock"), 0), "1.41", [b"head", (blob, 1000)], ID)
+
+
+def test_an_endpoint_that_is_not_an_engine_is_a_load_failure(tmp_path: Path) -> None:
+    _server(tmp_path / "d.sock", b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found")
+    with pytest.raises(ServiceUnavailable, match="failed to load") as caught:
+        engine._post_archive(("unix", str(tmp_path / "d.sock"), 0), "1.41", [b"x" * 10_000_000], ID)
+    assert "404" in caught.value.message or "hung up" in caught.value.message
+
+
+def test_no_engine_at_the_socket_is_a_load_failure(tmp_path: Path) -> None:
+    with pytest.raises(ServiceUnavailable, match="failed to load"):
+        engine._post_archive(("unix", str(tmp_path / "none.sock"), 0), "1.41", [b"x"], ID)
