@@ -67,9 +67,7 @@ def load(store: Store, image: Image, tags: Sequence[str], say: Say | None = None
             store.check_blobs([la.digest for la in image.layers])
             _stream_load(c, store, image, list(tags))
     engine_image = _get_loaded(c, image.image_id)
-    for tag in tags:
-        repo, _, name = tag.rpartition(":")
-        engine_image.tag(repo, name)
+    _tag(engine_image, image.image_id, tags)
     engine_id: str = engine_image.id
     if engine_id != image.image_id:
         raise CheckFailed(f"the engine reports image ID {engine_id}, envlock built {image.image_id}")
@@ -224,13 +222,29 @@ def load_failure(image_id: str, reason: str) -> ServiceUnavailable:
 
 def _get_loaded(c: Any, image_id: str) -> Any:
     from docker.errors import DockerException, ImageNotFound
+    from requests.exceptions import RequestException
 
     try:
         return c.images.get(image_id)
     except ImageNotFound:
         raise load_failure(image_id, "the engine answered the load but does not have the image") from None
-    except DockerException as exc:
-        raise load_failure(image_id, str(exc)) from None
+    except (DockerException, RequestException) as exc:  # an engine gone away is a RequestException
+        raise load_failure(image_id, str(getattr(exc, "explanation", None) or exc)) from None
+
+
+def _tag(engine_image: Any, image_id: str, tags: Sequence[str]) -> None:
+    """Tag the loaded image; an engine that refuses a tag or goes away is ``ServiceUnavailable``
+    (exit 3), not an internal error."""
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
+    for tag in tags:
+        repo, _, name = tag.rpartition(":")
+        try:
+            engine_image.tag(repo, name)
+        except (DockerException, RequestException) as exc:
+            why = str(getattr(exc, "explanation", None) or exc)
+            raise load_failure(image_id, f"tagging it {tag} failed: {why}") from None
 
 
 def gpu_runtime(c: Any) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -50,8 +51,17 @@ class BuildResult:
 
 def image_ref(name: str, env_id: str, platform: str) -> str:
     """The tag a built image gets (``envlock/NAME:ENVID16-PLATFORM``); a Docker repository
-    name is lower case (distribution spec, "Pulling manifests": ``[a-z0-9]+...``)."""
-    return f"envlock/{name.lower()}:{env_id.split(':')[1][:16]}-{platform}"
+    name is lower case (distribution spec, "Pulling manifests": ``[a-z0-9]+...``).
+
+    A spec name may end in ``-``/``_`` or join words with ``_-`` or ``___``, which no engine
+    or registry takes as a repository (``invalid reference format``): such a run of separators
+    becomes ``-`` and a trailing one is dropped; names that are valid already are unchanged."""
+    repo = re.sub(
+        r"[-_]+",
+        lambda m: m.group() if re.fullmatch(r"_{1,2}|-+", m.group()) else "-",
+        name.lower().rstrip("-_"),
+    )
+    return f"envlock/{repo}:{env_id.split(':')[1][:16]}-{platform}"
 
 
 def choose_platform(lock: Lock, platform: str | None) -> PlatformLock:

@@ -95,3 +95,54 @@ def test_an_endpoint_that_is_not_an_engine_is_a_load_failure(tmp_path: Path) -> 
 def test_no_engine_at_the_socket_is_a_load_failure(tmp_path: Path) -> None:
     with pytest.raises(ServiceUnavailable, match="failed to load"):
         engine._post_archive(("unix", str(tmp_path / "none.sock"), 0), "1.41", [b"x"], ID)
+
+
+class _Images:
+    def __init__(self, image: object, error: Exception | None = None) -> None:
+        self.image, self.error = image, error
+
+    def get(self, image_id: str) -> object:
+        if self.error is not None:
+            raise self.error
+        return self.image
+
+
+class _Client:
+    def __init__(self, images: _Images) -> None:
+        self.images = images
+
+
+def _load_with(monkeypatch: pytest.MonkeyPatch, client: _Client) -> None:
+    from envlock.image.model import Image
+
+    monkeypatch.setattr(engine, "client", lambda: client)
+    image = Image({"rootfs": {"type": "layers", "diff_ids": []}}, ())
+    engine.load(None, image, ["envlock/x:1-linux-64"])  # type: ignore[arg-type]
+
+
+def test_an_engine_that_refuses_the_tag_is_an_error_line_not_an_internal_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from docker.errors import APIError
+
+    from envlock.errors import ServiceUnavailable
+
+    class Refusing:
+        id = "sha256:" + "0" * 64
+
+        def tag(self, repo: str, tag: str) -> None:
+            raise APIError("500 Server Error", explanation="invalid reference format")
+
+    with pytest.raises(ServiceUnavailable, match="tagging it envlock/x:1-linux-64 failed: invalid reference"):
+        _load_with(monkeypatch, _Client(_Images(Refusing())))
+
+
+def test_an_engine_gone_after_the_ping_is_an_error_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from requests.exceptions import ConnectionError
+
+    from envlock.errors import ServiceUnavailable
+
+    gone = ConnectionError("('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))")
+    monkeypatch.setattr(engine, "has_image", lambda c, image_id: True)
+    with pytest.raises(ServiceUnavailable, match="Connection aborted"):
+        _load_with(monkeypatch, _Client(_Images(None, gone)))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
+
+import pytest
 
 from envlock.image.model import (
     CONFIG,
@@ -201,3 +204,32 @@ def test_merge_env_keeps_base_order_then_adds_ours_sorted() -> None:
 def test_merge_env_keeps_equals_signs_in_values() -> None:
     assert merge_env(["OPTS=a=b=c"], {}) == ["OPTS=a=b=c"]
     assert merge_env([], {"X": "k=v"}) == ["X=k=v"]
+
+
+# distribution/reference: a path component and a tag (docker, containerd and registries share it)
+_REPO_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOCKER_REF = re.compile(rf"^{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*:[\w][\w.-]{{0,127}}$")
+
+
+@pytest.mark.parametrize(
+    ("name", "repo"),
+    [
+        ("vision", "vision"),
+        ("Train-GPU", "train-gpu"),
+        ("a__b", "a__b"),
+        ("a---b", "a---b"),
+        ("x-", "x"),  # the spec name allows these; an engine answers "invalid reference format"
+        ("x__", "x"),
+        ("a_-b", "a-b"),
+        ("a-_b", "a-b"),
+        ("a___b", "a-b"),
+    ],
+)
+def test_every_spec_name_gives_a_reference_an_engine_accepts(name: str, repo: str) -> None:
+    from envlock.image.build import image_ref
+    from envlock.spec import _NAME
+
+    assert _NAME.match(name)
+    ref = image_ref(name, "sha256:" + "0123456789abcdef" * 4, "linux-64")
+    assert ref == f"envlock/{repo}:0123456789abcdef-linux-64"
+    assert _DOCKER_REF.match(ref), ref
