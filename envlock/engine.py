@@ -43,13 +43,17 @@ def client() -> Any:
 
 
 def has_image(c: Any, image_id: str) -> bool:
-    from docker.errors import ImageNotFound
+    """Whether the engine has ``image_id``; ``ServiceUnavailable`` when it stops answering."""
+    from docker.errors import DockerException, ImageNotFound
+    from requests.exceptions import RequestException
 
     try:
         c.images.get(image_id)
         return True
     except ImageNotFound:
         return False
+    except (DockerException, RequestException) as exc:  # gone since the ping
+        raise load_failure(image_id, str(getattr(exc, "explanation", None) or exc)) from None
 
 
 def load(store: Store, image: Image, tags: Sequence[str], say: Say | None = None) -> str:

@@ -146,3 +146,11 @@ def test_an_engine_gone_after_the_ping_is_an_error_line(monkeypatch: pytest.Monk
     monkeypatch.setattr(engine, "has_image", lambda c, image_id: True)
     with pytest.raises(ServiceUnavailable, match="Connection aborted"):
         _load_with(monkeypatch, _Client(_Images(None, gone)))
+
+
+def test_an_engine_gone_before_the_image_lookup_is_an_error_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from requests.exceptions import ConnectionError
+
+    gone = ConnectionError("('Connection aborted.', RemoteDisconnected('closed'))")
+    with pytest.raises(ServiceUnavailable, match="Connection aborted"):
+        _load_with(monkeypatch, _Client(_Images(None, gone)))
