@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from envlock.errors import CheckFailed, ServiceUnavailable
+from envlock.errors import CheckFailed, ServiceUnavailable, UsageError
 from envlock.image.model import Image
 from envlock.store import Store
 
@@ -24,7 +24,22 @@ Say = Callable[[str], None]
 LOAD_TIMEOUT = 600  # seconds the engine may stay silent while it loads (docker-py's default for envlock)
 
 
+ENGINE_SCHEMES = ("unix", "tcp", "ssh", "http", "https", "npipe", "http+unix")  # docker-py's parse_host
+
+
 def client() -> Any:
+    """A docker-py client of the engine ``DOCKER_HOST`` names (default socket otherwise).
+
+    Raises:
+        UsageError: ``DOCKER_HOST`` is not an engine address (exit 2).
+        ServiceUnavailable: docker-py is missing, or no engine answers there (exit 3).
+    """
+    host = os.environ.get("DOCKER_HOST", "")
+    if "://" in host and host.split("://", 1)[0] not in ENGINE_SCHEMES:  # HOST:PORT alone is tcp
+        raise UsageError(
+            f"DOCKER_HOST={host} is not a Docker engine address",
+            "use unix:///PATH/docker.sock, tcp://HOST:PORT or ssh://USER@HOST, or unset it",
+        )
     try:
         import docker
         from docker.errors import DockerException
@@ -209,10 +224,18 @@ def _docker_py_load(c: Any, store: Store, image: Image, tags: list[str]) -> None
         chunks.close()
 
 
-def load_failure(image_id: str, reason: str) -> ServiceUnavailable:
-    """The error for an engine that failed to load ``image_id``, with what to do about it."""
+def load_failure(image_id: str, reason: str) -> ServiceUnavailable | CheckFailed:
+    """The error for an engine that failed to load ``image_id``, with what to do about it:
+    ``CheckFailed`` (exit 1) when the engine found a layer that is not its ``diff_id`` (the
+    store's copy changed after it was checked), else ``ServiceUnavailable`` (exit 3)."""
     where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     reason = " ".join(reason.split())[-300:]
+    if "invalid diffid" in reason.lower():
+        return CheckFailed(
+            f"the Docker engine at {where} refused a layer of {image_id[:19]}: {reason}",
+            "a layer in the store is not what the image says: run `envlock store fsck`; building "
+            "the image again restores it",
+        )
     if "no space left on device" in reason.lower():
         return ServiceUnavailable(
             f"the Docker engine at {where} ran out of disk space loading {image_id[:19]}: {reason}",

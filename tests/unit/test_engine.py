@@ -154,3 +154,20 @@ def test_an_engine_gone_before_the_image_lookup_is_an_error_line(monkeypatch: py
     gone = ConnectionError("('Connection aborted.', RemoteDisconnected('closed'))")
     with pytest.raises(ServiceUnavailable, match="Connection aborted"):
         _load_with(monkeypatch, _Client(_Images(None, gone)))
+
+
+@pytest.mark.parametrize("host", ["bogus://x", "htp://127.0.0.1:2375", "docker://local"])
+def test_a_docker_host_that_is_no_engine_address_is_bad_input(
+    monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    from envlock.errors import UsageError
+
+    monkeypatch.setenv("DOCKER_HOST", host)
+    with pytest.raises(UsageError, match="is not a Docker engine address"):
+        engine.client()
+
+
+def test_a_layer_the_engine_finds_changed_is_a_failed_check_pointing_at_fsck() -> None:
+    exc = engine.load_failure(ID, "invalid diffID for layer 1: expected sha256:aa, got sha256:bb")
+    assert isinstance(exc, CheckFailed) and exc.exit_code == 1
+    assert exc.hint is not None and "envlock store fsck" in exc.hint
