@@ -22,8 +22,6 @@ from envlock.store import Store
 
 Say = Callable[[str], None]
 LOAD_TIMEOUT = 600  # seconds the engine may stay silent while it loads (docker-py's default for envlock)
-
-
 ENGINE_SCHEMES = ("unix", "tcp", "ssh", "http", "https", "npipe", "http+unix")  # docker-py's parse_host
 
 
@@ -68,7 +66,7 @@ def has_image(c: Any, image_id: str) -> bool:
     except ImageNotFound:
         return False
     except (DockerException, RequestException) as exc:  # gone since the ping
-        raise load_failure(image_id, str(getattr(exc, "explanation", None) or exc)) from None
+        raise load_failure(image_id, _reason(exc)) from None
 
 
 def load(store: Store, image: Image, tags: Sequence[str], say: Say | None = None) -> str:
@@ -104,11 +102,11 @@ def _stream_load(c: Any, store: Store, image: Image, tags: list[str]) -> None:
     """
     from envlock.image.oci import docker_archive_parts
 
-    parts = docker_archive_parts(store, image, tags)
     target = _plain_socket()
     if target is None:
         _docker_py_load(c, store, image, tags)
         return
+    parts = docker_archive_parts(store, image, tags)
     reply = _post_archive(target, str(c.api.api_version), parts, image.image_id)
     for line in reply.splitlines():
         try:
@@ -219,9 +217,14 @@ def _docker_py_load(c: Any, store: Store, image: Image, tags: list[str]) -> None
     try:
         c.images.load(chunks)
     except (DockerException, RequestException) as exc:
-        raise load_failure(image.image_id, str(getattr(exc, "explanation", None) or exc)) from None
+        raise load_failure(image.image_id, _reason(exc)) from None
     finally:
         chunks.close()
+
+
+def _reason(exc: Exception) -> str:
+    """What docker-py says went wrong: the engine's own message when it sent one."""
+    return str(getattr(exc, "explanation", None) or exc)
 
 
 def load_failure(image_id: str, reason: str) -> ServiceUnavailable | CheckFailed:
@@ -256,7 +259,7 @@ def _get_loaded(c: Any, image_id: str) -> Any:
     except ImageNotFound:
         raise load_failure(image_id, "the engine answered the load but does not have the image") from None
     except (DockerException, RequestException) as exc:  # an engine gone away is a RequestException
-        raise load_failure(image_id, str(getattr(exc, "explanation", None) or exc)) from None
+        raise load_failure(image_id, _reason(exc)) from None
 
 
 def _tag(engine_image: Any, image_id: str, tags: Sequence[str]) -> None:
@@ -270,8 +273,7 @@ def _tag(engine_image: Any, image_id: str, tags: Sequence[str]) -> None:
         try:
             engine_image.tag(repo, name)
         except (DockerException, RequestException) as exc:
-            why = str(getattr(exc, "explanation", None) or exc)
-            raise load_failure(image_id, f"tagging it {tag} failed: {why}") from None
+            raise load_failure(image_id, f"tagging it {tag} failed: {_reason(exc)}") from None
 
 
 def gpu_runtime(c: Any) -> bool:
